@@ -1,0 +1,99 @@
+// The only pybind11 file: converts numpy buffers, releases the GIL around C++ work, and lets
+// std::invalid_argument from the core surface as Python ValueError (pybind11's default map).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <string>
+
+#include "common/check.hpp"
+#include "sampler/hybrid_sampler.hpp"
+
+namespace py = pybind11;
+
+namespace {
+
+template <typename T>
+using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+// Checks rank and (where given) each dimension of a numpy argument; -1 means any size.
+template <typename T>
+void check_shape(const CArray<T>& array, const char* name, std::initializer_list<int64_t> shape) {
+  hbt::require(array.ndim() == static_cast<py::ssize_t>(shape.size()), name, " must have ",
+               shape.size(), " dimensions, got ", array.ndim());
+  int axis = 0;
+  for (int64_t expected : shape) {
+    hbt::require(expected < 0 || array.shape(axis) == expected, name, " has size ",
+                 array.shape(axis), " in dimension ", axis, ", expected ", expected);
+    ++axis;
+  }
+}
+
+// ---------------------------------------------------------------- sampler
+hbt::HybridSampler make_sampler(const CArray<int64_t>& languages, const CArray<int64_t>& groups,
+                                int64_t batch_size, const std::string& mode, double alpha,
+                                double lang_exponent, uint64_t seed, int64_t rank,
+                                int64_t world_size, bool drop_last) {
+  check_shape(languages, "languages", {-1});
+  check_shape(groups, "groups", {languages.shape(0)});
+  hbt::SamplerConfig config;
+  config.batch_size = batch_size;
+  config.mode = hbt::parse_sampler_mode(mode);
+  config.alpha = alpha;
+  config.lang_exponent = lang_exponent;
+  config.seed = seed;
+  config.rank = rank;
+  config.world_size = world_size;
+  config.drop_last = drop_last;
+  py::gil_scoped_release release;
+  return hbt::HybridSampler(languages.data(), groups.data(), languages.shape(0), config);
+}
+
+py::tuple sampler_batches(hbt::HybridSampler& sampler, int64_t start, int64_t count) {
+  hbt::require(start >= 0 && count >= 0 && start + count <= sampler.num_batches(),
+               "batches [", start, ", ", start + count, ") outside the epoch's ",
+               sampler.num_batches(), " batches");
+  const int64_t width = sampler.config().batch_size;
+  py::array_t<int64_t> queries({count, width});
+  py::array_t<int64_t> passages({count, width});
+  int64_t* query_data = queries.mutable_data();
+  int64_t* passage_data = passages.mutable_data();
+  {
+    py::gil_scoped_release release;
+    sampler.batches(start, count, query_data, passage_data);
+  }
+  return py::make_tuple(queries, passages);
+}
+
+void bind_sampler(py::module_& m) {
+  py::class_<hbt::HybridSampler>(m, "HybridSampler")
+      .def(py::init(&make_sampler), py::arg("languages"), py::arg("groups"),
+           py::arg("batch_size"), py::arg("mode"), py::arg("alpha"), py::arg("lang_exponent"),
+           py::arg("seed"), py::arg("rank"), py::arg("world_size"), py::arg("drop_last"))
+      .def_property_readonly("num_batches", &hbt::HybridSampler::num_batches)
+      .def_property_readonly("epoch", &hbt::HybridSampler::epoch)
+      .def("set_epoch", &hbt::HybridSampler::set_epoch, py::call_guard<py::gil_scoped_release>())
+      .def("batches", &sampler_batches)
+      .def("batch_language", &hbt::HybridSampler::batch_language)
+      .def("xx_languages", &hbt::HybridSampler::xx_languages)
+      .def("small_languages", &hbt::HybridSampler::small_languages)
+      .def_property_readonly("num_cross_groups", &hbt::HybridSampler::num_cross_groups);
+}
+
+// ---------------------------------------------------------------- loss
+// (fused InfoNCE bindings go here)
+
+py::dict build_info() {
+  py::dict info;
+  info["sampler"] = "cpu";
+  return info;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "hbt_fast C++ core (private; use the hbt_fast package)";
+  bind_sampler(m);
+  m.def("build_info", &build_info);
+}

@@ -1,0 +1,89 @@
+#pragma once
+// Language-stratified hybrid batch sampler (pure C++17, no Python).
+//
+// Each global batch (batch_size * world_size rows) is either X-X (one language, distinct
+// groups, query row == passage row) or X-Y (distinct groups, query and passage rows of one
+// group in two different languages). Every random decision is a pure function of
+// (seed, epoch, counters), so batch k of an epoch is computed without replaying batches
+// 0..k-1, and the same seed gives the same batches on every platform.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace hbt {
+
+enum class SamplerMode { kXX, kXY, kHybrid };
+
+SamplerMode parse_sampler_mode(const std::string& name);
+
+struct SamplerConfig {
+  int64_t batch_size = 1;     // rows per rank
+  SamplerMode mode = SamplerMode::kHybrid;
+  double alpha = 0.5;         // probability of an X-X batch in hybrid mode
+  double lang_exponent = 0.0; // X-X language weight is n_lang ** lang_exponent
+  uint64_t seed = 0;
+  int64_t rank = 0;
+  int64_t world_size = 1;
+  bool drop_last = true;
+};
+
+class HybridSampler {
+ public:
+  using Index = uint32_t;
+
+  // languages[i], groups[i]: non-negative ids of pair i. Throws std::invalid_argument.
+  HybridSampler(const int64_t* languages, const int64_t* groups, int64_t num_pairs,
+                const SamplerConfig& config);
+
+  int64_t num_batches() const { return num_batches_; }  // per epoch, identical on every rank
+  int64_t epoch() const { return epoch_; }
+  void set_epoch(int64_t epoch);
+
+  // This rank's rows of batch `index` of the current epoch (batch_size values each).
+  void batch(int64_t index, int64_t* query_rows, int64_t* passage_rows);
+  // Batches [start, start + count), written row-major as [count, batch_size].
+  void batches(int64_t start, int64_t count, int64_t* query_rows, int64_t* passage_rows);
+  // Kind of batch `index`: the X-X language id, or -1 for an X-Y batch.
+  int64_t batch_language(int64_t index) const;
+
+  // Language ids (original values) usable in X-X batches, and those too small for one.
+  std::vector<int64_t> xx_languages() const;
+  std::vector<int64_t> small_languages() const;
+  int64_t num_cross_groups() const { return static_cast<int64_t>(cross_groups_.size()); }
+  const SamplerConfig& config() const { return config_; }
+
+ private:
+  struct Stream {  // one shuffled pass over a pool, regenerated when the pass changes
+    int64_t pass = -1;
+    std::vector<Index> order;
+  };
+
+  void index_pairs(const int64_t* languages, const int64_t* groups);
+  void validate_and_size();
+  void build_plan();
+  const std::vector<Index>& stream_pass(Stream& stream, const Index* pool, int64_t size,
+                                        uint64_t key, int64_t pass);
+  void fill_xx(int64_t language, int64_t ordinal, int64_t* query_rows, int64_t* passage_rows);
+  void fill_xy(int64_t ordinal, int64_t* query_rows, int64_t* passage_rows);
+  int64_t global_batch() const { return config_.batch_size * config_.world_size; }
+
+  SamplerConfig config_;
+  int64_t num_pairs_ = 0;
+  int64_t num_batches_ = 0;
+  int64_t epoch_ = 0;
+
+  std::vector<int64_t> language_ids_;      // compact language -> original id
+  std::vector<int64_t> language_offsets_;  // CSR: pairs of each compact language
+  std::vector<Index> language_pairs_;
+  std::vector<int64_t> group_offsets_;     // CSR: pairs of each group, by language
+  std::vector<Index> group_pairs_;
+  std::vector<Index> cross_groups_;        // groups present in two or more languages
+  std::vector<double> language_weights_;   // normalised over X-X-eligible languages
+
+  std::vector<int32_t> plan_language_;     // per batch: compact X-X language or -1 (X-Y)
+  std::vector<int64_t> plan_ordinal_;      // per batch: index among batches of its pool
+  std::vector<Stream> language_streams_;
+  Stream cross_stream_;
+};
+
+}  // namespace hbt
