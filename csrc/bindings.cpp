@@ -5,9 +5,11 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "common/check.hpp"
+#include "loss/info_nce.hpp"
 #include "sampler/hybrid_sampler.hpp"
 
 namespace py = pybind11;
@@ -82,11 +84,70 @@ void bind_sampler(py::module_& m) {
 }
 
 // ---------------------------------------------------------------- loss
-// (fused InfoNCE bindings go here)
+// Returns (loss, d loss / d scale, grad_q or None, grad_p or None).
+template <typename T>
+py::tuple info_nce(const CArray<T>& queries, const CArray<T>& passages,
+                   const std::optional<CArray<int64_t>>& query_groups,
+                   const std::optional<CArray<int64_t>>& passage_groups, double scale,
+                   bool symmetric, bool compute_gradients, int num_threads, int64_t block_rows) {
+  check_shape(queries, "q", {-1, -1});
+  check_shape(passages, "p", {-1, queries.shape(1)});
+  hbt::InfoNceInputs inputs;
+  inputs.num_queries = queries.shape(0);
+  inputs.num_passages = passages.shape(0);
+  inputs.dim = queries.shape(1);
+  if (query_groups) {
+    check_shape(*query_groups, "query_groups", {inputs.num_queries});
+    inputs.query_groups = query_groups->data();
+  }
+  if (passage_groups) {
+    check_shape(*passage_groups, "passage_groups", {inputs.num_passages});
+    inputs.passage_groups = passage_groups->data();
+  }
+  hbt::InfoNceOptions options;
+  options.scale = scale;
+  options.symmetric = symmetric;
+  options.compute_gradients = compute_gradients;
+  options.num_threads = num_threads;
+  options.block_rows = block_rows;
+  py::object grad_queries = py::none();
+  py::object grad_passages = py::none();
+  T* grad_queries_data = nullptr;
+  T* grad_passages_data = nullptr;
+  if (compute_gradients) {
+    py::array_t<T> grad_q({inputs.num_queries, inputs.dim});
+    py::array_t<T> grad_p({inputs.num_passages, inputs.dim});
+    grad_queries_data = grad_q.mutable_data();
+    grad_passages_data = grad_p.mutable_data();
+    grad_queries = std::move(grad_q);
+    grad_passages = std::move(grad_p);
+  }
+  hbt::InfoNceResult result;
+  {
+    py::gil_scoped_release release;
+    result = hbt::info_nce<T>(queries.data(), passages.data(), inputs, options,
+                              grad_queries_data, grad_passages_data);
+  }
+  return py::make_tuple(result.loss, result.grad_scale, grad_queries, grad_passages);
+}
+
+// One entry point per dtype; the Python wrapper picks the one matching the tensors.
+template <typename T>
+void def_info_nce(py::module_& m, const char* name) {
+  m.def(name, &info_nce<T>, py::arg("q"), py::arg("p"), py::arg("query_groups"),
+        py::arg("passage_groups"), py::arg("scale"), py::arg("symmetric"),
+        py::arg("compute_gradients"), py::arg("num_threads"), py::arg("block_rows") = 0);
+}
+
+void bind_loss(py::module_& m) {
+  def_info_nce<float>(m, "info_nce_float32");
+  def_info_nce<double>(m, "info_nce_float64");
+}
 
 py::dict build_info() {
   py::dict info;
   info["sampler"] = "cpu";
+  info["loss"] = hbt::info_nce_blas_name();
   return info;
 }
 
@@ -95,5 +156,6 @@ py::dict build_info() {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "hbt_fast C++ core (private; use the hbt_fast package)";
   bind_sampler(m);
+  bind_loss(m);
   m.def("build_info", &build_info);
 }

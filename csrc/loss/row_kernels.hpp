@@ -1,0 +1,43 @@
+#pragma once
+// Element-wise work on one row of a similarity block: the part of the fused InfoNCE loss that
+// is not a matrix product. The float versions are vectorised and dispatched at run time on the
+// CPU's instruction set (AVX-512 / AVX2 / baseline); the double versions are plain loops.
+#include <cstdint>
+
+namespace hbt::loss_detail {
+
+// Which columns of a query's row are excluded: passages of the query's own group other than
+// its positive (false negatives). Null passage_groups excludes nothing.
+struct RowMask {
+  const int64_t* passage_groups = nullptr;
+  int64_t query_group = 0;
+  int64_t positive = 0;
+};
+
+// log sum_{j unmasked} exp(scale * sims[j]); sims holds raw similarities (logits / scale).
+float row_log_sum_exp(const float* sims, int64_t n, float scale, const RowMask& mask);
+double row_log_sum_exp(const double* sims, int64_t n, double scale, const RowMask& mask);
+
+// Overwrites sims with the gradient of the loss with respect to this row's logits,
+//   g_j = row_weight * (softmax_row_j - y_j) + col_weight * (softmax_col_j - y_j)  (j < num_cols)
+// with y the positive's indicator and softmax_col_j = exp(logit_j - col_lse[j]); returns
+// sum_j g_j * sims_j (the row's share of d loss / d scale).
+float row_gradient(float* sims, int64_t n, float scale, float row_lse, float row_weight,
+                   const RowMask& mask, const float* col_lse, int64_t num_cols, float col_weight);
+double row_gradient(double* sims, int64_t n, double scale, double row_lse, double row_weight,
+                    const RowMask& mask, const double* col_lse, int64_t num_cols,
+                    double col_weight);
+
+// Column statistics for the symmetric loss, one row at a time: col_max[j] = max(col_max[j],
+// sims[j]) over unmasked entries, then col_sum[j] += exp(scale * (sims[j] - col_max[j])).
+void column_max_update(const float* sims, int64_t n, const RowMask& mask, float* col_max);
+void column_max_update(const double* sims, int64_t n, const RowMask& mask, double* col_max);
+void column_sum_update(const float* sims, int64_t n, float scale, const RowMask& mask,
+                       const float* col_max, float* col_sum);
+void column_sum_update(const double* sims, int64_t n, double scale, const RowMask& mask,
+                       const double* col_max, double* col_sum);
+
+bool all_finite(const float* values, int64_t n);
+bool all_finite(const double* values, int64_t n);
+
+}  // namespace hbt::loss_detail
