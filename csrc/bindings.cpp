@@ -85,7 +85,8 @@ void bind_sampler(py::module_& m) {
       .def("batch_languages", &sampler_batch_languages)
       .def("xx_languages", &hbt::HybridSampler::xx_languages)
       .def("small_languages", &hbt::HybridSampler::small_languages)
-      .def_property_readonly("num_cross_groups", &hbt::HybridSampler::num_cross_groups);
+      .def_property_readonly("num_cross_groups", &hbt::HybridSampler::num_cross_groups)
+      .def_property_readonly("memory_bytes", &hbt::HybridSampler::memory_bytes);
 }
 
 // ---------------------------------------------------------------- loss

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hbt_fast import HybridBatchSampler, HybridSampler, PairDataset, labels_to_ids
-from reference_sampler import ReferenceHybridSampler
+from hbt_fast.testing import ReferenceHybridSampler
 
 
 def make_pairs(num_groups, num_languages, coverage, seed):

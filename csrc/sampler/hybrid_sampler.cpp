@@ -308,6 +308,16 @@ std::vector<int64_t> HybridSampler::xx_languages() const {
   return result;
 }
 
+int64_t HybridSampler::memory_bytes() const {
+  auto bytes = [](const auto& v) { return static_cast<int64_t>(v.capacity() * sizeof(v[0])); };
+  int64_t total = bytes(language_ids_) + bytes(language_offsets_) + bytes(language_pairs_) +
+                  bytes(group_offsets_) + bytes(group_pairs_) + bytes(cross_groups_) +
+                  bytes(language_weights_) + bytes(plan_language_) + bytes(plan_ordinal_) +
+                  bytes(cross_stream_.order);
+  for (const Stream& s : language_streams_) total += bytes(s.order);
+  return total;
+}
+
 std::vector<int64_t> HybridSampler::small_languages() const {
   std::vector<int64_t> result;
   for (size_t l = 0; l < language_ids_.size(); ++l) {

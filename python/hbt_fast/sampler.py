@@ -210,6 +210,11 @@ class HybridSampler:
         return self._core.batch_languages()
 
     @property
+    def memory_bytes(self) -> int:
+        """Bytes the C++ core holds: O(N) 32-bit row ids plus per-epoch plan and caches."""
+        return self._core.memory_bytes
+
+    @property
     def xx_languages(self) -> list[int]:
         """Language ids with enough pairs to form X-X batches."""
         return self._core.xx_languages()
