@@ -1,0 +1,171 @@
+"""Private machinery of the fused InfoNCE loss: the C++ entry points, the tiled pure-torch
+implementation of the same algorithm (for tensors off the CPU), and the autograd Function.
+
+Both back-ends take already validated, normalised tensors of one floating dtype and a logit
+scale (1 / temperature) as a 0-dim tensor, and return ``(loss, grad_scale, grad_q, grad_p)``:
+the gradients of the loss with respect to the scale, q and p, computed in the forward pass
+(the loss is a scalar, so the backward pass only multiplies them by ``grad_output``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterator, Optional
+
+import torch
+from torch.autograd.function import once_differentiable
+
+# Similarities held at once by the tiled torch path: about 64 MiB of float32 per block.
+TORCH_BLOCK_ELEMENTS = 1 << 24
+
+_settings = {"backend": None, "block_rows": 0}
+
+
+@contextlib.contextmanager
+def kernel_settings(backend: Optional[str] = None, block_rows: int = 0) -> Iterator[None]:
+    """Force a back-end ("cpp" or "torch") and/or a block height; for tests and benchmarks."""
+    if backend not in (None, "cpp", "torch"):
+        raise ValueError(f"backend must be 'cpp', 'torch' or None, got {backend!r}")
+    saved = dict(_settings)
+    _settings.update(backend=backend, block_rows=block_rows)
+    try:
+        yield
+    finally:
+        _settings.update(saved)
+
+
+def _uses_cpp(q: torch.Tensor) -> bool:
+    backend = _settings["backend"]
+    if backend == "cpp" and q.device.type != "cpu":
+        raise ValueError("the C++ back-end runs on CPU tensors only")
+    return backend == "cpp" or (backend is None and q.device.type == "cpu")
+
+
+def _nan_result(q, p, scale, compute_gradients):
+    nan = torch.full((), math.nan, dtype=q.dtype, device=q.device)
+    if not compute_gradients:
+        return nan, None, None, None
+    return nan, nan.clone(), torch.full_like(q, math.nan), torch.full_like(p, math.nan)
+
+
+def run_cpp(q, p, scale, query_groups, passage_groups, symmetric, compute_gradients):
+    """The C++ kernel on contiguous CPU float32/float64 tensors (copies others cheaply)."""
+    from hbt_fast import _C
+
+    entry = _C.info_nce_float32 if q.dtype == torch.float32 else _C.info_nce_float64
+    scale_value = float(scale)
+    if not math.isfinite(scale_value):  # a diverged learnable temperature: propagate, as torch
+        return _nan_result(q, p, scale, compute_gradients)
+
+    def as_numpy(tensor):
+        return None if tensor is None else tensor.detach().contiguous().numpy()
+
+    loss, grad_scale, grad_q, grad_p = entry(
+        as_numpy(q), as_numpy(p), as_numpy(query_groups), as_numpy(passage_groups),
+        scale_value, symmetric, compute_gradients, torch.get_num_threads(),
+        _settings["block_rows"])
+    loss = torch.tensor(loss, dtype=q.dtype)
+    if not compute_gradients:
+        return loss, None, None, None
+    return (loss, torch.tensor(grad_scale, dtype=q.dtype), torch.from_numpy(grad_q),
+            torch.from_numpy(grad_p))
+
+
+def _false_negatives(query_groups, passage_groups, rows: slice, num_cols: int):
+    """[rows, num_cols] bool mask: same group as the query and not its positive."""
+    if query_groups is None:
+        return None
+    mask = query_groups[rows, None] == passage_groups[None, :num_cols]
+    positives = torch.arange(rows.start, rows.stop, device=mask.device)
+    mask[positives - rows.start, positives] = False
+    return mask
+
+
+def _blocks(num_queries: int, num_cols: int) -> Iterator[slice]:
+    height = _settings["block_rows"] or max(1, TORCH_BLOCK_ELEMENTS // num_cols)
+    for start in range(0, num_queries, height):
+        yield slice(start, min(num_queries, start + height))
+
+
+def _column_log_sum_exp(q, p, scale, query_groups, passage_groups):
+    """Log-sum-exp of each column of the B x B logits (the passage -> query direction)."""
+    num_queries = q.shape[0]
+    lse = torch.full((num_queries,), -math.inf, dtype=q.dtype, device=q.device)
+    for rows in _blocks(num_queries, num_queries):
+        logits = scale * (q[rows] @ p[:num_queries].T)
+        masked = _false_negatives(query_groups, passage_groups, rows, num_queries)
+        if masked is not None:
+            logits = logits.masked_fill(masked, -math.inf)
+        lse = torch.logaddexp(lse, torch.logsumexp(logits, dim=0))
+    return lse
+
+
+def run_tiled_torch(q, p, scale, query_groups, passage_groups, symmetric, compute_gradients):
+    """The kernel's algorithm in torch operations, one block of query rows at a time: works on
+    any device in O(block * M) memory."""
+    num_queries = q.shape[0]
+    scale = scale.detach().to(q.dtype)
+    q, p = q.detach(), p.detach()
+    col_lse = _column_log_sum_exp(q, p, scale, query_groups, passage_groups) if symmetric else None
+    weight = (0.5 if symmetric else 1.0) / num_queries
+    loss = q.new_zeros(())
+    grad_scale = q.new_zeros(())
+    grad_q = torch.empty_like(q) if compute_gradients else None
+    grad_p = torch.zeros_like(p) if compute_gradients else None
+    for rows in _blocks(num_queries, p.shape[0]):
+        block = torch.arange(rows.stop - rows.start, device=q.device)
+        positives = block + rows.start
+        sims = q[rows] @ p.T
+        logits = scale * sims
+        masked = _false_negatives(query_groups, passage_groups, rows, p.shape[0])
+        if masked is not None:
+            logits = logits.masked_fill(masked, -math.inf)
+        row_lse = torch.logsumexp(logits, dim=1)
+        positive_logits = logits[block, positives]
+        loss += weight * (row_lse - positive_logits).sum()
+        if symmetric:
+            loss += weight * (col_lse[rows] - positive_logits).sum()
+        if not compute_gradients:
+            continue
+        grad = torch.exp(logits - row_lse[:, None]).mul_(weight)  # d loss / d logits
+        grad[block, positives] -= weight
+        if symmetric:
+            col_grad = torch.exp(logits[:, :num_queries] - col_lse[None, :]).mul_(weight)
+            col_grad[block, positives] -= weight
+            grad[:, :num_queries] += col_grad
+        grad_scale += (grad * sims).sum()
+        grad.mul_(scale)  # d loss / d sims
+        grad_q[rows] = grad @ p
+        grad_p.addmm_(grad.T, q[rows])
+    # NaN/inf inputs propagate, as the unfused loss would (checked without a device sync).
+    non_finite = ~(torch.isfinite(q).all() & torch.isfinite(p).all() & torch.isfinite(scale))
+    loss = torch.where(non_finite, math.nan, loss)
+    if not compute_gradients:
+        return loss, None, None, None
+    return (loss, torch.where(non_finite, math.nan, grad_scale),
+            torch.where(non_finite, math.nan, grad_q), torch.where(non_finite, math.nan, grad_p))
+
+
+class FusedInfoNCE(torch.autograd.Function):
+    """loss = FusedInfoNCE.apply(q, p, scale, query_groups, passage_groups, symmetric,
+    compute_gradients). Saves the gradients (O((B + M) * D)), never the B x M logits."""
+
+    @staticmethod
+    def forward(ctx, q, p, scale, query_groups, passage_groups, symmetric, compute_gradients):
+        run = run_cpp if _uses_cpp(q) else run_tiled_torch
+        loss, grad_scale, grad_q, grad_p = run(q, p, scale, query_groups, passage_groups,
+                                               symmetric, compute_gradients)
+        if compute_gradients:
+            ctx.save_for_backward(grad_q, grad_p, grad_scale.to(scale.dtype))
+        return loss
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_loss):
+        grad_q, grad_p, grad_scale = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        return (grad_q * grad_loss if needs[0] else None,
+                grad_p * grad_loss if needs[1] else None,
+                grad_scale * grad_loss if needs[2] else None,
+                None, None, None, None)
