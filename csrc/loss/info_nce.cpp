@@ -13,6 +13,8 @@
 namespace hbt {
 namespace {
 
+using loss_detail::ColumnLogSumExp;
+using loss_detail::LogSumExp;
 using loss_detail::RowMask;
 
 // A block's similarities stay within this many bytes per thread; blocks are never thinner
@@ -65,6 +67,15 @@ void for_each_block(int num_threads, int64_t num_blocks, const Work& work) {
   for (auto& helper : helpers) helper.join();
 }
 
+// sims[r * stride + j] = <queries[r], passages[j]> for r < rows, j < cols.
+template <typename T>
+void similarities(const T* queries, int64_t rows, const T* passages, int64_t cols, int64_t dim,
+                  T* sims, int64_t stride) {
+  if (cols > 0)
+    loss_detail::gemm(false, true, rows, cols, dim, T(1), queries, dim, passages, dim, T(0), sims,
+                      stride);
+}
+
 RowMask row_mask(const InfoNceInputs& in, int64_t row) {
   RowMask mask;
   mask.positive = row;
@@ -87,11 +98,18 @@ struct BlockPlan {
   }
 };
 
-// Column log-sum-exp of the B x B logits block (queries against the first B passages), for the
-// passage -> query direction. One pass over row blocks; each thread keeps a running
-// (max, sum of exp(logit - max)) per column, rescaled when a block raises the max.
+// Column statistics of the symmetric loss: top and log_sum (see LogSumExp) of each column of
+// the B x B logits block (queries against the first B passages).
 template <typename T>
-std::vector<T> column_log_sum_exp(const T* queries, const T* passages, const InfoNceInputs& in,
+struct ColumnStatistics {
+  std::vector<T> top;
+  std::vector<T> log_sum;
+};
+
+// One pass over row blocks; each thread keeps a running (max, sum of exp(scale * (s - max)))
+// per column, rescaled when a block raises the max; the threads' partials are merged at the end.
+template <typename T>
+ColumnStatistics<T> column_log_sum_exp(const T* queries, const T* passages, const InfoNceInputs& in,
                                   T scale, const BlockPlan& plan,
                                   std::vector<std::vector<T>>& tiles) {
   const int64_t cols = in.num_queries;
@@ -104,27 +122,28 @@ std::vector<T> column_log_sum_exp(const T* queries, const T* passages, const Inf
   for_each_block(plan.num_threads, plan.num_blocks, [&](int thread, int64_t block) {
     const int64_t row0 = plan.first_row(block);
     const int64_t rows = plan.rows_in(block, in.num_queries);
+    // Laid out as in the main pass, so both passes see bit-identical similarities.
+    const int64_t stride = in.num_passages;
     T* sims = tiles[thread].data();
-    loss_detail::gemm(false, true, rows, cols, dim, T(1), queries + row0 * dim, dim, passages,
-                      dim, T(0), sims, cols);
+    similarities(queries + row0 * dim, rows, passages, cols, dim, sims, stride);
     T* top = block_max[thread].data();
     T* max = running_max[thread].data();
     T* sum = running_sum[thread].data();
     std::fill(top, top + cols, kMinusInf);
     for (int64_t r = 0; r < rows; ++r)
-      loss_detail::column_max_update(sims + r * cols, cols, row_mask(in, row0 + r), top);
+      loss_detail::column_max_update(sims + r * stride, cols, row_mask(in, row0 + r), top);
     for (int64_t j = 0; j < cols; ++j) {
       const T raised = std::max(max[j], top[j]);
       if (raised != kMinusInf) sum[j] *= std::exp(scale * (max[j] - raised));
       max[j] = raised;
     }
     for (int64_t r = 0; r < rows; ++r)
-      loss_detail::column_sum_update(sims + r * cols, cols, scale, row_mask(in, row0 + r), max,
+      loss_detail::column_sum_update(sims + r * stride, cols, scale, row_mask(in, row0 + r), max,
                                      sum);
   });
 
   // Every column holds its unmasked diagonal, so some thread saw a finite max for it.
-  std::vector<T> lse(cols);
+  ColumnStatistics<T> stats{std::vector<T>(cols), std::vector<T>(cols)};
   for (int64_t j = 0; j < cols; ++j) {
     T top = kMinusInf;
     for (int t = 0; t < plan.num_threads; ++t) top = std::max(top, running_max[t][j]);
@@ -132,9 +151,10 @@ std::vector<T> column_log_sum_exp(const T* queries, const T* passages, const Inf
     for (int t = 0; t < plan.num_threads; ++t)
       if (running_max[t][j] != kMinusInf)
         total += running_sum[t][j] * std::exp(scale * (running_max[t][j] - top));
-    lse[j] = scale * top + std::log(total);
+    stats.top[j] = top;
+    stats.log_sum[j] = std::log(total);
   }
-  return lse;
+  return stats;
 }
 
 template <typename T>
@@ -181,11 +201,16 @@ InfoNceResult info_nce(const T* queries, const T* passages, const InfoNceInputs&
 
   const T scale = static_cast<T>(options.scale);
   const bool symmetric = options.symmetric;
-  std::vector<T> col_lse;
-  if (symmetric) col_lse = column_log_sum_exp(queries, passages, in, scale, plan, tiles);
+  ColumnStatistics<T> col_stats;
+  if (symmetric) col_stats = column_log_sum_exp(queries, passages, in, scale, plan, tiles);
   const T row_weight = T(symmetric ? 0.5 : 1.0) / static_cast<T>(num_queries);
-  const T col_weight = symmetric ? row_weight : T(0);
-  const int64_t num_cols = symmetric ? num_queries : 0;
+  ColumnLogSumExp<T> cols;
+  if (symmetric) {
+    cols.top = col_stats.top.data();
+    cols.log_sum = col_stats.log_sum.data();
+    cols.num_cols = num_queries;
+    cols.weight = row_weight;
+  }
 
   std::vector<double> thread_loss(plan.num_threads, 0.0);
   std::vector<double> thread_grad_scale(plan.num_threads, 0.0);
@@ -194,22 +219,28 @@ InfoNceResult info_nce(const T* queries, const T* passages, const InfoNceInputs&
     const int64_t rows = plan.rows_in(block, num_queries);
     const T* block_queries = queries + row0 * dim;
     T* sims = tiles[thread].data();
-    loss_detail::gemm(false, true, rows, num_passages, dim, T(1), block_queries, dim, passages,
-                      dim, T(0), sims, num_passages);
+    if (symmetric) {  // the first B columns exactly as the column statistics saw them
+      similarities(block_queries, rows, passages, num_queries, dim, sims, num_passages);
+      similarities(block_queries, rows, passages + num_queries * dim, num_passages - num_queries,
+                   dim, sims + num_queries, num_passages);
+    } else {
+      similarities(block_queries, rows, passages, num_passages, dim, sims, num_passages);
+    }
     double loss = 0.0;
     double grad_scale = 0.0;
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t row = row0 + r;
       T* row_sims = sims + r * num_passages;
       const RowMask mask = row_mask(in, row);
-      const T row_lse = loss_detail::row_log_sum_exp(row_sims, num_passages, scale, mask);
-      const T positive_logit = scale * row_sims[row];
-      loss += row_weight * (row_lse - positive_logit);
-      if (symmetric) loss += col_weight * (col_lse[row] - positive_logit);
+      const LogSumExp<T> row_lse =
+          loss_detail::row_log_sum_exp(row_sims, num_passages, scale, mask);
+      const T positive = row_sims[row];
+      loss += row_weight * (scale * (row_lse.top - positive) + row_lse.log_sum);
+      if (symmetric)
+        loss += cols.weight * (scale * (cols.top[row] - positive) + cols.log_sum[row]);
       if (grads)
         grad_scale += loss_detail::row_gradient(row_sims, num_passages, scale, row_lse,
-                                                row_weight, mask, col_lse.data(), num_cols,
-                                                col_weight);
+                                                row_weight, mask, cols);
     }
     thread_loss[thread] += loss;
     thread_grad_scale[thread] += grad_scale;

@@ -52,7 +52,8 @@ HBT_INLINE bool is_masked(const RowMask& mask, int64_t j) {
 }
 
 template <typename T, bool kMasked>
-HBT_INLINE T row_log_sum_exp_impl(const T* sims, int64_t n, T scale, const RowMask& mask) {
+HBT_INLINE LogSumExp<T> row_log_sum_exp_impl(const T* sims, int64_t n, T scale,
+                                             const RowMask& mask) {
   T top = kMinusInf<T>;
 #pragma omp simd reduction(max : top)
   for (int64_t j = 0; j < n; ++j) {
@@ -65,24 +66,24 @@ HBT_INLINE T row_log_sum_exp_impl(const T* sims, int64_t n, T scale, const RowMa
     const T term = vector_exp(scale * (sims[j] - top));
     sum += is_masked<kMasked>(mask, j) ? T(0) : term;
   }
-  return scale * top + std::log(sum);
+  return {top, std::log(sum)};
 }
 
 template <typename T, bool kMasked, bool kColumns>
-HBT_INLINE T row_gradient_range(T* sims, int64_t begin, int64_t end, T scale, T row_lse,
-                                T row_weight, const RowMask& mask, const T* col_lse,
-                                T col_weight) {
+HBT_INLINE T row_gradient_range(T* sims, int64_t begin, int64_t end, T scale, LogSumExp<T> row,
+                                T row_weight, const RowMask& mask,
+                                const ColumnLogSumExp<T>& cols) {
   T grad_scale = 0;
 #pragma omp simd reduction(+ : grad_scale)
   for (int64_t j = begin; j < end; ++j) {
-    const T logit = scale * sims[j];
     const bool masked = is_masked<kMasked>(mask, j);
     const T target = j == mask.positive ? T(1) : T(0);
-    const T row_prob = masked ? T(0) : vector_exp(logit - row_lse);
+    const T row_prob = masked ? T(0) : vector_exp(scale * (sims[j] - row.top) - row.log_sum);
     T grad = row_weight * (row_prob - target);
     if constexpr (kColumns) {
-      const T col_prob = masked ? T(0) : vector_exp(logit - col_lse[j]);
-      grad += col_weight * (col_prob - target);
+      const T col_prob =
+          masked ? T(0) : vector_exp(scale * (sims[j] - cols.top[j]) - cols.log_sum[j]);
+      grad += cols.weight * (col_prob - target);
     }
     grad_scale += grad * sims[j];
     sims[j] = grad;
@@ -91,13 +92,12 @@ HBT_INLINE T row_gradient_range(T* sims, int64_t begin, int64_t end, T scale, T 
 }
 
 template <typename T, bool kMasked>
-HBT_INLINE T row_gradient_impl(T* sims, int64_t n, T scale, T row_lse, T row_weight,
-                               const RowMask& mask, const T* col_lse, int64_t num_cols,
-                               T col_weight) {
-  return row_gradient_range<T, kMasked, true>(sims, 0, num_cols, scale, row_lse, row_weight,
-                                              mask, col_lse, col_weight) +
-         row_gradient_range<T, kMasked, false>(sims, num_cols, n, scale, row_lse, row_weight,
-                                               mask, col_lse, col_weight);
+HBT_INLINE T row_gradient_impl(T* sims, int64_t n, T scale, LogSumExp<T> row, T row_weight,
+                               const RowMask& mask, const ColumnLogSumExp<T>& cols) {
+  return row_gradient_range<T, kMasked, true>(sims, 0, cols.num_cols, scale, row, row_weight,
+                                              mask, cols) +
+         row_gradient_range<T, kMasked, false>(sims, cols.num_cols, n, scale, row, row_weight,
+                                               mask, cols);
 }
 
 template <typename T, bool kMasked>
@@ -133,33 +133,29 @@ HBT_INLINE bool all_finite_impl(const T* values, int64_t n, Bits exponent_mask) 
 
 }  // namespace
 
-HBT_CPU_DISPATCH float row_log_sum_exp(const float* sims, int64_t n, float scale,
-                                       const RowMask& mask) {
+HBT_CPU_DISPATCH LogSumExp<float> row_log_sum_exp(const float* sims, int64_t n, float scale,
+                                                  const RowMask& mask) {
   return mask.passage_groups ? row_log_sum_exp_impl<float, true>(sims, n, scale, mask)
                              : row_log_sum_exp_impl<float, false>(sims, n, scale, mask);
 }
-double row_log_sum_exp(const double* sims, int64_t n, double scale, const RowMask& mask) {
+LogSumExp<double> row_log_sum_exp(const double* sims, int64_t n, double scale,
+                                  const RowMask& mask) {
   return mask.passage_groups ? row_log_sum_exp_impl<double, true>(sims, n, scale, mask)
                              : row_log_sum_exp_impl<double, false>(sims, n, scale, mask);
 }
 
-HBT_CPU_DISPATCH float row_gradient(float* sims, int64_t n, float scale, float row_lse,
-                                    float row_weight, const RowMask& mask, const float* col_lse,
-                                    int64_t num_cols, float col_weight) {
+HBT_CPU_DISPATCH float row_gradient(float* sims, int64_t n, float scale, LogSumExp<float> row,
+                                    float row_weight, const RowMask& mask,
+                                    const ColumnLogSumExp<float>& cols) {
   return mask.passage_groups
-             ? row_gradient_impl<float, true>(sims, n, scale, row_lse, row_weight, mask, col_lse,
-                                              num_cols, col_weight)
-             : row_gradient_impl<float, false>(sims, n, scale, row_lse, row_weight, mask,
-                                               col_lse, num_cols, col_weight);
+             ? row_gradient_impl<float, true>(sims, n, scale, row, row_weight, mask, cols)
+             : row_gradient_impl<float, false>(sims, n, scale, row, row_weight, mask, cols);
 }
-double row_gradient(double* sims, int64_t n, double scale, double row_lse, double row_weight,
-                    const RowMask& mask, const double* col_lse, int64_t num_cols,
-                    double col_weight) {
+double row_gradient(double* sims, int64_t n, double scale, LogSumExp<double> row,
+                    double row_weight, const RowMask& mask, const ColumnLogSumExp<double>& cols) {
   return mask.passage_groups
-             ? row_gradient_impl<double, true>(sims, n, scale, row_lse, row_weight, mask,
-                                               col_lse, num_cols, col_weight)
-             : row_gradient_impl<double, false>(sims, n, scale, row_lse, row_weight, mask,
-                                                col_lse, num_cols, col_weight);
+             ? row_gradient_impl<double, true>(sims, n, scale, row, row_weight, mask, cols)
+             : row_gradient_impl<double, false>(sims, n, scale, row, row_weight, mask, cols);
 }
 
 HBT_CPU_DISPATCH void column_max_update(const float* sims, int64_t n, const RowMask& mask,

@@ -14,19 +14,37 @@ struct RowMask {
   int64_t positive = 0;
 };
 
-// log sum_{j unmasked} exp(scale * sims[j]); sims holds raw similarities (logits / scale).
-float row_log_sum_exp(const float* sims, int64_t n, float scale, const RowMask& mask);
-double row_log_sum_exp(const double* sims, int64_t n, double scale, const RowMask& mask);
+// A log-sum-exp of logits scale * s_j kept as scale * top + log_sum, top the largest s_j:
+// probabilities are then exp(scale * (s_j - top) - log_sum), whose difference s_j - top is
+// exact for close values, where exp(logit_j - lse) would lose digits to large logits.
+template <typename T>
+struct LogSumExp {
+  T top;
+  T log_sum;
+};
+
+// Of the unmasked entries of a row of raw similarities (logits / scale).
+LogSumExp<float> row_log_sum_exp(const float* sims, int64_t n, float scale, const RowMask& mask);
+LogSumExp<double> row_log_sum_exp(const double* sims, int64_t n, double scale,
+                                  const RowMask& mask);
+
+// Column statistics of the symmetric loss: col_top[j], col_log_sum[j] for j < num_cols.
+template <typename T>
+struct ColumnLogSumExp {
+  const T* top = nullptr;
+  const T* log_sum = nullptr;
+  int64_t num_cols = 0;
+  T weight = 0;
+};
 
 // Overwrites sims with the gradient of the loss with respect to this row's logits,
-//   g_j = row_weight * (softmax_row_j - y_j) + col_weight * (softmax_col_j - y_j)  (j < num_cols)
-// with y the positive's indicator and softmax_col_j = exp(logit_j - col_lse[j]); returns
-// sum_j g_j * sims_j (the row's share of d loss / d scale).
-float row_gradient(float* sims, int64_t n, float scale, float row_lse, float row_weight,
-                   const RowMask& mask, const float* col_lse, int64_t num_cols, float col_weight);
-double row_gradient(double* sims, int64_t n, double scale, double row_lse, double row_weight,
-                    const RowMask& mask, const double* col_lse, int64_t num_cols,
-                    double col_weight);
+//   g_j = row_weight * (softmax_row_j - y_j) + cols.weight * (softmax_col_j - y_j)  (j < num_cols)
+// with y the positive's indicator; returns sum_j g_j * sims_j (the row's share of
+// d loss / d scale).
+float row_gradient(float* sims, int64_t n, float scale, LogSumExp<float> row, float row_weight,
+                   const RowMask& mask, const ColumnLogSumExp<float>& cols);
+double row_gradient(double* sims, int64_t n, double scale, LogSumExp<double> row,
+                    double row_weight, const RowMask& mask, const ColumnLogSumExp<double>& cols);
 
 // Column statistics for the symmetric loss, one row at a time: col_max[j] = max(col_max[j],
 // sims[j]) over unmasked entries, then col_sum[j] += exp(scale * (sims[j] - col_max[j])).

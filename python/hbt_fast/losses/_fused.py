@@ -88,50 +88,71 @@ def _blocks(num_queries: int, num_cols: int) -> Iterator[slice]:
         yield slice(start, min(num_queries, start + height))
 
 
-def _column_log_sum_exp(q, p, scale, query_groups, passage_groups):
-    """Log-sum-exp of each column of the B x B logits (the passage -> query direction)."""
+def _masked_sims(q, p, rows: slice, num_cols: int, query_groups, passage_groups,
+                 split_at: int = 0):
+    """Similarities of a row block against the first num_cols passages, and a copy with the
+    false negatives at -inf. With split_at, the columns before it are a product of their own,
+    bit-identical to what the column statistics computed (a BLAS may round differently for
+    different shapes, and the column softmax must see the values its statistics came from)."""
+    if 0 < split_at < num_cols:
+        sims = torch.cat([q[rows] @ p[:split_at].T, q[rows] @ p[split_at:num_cols].T], dim=1)
+    else:
+        sims = q[rows] @ p[:num_cols].T
+    masked = _false_negatives(query_groups, passage_groups, rows, num_cols)
+    return sims, (sims if masked is None else sims.masked_fill(masked, -math.inf))
+
+
+def _shift(values, top):
+    """values - top where top may be -inf (a column masked so far): then 0 is subtracted."""
+    return values - torch.where(torch.isinf(top), 0.0, top)
+
+
+def _column_statistics(q, p, scale, query_groups, passage_groups):
+    """(top, log_sum) of each column of the B x B block (the passage -> query direction): the
+    column's log-sum-exp is scale * top + log_sum, as in the C++ kernel (top in similarity
+    units keeps s - top exact, so large logits lose no digits)."""
     num_queries = q.shape[0]
-    lse = torch.full((num_queries,), -math.inf, dtype=q.dtype, device=q.device)
+    top = torch.full((num_queries,), -math.inf, dtype=q.dtype, device=q.device)
+    total = torch.zeros_like(top)
     for rows in _blocks(num_queries, num_queries):
-        logits = scale * (q[rows] @ p[:num_queries].T)
-        masked = _false_negatives(query_groups, passage_groups, rows, num_queries)
-        if masked is not None:
-            logits = logits.masked_fill(masked, -math.inf)
-        lse = torch.logaddexp(lse, torch.logsumexp(logits, dim=0))
-    return lse
+        _, sims = _masked_sims(q, p, rows, num_queries, query_groups, passage_groups)
+        raised = torch.maximum(top, sims.amax(dim=0))
+        total = total * torch.exp(scale * _shift(top, raised)) + torch.exp(
+            scale * _shift(sims, raised)).sum(dim=0)
+        top = raised
+    return top, torch.log(total)
 
 
 def run_tiled_torch(q, p, scale, query_groups, passage_groups, symmetric, compute_gradients):
     """The kernel's algorithm in torch operations, one block of query rows at a time: works on
     any device in O(block * M) memory."""
-    num_queries = q.shape[0]
+    num_queries, num_passages = q.shape[0], p.shape[0]
     scale = scale.detach().to(q.dtype)
     q, p = q.detach(), p.detach()
-    col_lse = _column_log_sum_exp(q, p, scale, query_groups, passage_groups) if symmetric else None
+    if symmetric:
+        col_top, col_log_sum = _column_statistics(q, p, scale, query_groups, passage_groups)
     weight = (0.5 if symmetric else 1.0) / num_queries
     loss = q.new_zeros(())
     grad_scale = q.new_zeros(())
     grad_q = torch.empty_like(q) if compute_gradients else None
     grad_p = torch.zeros_like(p) if compute_gradients else None
-    for rows in _blocks(num_queries, p.shape[0]):
+    for rows in _blocks(num_queries, num_passages):
         block = torch.arange(rows.stop - rows.start, device=q.device)
         positives = block + rows.start
-        sims = q[rows] @ p.T
-        logits = scale * sims
-        masked = _false_negatives(query_groups, passage_groups, rows, p.shape[0])
-        if masked is not None:
-            logits = logits.masked_fill(masked, -math.inf)
-        row_lse = torch.logsumexp(logits, dim=1)
-        positive_logits = logits[block, positives]
-        loss += weight * (row_lse - positive_logits).sum()
+        sims, masked_sims = _masked_sims(q, p, rows, num_passages, query_groups,
+                                         passage_groups, num_queries if symmetric else 0)
+        shifted = scale * (masked_sims - masked_sims.amax(dim=1, keepdim=True))
+        log_probs = shifted - torch.logsumexp(shifted, dim=1, keepdim=True)
+        loss -= weight * log_probs[block, positives].sum()
         if symmetric:
-            loss += weight * (col_lse[rows] - positive_logits).sum()
+            col_log_probs = scale * _shift(masked_sims[:, :num_queries], col_top) - col_log_sum
+            loss -= weight * col_log_probs[block, positives].sum()
         if not compute_gradients:
             continue
-        grad = torch.exp(logits - row_lse[:, None]).mul_(weight)  # d loss / d logits
+        grad = torch.exp(log_probs).mul_(weight)  # d loss / d logits
         grad[block, positives] -= weight
         if symmetric:
-            col_grad = torch.exp(logits[:, :num_queries] - col_lse[None, :]).mul_(weight)
+            col_grad = torch.exp(col_log_probs).mul_(weight)
             col_grad[block, positives] -= weight
             grad[:, :num_queries] += col_grad
         grad_scale += (grad * sims).sum()
