@@ -66,6 +66,13 @@ py::tuple sampler_batches(hbt::HybridSampler& sampler, int64_t start, int64_t co
   return py::make_tuple(queries, passages);
 }
 
+py::array_t<int64_t> sampler_batch_languages(const hbt::HybridSampler& sampler) {
+  py::array_t<int64_t> languages(sampler.num_batches());
+  int64_t* out = languages.mutable_data();
+  for (int64_t k = 0; k < sampler.num_batches(); ++k) out[k] = sampler.batch_language(k);
+  return languages;
+}
+
 void bind_sampler(py::module_& m) {
   py::class_<hbt::HybridSampler>(m, "HybridSampler")
       .def(py::init(&make_sampler), py::arg("languages"), py::arg("groups"),
@@ -75,10 +82,11 @@ void bind_sampler(py::module_& m) {
       .def_property_readonly("epoch", &hbt::HybridSampler::epoch)
       .def("set_epoch", &hbt::HybridSampler::set_epoch, py::call_guard<py::gil_scoped_release>())
       .def("batches", &sampler_batches)
-      .def("batch_language", &hbt::HybridSampler::batch_language)
+      .def("batch_languages", &sampler_batch_languages)
       .def("xx_languages", &hbt::HybridSampler::xx_languages)
       .def("small_languages", &hbt::HybridSampler::small_languages)
-      .def_property_readonly("num_cross_groups", &hbt::HybridSampler::num_cross_groups);
+      .def_property_readonly("num_cross_groups", &hbt::HybridSampler::num_cross_groups)
+      .def_property_readonly("memory_bytes", &hbt::HybridSampler::memory_bytes);
 }
 
 // ---------------------------------------------------------------- loss

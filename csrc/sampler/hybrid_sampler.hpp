@@ -51,6 +51,7 @@ class HybridSampler {
   std::vector<int64_t> small_languages() const;
   int64_t num_cross_groups() const { return static_cast<int64_t>(cross_groups_.size()); }
   const SamplerConfig& config() const { return config_; }
+  int64_t memory_bytes() const;  // heap held by the index, the plan and the stream caches
 
  private:
   struct Stream {  // one shuffled pass over a pool, regenerated when the pass changes

@@ -7,7 +7,7 @@ on first use so that ``import hbt_fast`` stays cheap.
 __version__ = "0.1.0"
 
 from hbt_fast._info import info
-from hbt_fast.sampler import HybridBatchSampler, HybridSampler, PairIds, labels_to_ids
+from hbt_fast.sampler import HybridBatchSampler, HybridSampler, PairDataset, PairIds, labels_to_ids
 
 _LAZY = {
     "InfoNCELoss": "hbt_fast.losses",
@@ -18,6 +18,7 @@ __all__ = [
     "HybridBatchSampler",
     "HybridSampler",
     "InfoNCELoss",
+    "PairDataset",
     "PairIds",
     "__version__",
     "functional",

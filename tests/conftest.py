@@ -1,0 +1,17 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# Let tests import helpers that live next to them (reference implementations, fixtures).
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared data directory from HBT_DATA_DIR; tests needing it skip when it is absent."""
+    root = os.environ.get("HBT_DATA_DIR")
+    if not root or not Path(root).is_dir():
+        pytest.skip("HBT_DATA_DIR is not set to a directory with xquad-r/ and tatoeba/")
+    return Path(root)
