@@ -173,7 +173,6 @@ def _build_approximate_index(passages: np.ndarray, kind: str, nprobe: int, seed:
     index.train(sample)
     index.add(passages)
     index.nprobe = min(nlist, nprobe)
-    index._hbt_keep_quantizer = quantizer  # the IVF index does not own its quantizer
     return index
 
 
