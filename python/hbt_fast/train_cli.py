@@ -93,18 +93,18 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from hbt_fast.train import train
+    from hbt_fast.train import Trainer, init_distributed
 
-    try:
+    try:  # every input problem stops here, before the first step
         config = config_from_args(args)
-        config.validate()
-    except (ValueError, FileNotFoundError) as error:
+        init_distributed()
+        trainer = Trainer(config)
+    except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"hbt-fast train: error: {error}", file=sys.stderr)
         return 2
-    result = train(config)
-    if result:
-        for section in ("mono", "cross", "multi"):
-            if section in result:
-                print(f"{section}: " + ", ".join(f"{k}={v:.4f}" for k, v in result[section].items()
-                                                 if isinstance(v, float)))
+    result = trainer.train()
+    for section in ("mono", "cross", "multi"):
+        if result and section in result:
+            print(f"{section}: " + ", ".join(f"{k}={v:.4f}" for k, v in result[section].items()
+                                             if isinstance(v, float)))
     return 0
