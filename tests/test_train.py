@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -142,8 +143,11 @@ def test_two_gloo_processes_equal_one_process(tiny_model_dir, tmp_path):
     single = make_trainer(tiny_model_dir, tmp_path / "single")
     query_rows, passage_rows = next(iter(single.sampler))
     single_loss = single.compute_gradients(*single.corpus.texts(query_rows, passage_rows))
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={port}",
                str(HERE / "distributed_worker.py"), str(tiny_model_dir), str(tmp_path / "ranks")]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
