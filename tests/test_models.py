@@ -52,7 +52,8 @@ def test_cache_serves_repeats_and_is_cleared_by_train(encoder):
 
 def test_prefixes_and_presets(tiny_model_dir):
     plain = TextEncoder.from_pretrained(tiny_model_dir, show_progress=False)
-    prefixed = TextEncoder.from_pretrained(tiny_model_dir, prefixes=True, show_progress=False)
+    prefixed = TextEncoder.from_pretrained(tiny_model_dir, prefixes=True, show_progress=False,
+                                           max_query_length=None)
     assert prefixed.settings.query_prefix == "Query: "
     assert not np.allclose(plain.encode_queries(["x y"]), prefixed.encode_queries(["x y"]))
     labse = TextEncoder.from_pretrained(tiny_model_dir, preset="labse", show_progress=False)

@@ -73,6 +73,8 @@ def _settings_for(name_or_path: str, preset: Optional[str], overrides: dict) -> 
         settings.update(PRESETS[preset])
     if overrides.pop("prefixes", False):
         settings.update(STUDY_PREFIXES)
+    # None means "keep the saved or preset value", so callers can pass optional settings through.
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     known = {f.name for f in fields(EncoderSettings)}
     unknown = set(overrides) - known
     if unknown:
