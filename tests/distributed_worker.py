@@ -6,14 +6,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train import gradients, make_trainer  # noqa: E402
+from test_train import gradients, make_trainer, without_dropout  # noqa: E402
 
 from hbt_fast.train import init_distributed  # noqa: E402
 
 
 def main(model_dir: str, output: str) -> None:
     init_distributed()
-    trainer = make_trainer(model_dir, Path(output))
+    trainer = without_dropout(make_trainer(model_dir, Path(output)))
     assert trainer.world_size == 2
     query_rows, passage_rows = next(iter(trainer.sampler))
     loss = trainer.compute_gradients(*trainer.corpus.texts(query_rows, passage_rows))

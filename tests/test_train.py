@@ -46,6 +46,14 @@ def make_trainer(tiny_model_dir, output, **overrides):
     return Trainer(TrainConfig(**settings), corpus=corpus)
 
 
+def without_dropout(trainer):
+    """Ranks seed dropout differently; exact gradient comparisons switch it off."""
+    for module in trainer.encoder.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return trainer
+
+
 def gradients(trainer):
     return torch.cat([p.grad.flatten() for p in trainer.encoder.parameters() if p.grad is not None])
 
@@ -69,15 +77,22 @@ def fixed_batch_loss(trainer, corpus, rows):
     return loss
 
 
-def test_a_few_steps_reduce_the_loss_on_xquad_pairs(tiny_model_dir, xquad_split, tmp_path):
+def test_a_few_steps_reduce_the_loss_on_xquad_pairs(xquad_split, tmp_path):
+    from tiny_model import build_tiny_model
+
     corpus = read_pairs_jsonl(xquad_split / "train.jsonl")
-    trainer = make_trainer(tiny_model_dir, tmp_path, corpus=corpus, batch_size=32, steps=40, lr=2e-3)
-    held = np.random.default_rng(1).choice(len(corpus), 64, replace=False)
+    # A tokenizer trained on the pairs gives the tiny model real words to match.
+    model_dir = build_tiny_model(tmp_path / "model-init", sentences=corpus.queries + corpus.passages,
+                                 vocab_size=2000)
+    trainer = make_trainer(model_dir, tmp_path / "run", corpus=corpus, batch_size=32, steps=40, lr=3e-3,
+                           max_query_length=32, max_passage_length=48)
+    english = np.flatnonzero(np.array(corpus.languages) == "en")
+    held = np.random.default_rng(1).choice(english, 64, replace=False)
     before = fixed_batch_loss(trainer, corpus, held)
     trainer.train()
     after = fixed_batch_loss(trainer, corpus, held)
-    assert after < before - 0.1, (before, after)
-    kinds = [json.loads(line).get("batch") for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert after < before - 0.3, (before, after)
+    kinds = [json.loads(line).get("batch") for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert "xy" in kinds and any(k and k.startswith("xx:") for k in kinds)
 
 
@@ -140,7 +155,7 @@ def test_gradcache_gradients_equal_full_batch(tiny_model_dir, tmp_path, dropout)
 
 def test_two_gloo_processes_equal_one_process(tiny_model_dir, tmp_path):
     """torchrun with 2 gloo ranks of batch 4 each vs one process with the global batch 8."""
-    single = make_trainer(tiny_model_dir, tmp_path / "single")
+    single = without_dropout(make_trainer(tiny_model_dir, tmp_path / "single"))
     query_rows, passage_rows = next(iter(single.sampler))
     single_loss = single.compute_gradients(*single.corpus.texts(query_rows, passage_rows))
     with socket.socket() as probe:  # a free port for the rendezvous
@@ -178,7 +193,8 @@ def test_language_without_cross_partner_stops_before_training(tiny_model_dir, tm
                         corpus.languages + ["ja"], corpus.groups + [999])
     with pytest.raises(ValueError, match=r"language\(s\) \['ja'\] share no group"):
         make_trainer(tiny_model_dir, tmp_path, corpus=lonely, mode="xy")
-    make_trainer(tiny_model_dir, tmp_path, corpus=lonely, mode="xx", batch_size=4)
+    with pytest.warns(UserWarning, match=r"languages \[3\] have fewer than"):
+        make_trainer(tiny_model_dir, tmp_path, corpus=lonely, mode="xx", batch_size=4)
 
 
 @pytest.mark.parametrize(

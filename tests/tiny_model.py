@@ -50,12 +50,16 @@ def build_tokenizer(sentences, vocab_size: int = 400):
     )
 
 
-def build_tiny_model(directory, *, seed: int = 0, hidden_size: int = 32, layers: int = 2):
-    """Write a tiny XLM-R model + tokenizer to ``directory`` and return its path."""
+def build_tiny_model(directory, *, seed: int = 0, hidden_size: int = 32, layers: int = 2,
+                     sentences=None, vocab_size: int = 400):
+    """Write a tiny XLM-R model + tokenizer to ``directory`` and return its path.
+
+    The tokenizer is trained on ``sentences`` (default: synthetic text); training it on the
+    data a test learns from gives the model real words to work with."""
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
-    tokenizer = build_tokenizer(synthetic_sentences(seed=seed))
+    tokenizer = build_tokenizer(sentences or synthetic_sentences(seed=seed), vocab_size)
     config = XLMRobertaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=layers,
         num_attention_heads=2, intermediate_size=2 * hidden_size, max_position_embeddings=520,

@@ -13,7 +13,12 @@ from typing import Optional, Sequence
 
 from hbt_fast import __version__
 
-COMMAND_MODULES = ("hbt_fast.data.cli", "hbt_fast.train_cli", "hbt_fast.bench.cli")
+COMMAND_MODULES = (
+    "hbt_fast.data.cli",
+    "hbt_fast.train_cli",
+    "hbt_fast.evaluate.cli",
+    "hbt_fast.bench.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

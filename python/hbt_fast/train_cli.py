@@ -81,7 +81,7 @@ def config_from_args(args: argparse.Namespace):
     from hbt_fast.train import TrainConfig
 
     values = read_toml(args.config) if getattr(args, "config", None) else {}
-    values.update({k: v for k, v in vars(args).items() if k not in ("config", "func")})
+    values.update({k: v for k, v in vars(args).items() if k not in ("config", "func", "command")})
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
