@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "hbt_fast.train_cli",
     "hbt_fast.evaluate.cli",
     "hbt_fast.bench.cli",
+    "hbt_fast.experiment",
 )
 
 
