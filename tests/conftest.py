@@ -15,3 +15,11 @@ def data_dir() -> Path:
     if not root or not Path(root).is_dir():
         pytest.skip("HBT_DATA_DIR is not set to a directory with xquad-r/ and tatoeba/")
     return Path(root)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A saved tiny XLM-R model + tokenizer (2 layers, hidden 32), built without downloads."""
+    from tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-xlmr"))

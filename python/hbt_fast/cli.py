@@ -13,7 +13,13 @@ from typing import Optional, Sequence
 
 from hbt_fast import __version__
 
-COMMAND_MODULES = ("hbt_fast.bench.cli",)
+COMMAND_MODULES = (
+    "hbt_fast.data.cli",
+    "hbt_fast.train_cli",
+    "hbt_fast.evaluate.cli",
+    "hbt_fast.bench.cli",
+    "hbt_fast.experiment",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

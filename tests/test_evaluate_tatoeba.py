@@ -1,0 +1,56 @@
+"""Tatoeba accuracy@1: a hand-worked fixture, bad input, real files."""
+
+import numpy as np
+import pytest
+
+from hbt_fast.evaluate import HashedNgramEncoder, evaluate_tatoeba
+
+
+class TableEncoder:
+    def __init__(self, table):
+        self.table = table
+
+    def encode_queries(self, texts):
+        return np.array([self.table[t] for t in texts], dtype=np.float32)
+
+    encode_passages = encode_queries
+
+
+def test_hand_worked_accuracy(tmp_path):
+    """deu lines d0 d1 d2 with English e0 e1 e2. Embeddings: d0=e0=[1,0], d1=[0,1], e1=[1,0],
+    d2=e2=[0,1]. deu->eng: d0 -> e0 (tie with e1, lower index wins) ok; d1 -> e2? no: d1·e2 = 1
+    and d1·e1 = 0, so wrong; d2 -> e2 ok => 2/3. eng->deu: e0 -> d0 ok; e1 -> d0 wrong; e2 -> d1
+    (tie with d2, lower index) wrong => 1/3."""
+    (tmp_path / "tatoeba.deu-eng.deu").write_text("d0\nd1\nd2\n", encoding="utf-8")
+    (tmp_path / "tatoeba.deu-eng.eng").write_text("e0\ne1\ne2\n", encoding="utf-8")
+    table = {"d0": [1, 0], "e0": [1, 0], "d1": [0, 1], "e1": [1, 0], "d2": [0, 1], "e2": [0, 1]}
+    r = evaluate_tatoeba(TableEncoder(table), tmp_path)
+    assert r["languages"] == ["deu"]
+    assert r["per_language"]["deu"]["xx->eng"] == pytest.approx(2 / 3)
+    assert r["per_language"]["deu"]["eng->xx"] == pytest.approx(1 / 3)
+    assert r["mean"]["both"] == pytest.approx(0.5)
+
+
+def test_bad_input(tmp_path, monkeypatch):
+    (tmp_path / "tatoeba.fra-eng.fra").write_text("a\nb\n", encoding="utf-8")
+    (tmp_path / "tatoeba.fra-eng.eng").write_text("a\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="'fra'.*line-aligned"):
+        evaluate_tatoeba(HashedNgramEncoder(), tmp_path)
+    with pytest.raises(FileNotFoundError, match="'xyz'"):
+        evaluate_tatoeba(HashedNgramEncoder(), tmp_path, languages=["xyz"])
+    monkeypatch.delenv("HBT_DATA_DIR", raising=False)
+    with pytest.raises(FileNotFoundError, match="LASER/tree/main/data/tatoeba"):
+        evaluate_tatoeba(HashedNgramEncoder())
+
+
+def test_real_tatoeba_subset(data_dir):
+    folder = data_dir / "tatoeba"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is missing (LASER Tatoeba test sets)")
+    r = evaluate_tatoeba(HashedNgramEncoder(), folder, languages=["deu", "fra", "ang"])
+    assert r["per_language"]["deu"]["sentences"] == 1000
+    assert r["per_language"]["ang"]["sentences"] == 134
+    for values in r["per_language"].values():
+        assert 0.0 <= values["xx->eng"] <= 1.0 and 0.0 <= values["eng->xx"] <= 1.0
+    # Character n-grams find some translations (shared names, numbers, cognates), far from all.
+    assert 0.05 < r["mean"]["both"] < 0.9
