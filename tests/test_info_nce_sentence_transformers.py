@@ -1,0 +1,73 @@
+"""The sentence-transformers drop-in: same value and gradients as the original
+MultipleNegativesRankingLoss (runs where sentence-transformers is installed), and a clear
+ImportError where it is not."""
+
+import importlib
+import sys
+
+import pytest
+import torch
+
+COMPAT = "hbt_fast.losses.sentence_transformers_compat"
+
+
+def test_clear_import_error_without_sentence_transformers(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # makes the import fail
+    monkeypatch.delitem(sys.modules, COMPAT, raising=False)
+    with pytest.raises(ImportError, match="pip install sentence-transformers"):
+        importlib.import_module(COMPAT)
+
+
+class TinyEncoder(torch.nn.Module):
+    """Stands in for a SentenceTransformer: features {"x": [n, 6]} -> sentence_embedding."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(6, 8, dtype=torch.float64)
+
+    def forward(self, features):
+        return {**features, "sentence_embedding": self.linear(features["x"])}
+
+
+def loss_and_grads(loss_fn, columns):
+    model = loss_fn.model
+    model.zero_grad()
+    loss = loss_fn([{"x": column} for column in columns], torch.empty(0))
+    loss.backward()
+    return loss.detach(), [param.grad.clone() for param in model.parameters()]
+
+
+@pytest.mark.parametrize("num_hard_negative_columns", [0, 2])
+@pytest.mark.parametrize("similarity", ["cos_sim", "dot_score"])
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_same_value_and_gradients_as_original(num_hard_negative_columns, similarity, symmetric):
+    pytest.importorskip("sentence_transformers")
+    from sentence_transformers import util
+    from sentence_transformers.sentence_transformer.losses import (
+        MultipleNegativesRankingLoss as Original,
+    )
+
+    from hbt_fast.losses import MultipleNegativesRankingLoss
+
+    torch.manual_seed(0)
+    model = TinyEncoder()
+    columns = [torch.randn(5, 6, dtype=torch.float64) for _ in range(2 + num_hard_negative_columns)]
+    options = dict(scale=20.0, similarity_fct=getattr(util, similarity))
+    if symmetric:
+        options.update(directions=("query_to_doc", "doc_to_query"), partition_mode="per_direction")
+    fused = MultipleNegativesRankingLoss(model, **options)
+    assert isinstance(fused, Original) and fused._fused_direction() is symmetric
+    got = loss_and_grads(fused, columns)
+    want = loss_and_grads(Original(model, **options), columns)
+    torch.testing.assert_close(got[0], want[0])
+    for got_grad, want_grad in zip(got[1], want[1]):
+        torch.testing.assert_close(got_grad, want_grad)
+
+
+def test_unsupported_configuration_falls_back_to_original():
+    pytest.importorskip("sentence_transformers")
+    from hbt_fast.losses import MultipleNegativesRankingLoss
+
+    loss_fn = MultipleNegativesRankingLoss(
+        TinyEncoder(), similarity_fct=torch.nn.functional.pairwise_distance)
+    assert loss_fn._fused_direction() is None
