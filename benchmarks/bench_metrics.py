@@ -9,6 +9,7 @@ under 3x the faiss search it needs.
 import numpy as np
 import pytest
 
+from hbt_fast.bench import best_time
 from hbt_fast.evaluate.bench import (
     faiss_search_only,
     metrics_ours,
@@ -21,24 +22,13 @@ from hbt_fast.evaluate.lareqa import score_lareqa
 pytest.importorskip("pytrec_eval")
 
 
-def _best(function, repeat):
-    import time
-
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def test_metrics_vs_pytrec_eval(benchmark):
     ids, scores, relevant = metrics_workload()
     ours = benchmark.pedantic(metrics_ours, args=(ids, relevant), rounds=5, iterations=1)
     reference = metrics_pytrec_eval(ids, scores, relevant)
     for measure, values in reference.items():
         np.testing.assert_allclose(ours[measure], values, rtol=0, atol=1e-9)
-    reference_s = _best(lambda: metrics_pytrec_eval(ids, scores, relevant), 2)
+    reference_s = best_time(lambda: metrics_pytrec_eval(ids, scores, relevant), 2)
     speedup = reference_s / benchmark.stats.stats.min
     benchmark.extra_info.update(reference_s=reference_s, speedup=speedup, queries=len(ids))
     assert speedup >= 10
@@ -46,7 +36,7 @@ def test_metrics_vs_pytrec_eval(benchmark):
 
 def test_lareqa_full_evaluation_vs_faiss_search(benchmark):
     data, queries, candidates = synthetic_xquad_r(dim=768)
-    faiss_s = _best(lambda: faiss_search_only(queries, candidates), 3)
+    faiss_s = best_time(lambda: faiss_search_only(queries, candidates), 3)
     benchmark.pedantic(score_lareqa, args=(data, queries, candidates), rounds=3, iterations=1)
     ratio = benchmark.stats.stats.min / faiss_s
     benchmark.extra_info.update(faiss_search_s=faiss_s, ratio_to_faiss=ratio)

@@ -9,11 +9,11 @@
 
 from __future__ import annotations
 
-import time
 from typing import Optional
 
 import numpy as np
 
+from hbt_fast.bench import best_time
 from hbt_fast.evaluate import metrics
 from hbt_fast.evaluate.lareqa import LareqaData, LareqaLanguage, score_lareqa
 from hbt_fast.evaluate.search import search
@@ -83,8 +83,8 @@ def metrics_workload(dim: int = 64, seed: int = 0, questions: int = XQUAD_R_QUES
 def compare_metrics_with_pytrec_eval(repeat: int = 3, **workload):
     """(reference seconds, our seconds, values identical to 1e-9) on the metrics workload."""
     ids, scores, relevant = metrics_workload(**workload)
-    ours_s = _best(lambda: metrics_ours(ids, relevant), repeat)
-    reference_s = _best(lambda: metrics_pytrec_eval(ids, scores, relevant), 1)
+    ours_s = best_time(lambda: metrics_ours(ids, relevant), repeat)
+    reference_s = best_time(lambda: metrics_pytrec_eval(ids, scores, relevant), 1)
     ours, reference = metrics_ours(ids, relevant), metrics_pytrec_eval(ids, scores, relevant)
     match = all(np.allclose(ours[m], reference[m], rtol=0, atol=1e-9) for m in reference)
     return reference_s, ours_s, match
@@ -101,18 +101,9 @@ def faiss_search_only(queries, candidates, k: int = 20):
 def compare_lareqa_with_faiss(repeat: int = 3, dim: int = 768, seed: int = 0):
     """(bare faiss search seconds, full evaluation seconds, results) from cached embeddings."""
     data, queries, candidates = synthetic_xquad_r(dim, seed)
-    faiss_s = _best(lambda: faiss_search_only(queries, candidates), repeat)
-    ours_s = _best(lambda: score_lareqa(data, queries, candidates), repeat)
+    faiss_s = best_time(lambda: faiss_search_only(queries, candidates), repeat)
+    ours_s = best_time(lambda: score_lareqa(data, queries, candidates), repeat)
     return faiss_s, ours_s, score_lareqa(data, queries, candidates)
-
-
-def _best(function, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def run(quick: bool = False) -> list:
@@ -126,7 +117,7 @@ def run(quick: bool = False) -> list:
     except ImportError:
         ids, _, relevant = metrics_workload()
         reference_s, note = None, "reference: pytrec_eval not installed"
-        ours_s = _best(lambda: metrics_ours(ids, relevant), 3)
+        ours_s = best_time(lambda: metrics_ours(ids, relevant), 3)
     rows.append(Result("metrics", "map@20/R@10/nDCG@10, 13,090 x top-20 (vs pytrec_eval)",
                        reference_s, ours_s, note=note))
     faiss_s, ours_s, _ = compare_lareqa_with_faiss(repeat=1 if quick else 3,
