@@ -117,7 +117,11 @@ void HybridSampler::index_pairs(const int64_t* languages, const int64_t* groups)
       require(language[a] != language[b], "pairs must have distinct (group, language): rows ", a,
               " and ", b, " both have group ", groups[a], " and language ", languages[a]);
     }
-    if (group_offsets_[g + 1] - group_offsets_[g] >= 2) cross_groups_.push_back(static_cast<Index>(g));
+    const int64_t count = group_offsets_[g + 1] - group_offsets_[g];
+    if (count >= 2) {
+      cross_groups_.push_back({static_cast<Index>(g), static_cast<Index>(group_offsets_[g]),
+                               static_cast<uint32_t>(count)});
+    }
   }
 }
 
@@ -152,7 +156,7 @@ void HybridSampler::validate_and_size() {
   }
   for (double& w : language_weights_) w /= (weight_sum > 0.0 ? weight_sum : 1.0);
   int64_t xy_pairs = 0;
-  for (Index g : cross_groups_) xy_pairs += group_offsets_[g + 1] - group_offsets_[g];
+  for (const CrossGroup& g : cross_groups_) xy_pairs += g.count;
 
   if (needs_xx) {
     require(xx_pairs > 0, "batch_size * world_size = ", global,
@@ -176,13 +180,13 @@ void HybridSampler::validate_and_size() {
   const double batches = epoch_pairs / static_cast<double>(global);
   num_batches_ = static_cast<int64_t>(config_.drop_last ? std::floor(batches) : std::ceil(batches));
   num_batches_ = std::max<int64_t>(num_batches_, 1);
-  language_streams_.assign(num_languages, Stream{});
+  language_streams_.assign(num_languages, Stream<Index>{});
 }
 
 void HybridSampler::set_epoch(int64_t epoch) {
   require(epoch >= 0, "epoch must be >= 0, got ", epoch);
   epoch_ = epoch;
-  for (Stream& s : language_streams_) s.pass = -1;
+  for (Stream<Index>& s : language_streams_) s.pass = -1;
   cross_stream_.pass = -1;
   build_plan();
 }
@@ -224,10 +228,9 @@ void HybridSampler::build_plan() {
   }
 }
 
-const std::vector<HybridSampler::Index>& HybridSampler::stream_pass(Stream& stream,
-                                                                    const Index* pool,
-                                                                    int64_t size, uint64_t key,
-                                                                    int64_t pass) {
+template <typename T>
+const std::vector<T>& HybridSampler::stream_pass(Stream<T>& stream, const T* pool, int64_t size,
+                                                 uint64_t key, int64_t pass) {
   if (stream.pass != pass) {
     stream.order.assign(pool, pool + size);
     Rng rng(hash_key(config_.seed, key, epoch_, pass));
@@ -256,15 +259,13 @@ void HybridSampler::fill_xy(int64_t ordinal, int64_t* query_rows, int64_t* passa
   const int64_t pass = ordinal / per_pass;
   const auto& order = stream_pass(cross_stream_, cross_groups_.data(), num_groups,
                                   kCrossStreamTag, pass);
-  const Index* groups = order.data() + (ordinal % per_pass) * global_batch() +
-                        config_.rank * config_.batch_size;
+  const CrossGroup* groups = order.data() + (ordinal % per_pass) * global_batch() +
+                             config_.rank * config_.batch_size;
   // One key per (epoch) and per (epoch, pass), then a single mix per row.
   const uint64_t offset_key = hash_key(config_.seed, kQueryLanguageTag, epoch_);
   const uint64_t partner_key = hash_key(config_.seed, kPassageLanguageTag, epoch_, pass);
   for (int64_t i = 0; i < config_.batch_size; ++i) {
-    const Index group = groups[i];
-    const int64_t first = group_offsets_[group];
-    const auto count = static_cast<uint32_t>(group_offsets_[group + 1] - first);
+    const auto [group, first, count] = groups[i];
     // The query language cycles through the group's languages from a random offset, pass
     // after pass, so over `count` passes each pair of the group is the query once.
     const uint32_t offset = bounded(hash_combine(offset_key, group), count);
@@ -314,7 +315,7 @@ int64_t HybridSampler::memory_bytes() const {
                   bytes(group_offsets_) + bytes(group_pairs_) + bytes(cross_groups_) +
                   bytes(language_weights_) + bytes(plan_language_) + bytes(plan_ordinal_) +
                   bytes(cross_stream_.order);
-  for (const Stream& s : language_streams_) total += bytes(s.order);
+  for (const Stream<Index>& s : language_streams_) total += bytes(s.order);
   return total;
 }
 

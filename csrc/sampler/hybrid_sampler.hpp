@@ -54,16 +54,25 @@ class HybridSampler {
   int64_t memory_bytes() const;  // heap held by the index, the plan and the stream caches
 
  private:
+  template <typename T>
   struct Stream {  // one shuffled pass over a pool, regenerated when the pass changes
     int64_t pass = -1;
-    std::vector<Index> order;
+    std::vector<T> order;
+  };
+  // A group in two or more languages, with its pair range in group_pairs_ kept beside the id
+  // so that an X-Y row costs one random memory access, not two.
+  struct CrossGroup {
+    Index group;
+    Index first;
+    uint32_t count;
   };
 
   void index_pairs(const int64_t* languages, const int64_t* groups);
   void validate_and_size();
   void build_plan();
-  const std::vector<Index>& stream_pass(Stream& stream, const Index* pool, int64_t size,
-                                        uint64_t key, int64_t pass);
+  template <typename T>
+  const std::vector<T>& stream_pass(Stream<T>& stream, const T* pool, int64_t size, uint64_t key,
+                                    int64_t pass);
   void fill_xx(int64_t language, int64_t ordinal, int64_t* query_rows, int64_t* passage_rows);
   void fill_xy(int64_t ordinal, int64_t* query_rows, int64_t* passage_rows);
   int64_t global_batch() const { return config_.batch_size * config_.world_size; }
@@ -78,13 +87,13 @@ class HybridSampler {
   std::vector<Index> language_pairs_;
   std::vector<int64_t> group_offsets_;     // CSR: pairs of each group, by language
   std::vector<Index> group_pairs_;
-  std::vector<Index> cross_groups_;        // groups present in two or more languages
+  std::vector<CrossGroup> cross_groups_;   // groups present in two or more languages
   std::vector<double> language_weights_;   // normalised over X-X-eligible languages
 
   std::vector<int32_t> plan_language_;     // per batch: compact X-X language or -1 (X-Y)
   std::vector<int64_t> plan_ordinal_;      // per batch: index among batches of its pool
-  std::vector<Stream> language_streams_;
-  Stream cross_stream_;
+  std::vector<Stream<Index>> language_streams_;
+  Stream<CrossGroup> cross_stream_;
 };
 
 }  // namespace hbt
