@@ -126,6 +126,22 @@ def test_resume_continues_exactly(tiny_model_dir, tmp_path):
         torch.testing.assert_close(a, resumed.encoder.state_dict()[name], rtol=1e-6, atol=1e-7)
 
 
+def test_resume_without_a_checkpoint_is_an_error(tiny_model_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+        make_trainer(tiny_model_dir, tmp_path, resume=True)
+
+
+def test_cli_reports_a_missing_model(tmp_path, capsys):
+    from hbt_fast.cli import main
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"group": 1, "lang": "en", "query": "q", "passage": "p"}\n', encoding="utf-8")
+    code = main(["train", "--model", str(tmp_path / "no-such-model"), "--train", str(pairs),
+                 "--output", str(tmp_path / "run"), "--steps", "1", "--mode", "xx", "--batch-size", "1"])
+    assert code == 2
+    assert "no-such-model" in capsys.readouterr().err
+
+
 def test_checkpoint_is_atomic_and_pruned(tiny_model_dir, tmp_path):
     trainer = make_trainer(tiny_model_dir, tmp_path, steps=6, save_every=2, keep_checkpoints=2)
     trainer.train()

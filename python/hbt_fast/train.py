@@ -185,6 +185,8 @@ class Trainer:
         self.total_steps = config.steps or math.ceil(config.epochs * len(self.sampler))
         self.device = self._pick_device()
         resume_from = self.latest_checkpoint() if config.resume else None
+        if config.resume and resume_from is None:
+            raise FileNotFoundError(f"resume: no checkpoint in {self.output / CHECKPOINTS}")
         self.encoder = self._load_encoder(encoder, resume_from)
         self.loss_fn = InfoNCELoss(temperature=config.temperature, symmetric=config.symmetric)
         self.optimizer = self._make_optimizer()

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_args(args)
         init_distributed()
         trainer = Trainer(config)
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, OSError) as error:  # OSError: model or file not found
         print(f"hbt-fast train: error: {error}", file=sys.stderr)
         return 2
     result = trainer.train()
