@@ -15,16 +15,27 @@ if(NOT HBT_CUDA MATCHES "^(AUTO|ON|OFF)$")
   message(FATAL_ERROR "HBT_CUDA must be AUTO, ON or OFF, got '${HBT_CUDA}'")
 endif()
 
+# pip builds in an isolated environment without nvidia-cublas: point HBT_CUBLAS_ROOT (cache
+# variable or environment variable) at an installed wheel's site-packages/nvidia/cu13.
+set(HBT_CUBLAS_ROOT "$ENV{HBT_CUBLAS_ROOT}" CACHE PATH
+    "Directory holding include/cublas_v2.h and lib/libcublas.so.13; empty: ask Python")
+
 # Locates cuBLAS: sets HBT_CUBLAS_INCLUDE_DIR, HBT_CUBLAS_LIBRARY and HBT_CUBLAS_SOURCE, or
 # leaves HBT_CUBLAS_LIBRARY empty.
 function(hbt_find_cublas)
-  execute_process(
-    COMMAND "${Python_EXECUTABLE}" -c
-      "import importlib.util as u, os; s = u.find_spec('nvidia.cu13'); d = list(s.submodule_search_locations)[0]; print(os.path.join(d, 'include') + ';' + os.path.join(d, 'lib'))"
-    OUTPUT_VARIABLE dirs OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET RESULT_VARIABLE failed)
-  if(NOT failed)
-    list(GET dirs 0 include_dir)
-    list(GET dirs 1 lib_dir)
+  set(root "${HBT_CUBLAS_ROOT}")
+  if(NOT root)
+    execute_process(
+      COMMAND "${Python_EXECUTABLE}" -c
+        "import importlib.util as u; print(list(u.find_spec('nvidia.cu13').submodule_search_locations)[0])"
+      OUTPUT_VARIABLE root OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET RESULT_VARIABLE failed)
+    if(failed)
+      set(root "")
+    endif()
+  endif()
+  if(root)
+    set(include_dir "${root}/include")
+    set(lib_dir "${root}/lib")
     if(EXISTS "${include_dir}/cublas_v2.h" AND EXISTS "${lib_dir}/libcublas.so.13")
       set(HBT_CUBLAS_INCLUDE_DIR "${include_dir}" PARENT_SCOPE)
       set(HBT_CUBLAS_LIBRARY "${lib_dir}/libcublas.so.13" PARENT_SCOPE)

@@ -303,3 +303,13 @@ def test_gpu_speed_against_cross_entropy_is_reported():
     fused_s, reference_s = best(fused), best(reference)
     print(f"B=8192 D=768 bf16: fused {fused_s * 1e3:.2f} ms, cross_entropy "
           f"{reference_s * 1e3:.2f} ms, speed-up {reference_s / fused_s:.2f}x")
+
+
+def test_environment_variable_disables_the_kernel(monkeypatch):
+    module = cuda_module_or_skip()
+    monkeypatch.setattr(_cuda, "_runtime_problem", "")
+    monkeypatch.setenv(_cuda.DISABLE_VARIABLE, "1")
+    assert _cuda.backend() == (None, f"{_cuda.load()[1]}, but disabled by HBT_DISABLE_CUDA_LOSS")
+    assert select_backend(CUDA, torch.float32) == "torch"
+    monkeypatch.setenv(_cuda.DISABLE_VARIABLE, "0")
+    assert _cuda.backend()[0] is module

@@ -18,6 +18,9 @@ from typing import Optional, Tuple
 
 from hbt_fast import _C
 
+# Set (to anything but 0) to keep CUDA tensors on the tiled torch path.
+DISABLE_VARIABLE = "HBT_DISABLE_CUDA_LOSS"
+
 _lock = threading.Lock()
 _loaded: Optional[Tuple[Optional[ModuleType], str]] = None  # (module or None, status)
 _runtime_problem: Optional[str] = None  # None until probed; "" when the runtime works
@@ -70,6 +73,8 @@ def backend() -> Tuple[Optional[ModuleType], str]:
     module, status = load()
     if module is None:
         return None, status
+    if os.environ.get(DISABLE_VARIABLE, "") not in ("", "0"):
+        return None, f"{status}, but disabled by {DISABLE_VARIABLE}"
     with _lock:
         if _runtime_problem is None:
             _runtime_problem = module.runtime_problem()
