@@ -313,3 +313,18 @@ def test_environment_variable_disables_the_kernel(monkeypatch):
     assert select_backend(CUDA, torch.float32) == "torch"
     monkeypatch.setenv(_cuda.DISABLE_VARIABLE, "0")
     assert _cuda.backend()[0] is module
+
+
+def test_unloadable_module_is_reported(monkeypatch):
+    def fail(name):
+        raise ImportError("libcublas.so.13: cannot open shared object file")
+
+    monkeypatch.setattr(_cuda, "build_status", lambda: "built for sm_90 with cuBLAS from X")
+    monkeypatch.setattr(_cuda.importlib, "import_module", fail)
+    monkeypatch.setattr(_cuda, "_loaded", None)
+    assert _cuda.status() == ("built for sm_90 with cuBLAS from X, but not loadable: "
+                              "libcublas.so.13: cannot open shared object file")
+    assert _cuda.backend()[0] is None
+    monkeypatch.setattr(_cuda, "build_status", lambda: "not built: no CUDA compiler found")
+    monkeypatch.setattr(_cuda, "_loaded", None)
+    assert _cuda.status() == "not built: no CUDA compiler found"
