@@ -27,8 +27,10 @@ def test_bench_table_reports_out_of_memory_reference():
     results = [
         Result("loss", "B=65536", None, 2.0, None, 3 * 2**20, note="reference: out of memory"),
         Result("sampler", "epoch", 1.0, 0.25, 2**20, 2**21),
+        Result("loss", "B=4096", 1.5, 1.0, extra={"efficiency": 1.125}),
     ]
     table = render_table(results).splitlines()
     assert table[2].split("|")[3].strip() == "-"
     assert "out of memory" in table[2]
-    assert "4.0x" in table[3] and "1.0 MiB" in table[3]
+    assert "4.00x" in table[3] and "1.0 MiB" in table[3]
+    assert "1.50x" in table[4] and "efficiency 1.12 vs 3 torch.mm" in table[4]

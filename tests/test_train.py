@@ -221,3 +221,13 @@ def test_cli_reports_malformed_training_file(tiny_model_dir, tmp_path, capsys):
     assert code == 2
     assert f"{bad}:2: not valid JSON" in capsys.readouterr().err
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_training_runs_across_epochs_with_fresh_batches(tiny_model_dir, tmp_path):
+    trainer = make_trainer(tiny_model_dir, tmp_path, steps=20)
+    per_epoch = len(trainer.sampler)
+    trainer.train()
+    records = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    epochs = [r["epoch"] for r in records if "loss" in r]
+    assert epochs == [step // per_epoch for step in range(20)]
+    assert all(r["sampler_s"] >= 0 and r["loss_s"] > 0 for r in records if "loss" in r)

@@ -191,6 +191,7 @@ class Trainer:
         self.scheduler = self._make_scheduler()
         self.step = 0
         self.best_score: Optional[float] = None
+        self.timings: dict = {}  # seconds spent in the sampler and the loss in the last step
         torch.manual_seed(config.seed + self.rank)
         if resume_from is not None:
             self._load_state(resume_from)
@@ -260,8 +261,10 @@ class Trainer:
         """Global loss and its gradient with respect to this rank's embeddings."""
         all_queries = self._gather(queries.detach()).requires_grad_()
         all_passages = self._gather(passages.detach()).requires_grad_()
+        started = time.perf_counter()
         loss = self.loss_fn(all_queries, all_passages)
         loss.backward()
+        self.timings["loss_s"] = time.perf_counter() - started
         rows = slice(self.rank * len(queries), (self.rank + 1) * len(queries))
         return loss.detach(), all_queries.grad[rows], all_passages.grad[rows]
 
@@ -321,23 +324,34 @@ class Trainer:
                    disable=not self.config.progress or self.rank != 0)
         last_eval: dict = {}
         while self.step < self.total_steps:
-            for query_rows, passage_rows in self.sampler:
-                batch_kind = self._batch_kind(query_rows, passage_rows)
+            for query_rows, passage_rows in self._timed_batches():
                 started = time.perf_counter()
+                batch_kind = self._batch_kind(query_rows, passage_rows)
                 loss = self.train_step(query_rows, passage_rows)
                 self._log({"step": self.step, "epoch": self.sampler.epoch, "loss": loss,
                            "lr": self.scheduler.get_last_lr()[0], "batch": batch_kind,
-                           "seconds": time.perf_counter() - started})
+                           "seconds": time.perf_counter() - started, **self.timings})
                 bar.set_postfix(loss=f"{loss:.4f}", batch=batch_kind)
                 bar.update()
                 last_eval = self._after_step() or last_eval
                 if self.step >= self.total_steps:
                     break
-            else:
+            else:  # the epoch ran out before the last step
                 self.sampler.set_epoch(self.sampler.epoch + 1)
         bar.close()
         last_eval = self._finish() or last_eval
         return last_eval
+
+    def _timed_batches(self):
+        """The sampler's batches, recording how long each took to produce."""
+        batches = iter(self.sampler)
+        while True:
+            started = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
+                return
+            self.timings["sampler_s"] = time.perf_counter() - started
+            yield batch
 
     def _batch_kind(self, query_rows, passage_rows) -> str:
         if np.array_equal(query_rows, passage_rows):

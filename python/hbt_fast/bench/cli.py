@@ -39,10 +39,13 @@ def render_table(results) -> str:
     header = ["suite", "workload", "reference", "hbt_fast", "speed-up", "ref peak", "peak", "note"]
     rows = [header, ["---"] * len(header)]
     for r in results:
-        speedup = "-" if r.speedup is None else f"{r.speedup:.1f}x"
+        speedup = "-" if r.speedup is None else f"{r.speedup:.2f}x"
+        note = r.note
+        if "efficiency" in r.extra:  # time of the three plain products / fused time
+            note = f"efficiency {r.extra['efficiency']:.2f} vs 3 torch.mm" + (f"; {note}" if note else "")
         rows.append([r.suite, r.workload, format_seconds(r.reference_s), format_seconds(r.fast_s),
                      speedup, format_bytes(r.reference_peak_bytes), format_bytes(r.fast_peak_bytes),
-                     r.note])
+                     note])
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 

@@ -140,4 +140,5 @@ def run(quick: bool = False) -> list[Result]:
     if quick:
         return [bench_info_nce(1024)]
     return [bench_info_nce(4096), bench_info_nce(8192),
-            bench_info_nce(16384, repeat=1, measure_products=False)]
+            bench_info_nce(16384, repeat=1, measure_products=False),
+            bench_info_nce(65536, repeat=1, measure_products=False)]
