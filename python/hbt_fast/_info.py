@@ -1,10 +1,15 @@
-"""Build information: which back-ends the compiled extension carries."""
+"""Build information: which back-ends the compiled extensions carry."""
 
 from hbt_fast import _C
 
 
 def info() -> dict:
-    """Return the version and the back-ends compiled into ``hbt_fast._C``."""
-    from hbt_fast import __version__
+    """Return the version and the back-ends compiled into ``hbt_fast._C``, and the state of
+    the optional CUDA loss (``"loss_cuda"``): "not built: <why>", "built for sm_...,
+    but not loadable: <error>", or "built for sm_...; <runtime and cuBLAS versions>"
+    (with ", but cannot run here: <why>" once a run found no usable device)."""
+    from hbt_fast import __version__, _cuda
 
-    return {"version": __version__, **_C.build_info()}
+    details = dict(_C.build_info())
+    details.pop("loss_cuda_build", None)
+    return {"version": __version__, **details, "loss_cuda": _cuda.status()}

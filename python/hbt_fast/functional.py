@@ -13,7 +13,7 @@ from typing import Optional, Union
 import torch
 import torch.nn.functional as F
 
-from hbt_fast.losses._fused import FusedInfoNCE
+from hbt_fast.losses._fused import FusedInfoNCE, select_backend
 
 __all__ = ["MIN_TEMPERATURE", "info_nce", "info_nce_reference"]
 
@@ -69,8 +69,11 @@ def _prepare(q, p, query_groups, passage_groups):
             _check_groups(passage_groups, "passage_groups", p.shape[0], q.device))
 
 
-def _logit_scale(temperature: Temperature, like: torch.Tensor) -> torch.Tensor:
-    """1 / temperature as a 0-dim tensor of like's dtype (differentiable for a tensor)."""
+def _logit_scale(temperature: Temperature, like: torch.Tensor,
+                 dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """1 / temperature as a 0-dim tensor of dtype (default like's) on like's device
+    (differentiable for a tensor)."""
+    dtype = dtype or like.dtype
     if isinstance(temperature, torch.Tensor):
         if temperature.numel() != 1 or not temperature.is_floating_point():
             raise TypeError("a tensor temperature must be a single floating-point value, got "
@@ -78,11 +81,11 @@ def _logit_scale(temperature: Temperature, like: torch.Tensor) -> torch.Tensor:
         if temperature.device != like.device:
             raise ValueError(f"temperature is on {temperature.device} but the embeddings are "
                              f"on {like.device}")
-        return 1.0 / temperature.reshape(()).clamp(min=MIN_TEMPERATURE).to(like.dtype)
+        return 1.0 / temperature.reshape(()).clamp(min=MIN_TEMPERATURE).to(dtype)
     temperature = float(temperature)
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be finite and > 0, got {temperature}")
-    return torch.tensor(1.0 / temperature, dtype=like.dtype, device=like.device)
+    return torch.tensor(1.0 / temperature, dtype=dtype, device=like.device)
 
 
 def info_nce(q: torch.Tensor, p: torch.Tensor, query_groups: Optional[torch.Tensor] = None,
@@ -108,9 +111,11 @@ def info_nce(q: torch.Tensor, p: torch.Tensor, query_groups: Optional[torch.Tens
         0-dim tensor: the mean loss, in float32 for float16/bfloat16 inputs (computed in
         float32, gradients cast back), else in the inputs' dtype.
 
-    CPU float32/float64 tensors run the C++ kernel; tensors on other devices run the same
-    algorithm in torch operations, block by block. Both keep O(block * M + (B + M) * D) extra
-    memory. NaN or inf in q, p or the temperature makes the loss and all gradients NaN (as the
+    CPU float32/float64 tensors run the C++ kernel; CUDA float32/float16/bfloat16 tensors
+    run the CUDA kernel where it is built (16-bit inputs stay 16-bit, with float32
+    accumulation; ``hbt_fast.info()["loss_cuda"]`` says whether it is); every other case runs
+    the same algorithm in torch operations, block by block. All keep O(block * M + (B + M) * D)
+    extra memory; the ``hbt_fast`` logger says at debug level which one ran. NaN or inf in q, p or the temperature makes the loss and all gradients NaN (as the
     unfused computation would), so ``torch.amp.GradScaler`` still skips such steps.
 
     Example:
@@ -123,15 +128,17 @@ def info_nce(q: torch.Tensor, p: torch.Tensor, query_groups: Optional[torch.Tens
         True
     """
     query_groups, passage_groups = _prepare(q, p, query_groups, passage_groups)
-    if q.dtype in (torch.float16, torch.bfloat16):
+    backend = select_backend(q.device, q.dtype)
+    half = q.dtype in (torch.float16, torch.bfloat16)
+    if half and backend != "cuda":  # the CUDA kernel takes 16-bit inputs as they are
         q, p = q.float(), p.float()
-    scale = _logit_scale(temperature, q)
+    scale = _logit_scale(temperature, q, torch.float32 if half else None)
     if normalize:
         q, p = F.normalize(q, dim=-1), F.normalize(p, dim=-1)
     compute_gradients = torch.is_grad_enabled() and (
         q.requires_grad or p.requires_grad or scale.requires_grad)
     return FusedInfoNCE.apply(q, p, scale, query_groups, passage_groups, bool(symmetric),
-                              compute_gradients)
+                              compute_gradients, backend)
 
 
 def info_nce_reference(q: torch.Tensor, p: torch.Tensor,

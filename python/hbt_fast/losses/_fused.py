@@ -1,5 +1,6 @@
-"""Private machinery of the fused InfoNCE loss: the C++ entry points, the tiled pure-torch
-implementation of the same algorithm (for tensors off the CPU), and the autograd Function.
+"""Private machinery of the fused InfoNCE loss: the C++ entry points (CPU, and CUDA where
+built), the tiled pure-torch implementation of the same algorithm (every other case), the
+choice between them, and the autograd Function.
 
 Both back-ends take already validated, normalised tensors of one floating dtype and a logit
 scale (1 / temperature) as a 0-dim tensor, and return ``(loss, grad_scale, grad_q, grad_p)``:
@@ -10,23 +11,34 @@ the gradients of the loss with respect to the scale, q and p, computed in the fo
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from typing import Iterator, Optional
 
 import torch
 from torch.autograd.function import once_differentiable
 
+from hbt_fast import _cuda
+
+logger = logging.getLogger("hbt_fast")
+
 # Similarities held at once by the tiled torch path: about 64 MiB of float32 per block.
 TORCH_BLOCK_ELEMENTS = 1 << 24
+
+# Input dtypes of the CUDA kernel (its _C_cuda dtype codes); all accumulate in float32.
+CUDA_DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+
+BACKENDS = ("cpp", "cuda", "torch")
 
 _settings = {"backend": None, "block_rows": 0}
 
 
 @contextlib.contextmanager
 def kernel_settings(backend: Optional[str] = None, block_rows: int = 0) -> Iterator[None]:
-    """Force a back-end ("cpp" or "torch") and/or a block height; for tests and benchmarks."""
-    if backend not in (None, "cpp", "torch"):
-        raise ValueError(f"backend must be 'cpp', 'torch' or None, got {backend!r}")
+    """Force a back-end ("cpp", "cuda" or "torch") and/or a block height; for tests and
+    benchmarks."""
+    if backend not in (None, *BACKENDS):
+        raise ValueError(f"backend must be one of {BACKENDS} or None, got {backend!r}")
     saved = dict(_settings)
     _settings.update(backend=backend, block_rows=block_rows)
     try:
@@ -35,11 +47,37 @@ def kernel_settings(backend: Optional[str] = None, block_rows: int = 0) -> Itera
         _settings.update(saved)
 
 
-def _uses_cpp(q: torch.Tensor) -> bool:
-    backend = _settings["backend"]
-    if backend == "cpp" and q.device.type != "cpu":
+def select_backend(device: torch.device, dtype: torch.dtype) -> str:
+    """Which implementation runs tensors of this device and dtype: "cpp" for CPU tensors,
+    "cuda" for CUDA tensors of a CUDA_DTYPE_CODES dtype where _C_cuda is built and usable,
+    else "torch" (the tiled path); kernel_settings can force one. Logged at debug level."""
+    forced = _settings["backend"]
+    if forced == "cpp" and device.type != "cpu":
         raise ValueError("the C++ back-end runs on CPU tensors only")
-    return backend == "cpp" or (backend is None and q.device.type == "cpu")
+    if forced == "cuda":
+        if device.type != "cuda":
+            raise ValueError("the CUDA back-end runs on CUDA tensors only")
+        module, status = _cuda.backend()
+        if module is None:
+            raise ValueError(f"the CUDA back-end is unavailable: {status}")
+        if dtype not in CUDA_DTYPE_CODES:
+            raise ValueError(f"the CUDA back-end takes float32, float16 or bfloat16, got {dtype}")
+    if forced is not None:
+        choice, why = forced, "forced by kernel_settings"
+    elif device.type == "cpu":
+        choice, why = "cpp", "CPU tensors"
+    elif device.type != "cuda":
+        choice, why = "torch", f"no kernel for {device.type} tensors"
+    else:
+        module, status = _cuda.backend()
+        if module is None:
+            choice, why = "torch", f"CUDA kernel unavailable: {status}"
+        elif dtype not in CUDA_DTYPE_CODES:
+            choice, why = "torch", f"the CUDA kernel does not take {dtype}"
+        else:
+            choice, why = "cuda", "CUDA kernel"
+    logger.debug("fused InfoNCE on %s %s: %s path (%s)", device, dtype, choice, why)
+    return choice
 
 
 def _nan_result(q, p, scale, compute_gradients):
@@ -70,6 +108,40 @@ def run_cpp(q, p, scale, query_groups, passage_groups, symmetric, compute_gradie
         return loss, None, None, None
     return (loss, torch.tensor(grad_scale, dtype=q.dtype), torch.from_numpy(grad_q),
             torch.from_numpy(grad_p))
+
+
+def run_cuda(q, p, scale, query_groups, passage_groups, symmetric, compute_gradients):
+    """The CUDA kernel (hbt_fast._C_cuda) on CUDA float32/float16/bfloat16 tensors, queued on
+    the current stream without a host synchronisation. Every buffer, workspace included, comes
+    from torch's caching allocator (stream-ordered, and visible to its memory statistics).
+    The loss and d loss / d scale are float32; the gradients have the inputs' dtype."""
+    module, _ = _cuda.backend()
+    q, p = q.detach().contiguous(), p.detach().contiguous()
+    scale = scale.detach().to(torch.float32).reshape(()).contiguous()
+    shape = dict(num_queries=q.shape[0], num_passages=p.shape[0], dim=q.shape[1],
+                 dtype=CUDA_DTYPE_CODES[q.dtype], symmetric=symmetric,
+                 compute_gradients=compute_gradients, block_rows=_settings["block_rows"])
+
+    def address(tensor):
+        return 0 if tensor is None else tensor.data_ptr()
+
+    with torch.cuda.device(q.device):
+        workspace = torch.empty(module.workspace_bytes(**shape), dtype=torch.uint8,
+                                device=q.device)
+        result = torch.empty(2, dtype=torch.float32, device=q.device)
+        grad_q = torch.empty_like(q) if compute_gradients else None
+        grad_p = torch.empty_like(p) if compute_gradients else None
+        module.info_nce(
+            q=q.data_ptr(), p=p.data_ptr(), query_groups=address(query_groups),
+            passage_groups=address(passage_groups), scale=scale.data_ptr(),
+            result=result.data_ptr(), grad_q=address(grad_q), grad_p=address(grad_p),
+            workspace=workspace.data_ptr(), workspace_bytes=workspace.numel(),
+            allow_tf32=torch.backends.cuda.matmul.allow_tf32, device=q.device.index,
+            stream=torch.cuda.current_stream(q.device).cuda_stream, **shape)
+    loss, grad_scale = result.unbind()
+    if not compute_gradients:
+        return loss, None, None, None
+    return loss, grad_scale, grad_q, grad_p
 
 
 def _false_negatives(query_groups, passage_groups, rows: slice, num_cols: int):
@@ -168,13 +240,18 @@ def run_tiled_torch(q, p, scale, query_groups, passage_groups, symmetric, comput
             torch.where(non_finite, math.nan, grad_q), torch.where(non_finite, math.nan, grad_p))
 
 
+_RUNNERS = {"cpp": run_cpp, "cuda": run_cuda, "torch": run_tiled_torch}
+
+
 class FusedInfoNCE(torch.autograd.Function):
     """loss = FusedInfoNCE.apply(q, p, scale, query_groups, passage_groups, symmetric,
-    compute_gradients). Saves the gradients (O((B + M) * D)), never the B x M logits."""
+    compute_gradients[, backend]). Saves the gradients (O((B + M) * D)), never the B x M
+    logits. backend (see select_backend) is chosen from q when not given."""
 
     @staticmethod
-    def forward(ctx, q, p, scale, query_groups, passage_groups, symmetric, compute_gradients):
-        run = run_cpp if _uses_cpp(q) else run_tiled_torch
+    def forward(ctx, q, p, scale, query_groups, passage_groups, symmetric, compute_gradients,
+                backend=None):
+        run = _RUNNERS[backend or select_backend(q.device, q.dtype)]
         loss, grad_scale, grad_q, grad_p = run(q, p, scale, query_groups, passage_groups,
                                                symmetric, compute_gradients)
         if compute_gradients:
@@ -189,4 +266,4 @@ class FusedInfoNCE(torch.autograd.Function):
         return (grad_q * grad_loss if needs[0] else None,
                 grad_p * grad_loss if needs[1] else None,
                 grad_scale * grad_loss if needs[2] else None,
-                None, None, None, None)
+                None, None, None, None, None)
