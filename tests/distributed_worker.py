@@ -20,6 +20,7 @@ def main(model_dir: str, output: str) -> None:
     if trainer.rank == 0:
         Path(output).mkdir(parents=True, exist_ok=True)
         torch.save({"loss": loss, "gradients": gradients(trainer)}, Path(output) / "rank0.pt")
+    torch.distributed.barrier()  # leave together: a rank exiting early breaks the peer's socket
     torch.distributed.destroy_process_group()
 
 

@@ -12,7 +12,7 @@ namespace {
 
 // Stream tags keep the random decisions of different purposes independent.
 enum : uint64_t { kKindTag = 1, kLanguageOrderTag, kLanguageStreamTag, kCrossStreamTag,
-                  kQueryLanguageTag, kPassageLanguageTag };
+                  kQueryLanguageTag, kPassageLanguageTag, kCrossBatchOrderTag };
 
 // Uniform integer in [0, bound) from 64 random bits; bound is a small language count, so the
 // multiply-shift bias (bound / 2^32) is far below anything measurable.
@@ -88,6 +88,7 @@ HybridSampler::HybridSampler(const int64_t* languages, const int64_t* groups, in
           config.lang_exponent);
   index_pairs(languages, groups);
   validate_and_size();
+  index_cross_layers();
   set_epoch(0);
 }
 
@@ -183,11 +184,27 @@ void HybridSampler::validate_and_size() {
   language_streams_.assign(num_languages, Stream<Index>{});
 }
 
+void HybridSampler::index_cross_layers() {
+  uint32_t num_layers = 0;
+  for (const CrossGroup& g : cross_groups_) num_layers = std::max(num_layers, g.count);
+  std::vector<int64_t> layer_sizes(num_layers, 0);
+  for (const CrossGroup& g : cross_groups_) {
+    for (uint32_t layer = 0; layer < g.count; ++layer) ++layer_sizes[layer];
+  }
+  layer_batch_offsets_.assign(num_layers + 1, 0);
+  for (uint32_t layer = 0; layer < num_layers; ++layer) {
+    layer_batch_offsets_[layer + 1] = layer_batch_offsets_[layer] + layer_sizes[layer] / global_batch();
+  }
+  cross_batches_per_pass_ = layer_batch_offsets_.back();
+  layer_streams_.assign(num_layers, Stream<CrossGroup>{});
+}
+
 void HybridSampler::set_epoch(int64_t epoch) {
   require(epoch >= 0, "epoch must be >= 0, got ", epoch);
   epoch_ = epoch;
   for (Stream<Index>& s : language_streams_) s.pass = -1;
-  cross_stream_.pass = -1;
+  for (Stream<CrossGroup>& s : layer_streams_) s.pass = -1;
+  cross_batch_order_.pass = -1;
   build_plan();
 }
 
@@ -228,13 +245,13 @@ void HybridSampler::build_plan() {
   }
 }
 
-template <typename T>
-const std::vector<T>& HybridSampler::stream_pass(Stream<T>& stream, const T* pool, int64_t size,
-                                                 uint64_t key, int64_t pass) {
+template <typename T, typename Fill>
+const std::vector<T>& HybridSampler::stream_pass(Stream<T>& stream, uint64_t key, int64_t pass,
+                                                 Fill fill) {
   if (stream.pass != pass) {
-    stream.order.assign(pool, pool + size);
+    fill(stream.order);
     Rng rng(hash_key(config_.seed, key, epoch_, pass));
-    shuffle(stream.order.data(), size, rng);
+    shuffle(stream.order.data(), stream.order.size(), rng);
     stream.pass = pass;
   }
   return stream.order;
@@ -244,9 +261,10 @@ void HybridSampler::fill_xx(int64_t language, int64_t ordinal, int64_t* query_ro
                             int64_t* passage_rows) {
   const int64_t size = language_offsets_[language + 1] - language_offsets_[language];
   const int64_t per_pass = size / global_batch();
-  const auto& order = stream_pass(language_streams_[language],
-                                  language_pairs_.data() + language_offsets_[language], size,
-                                  hash_key(kLanguageStreamTag, language), ordinal / per_pass);
+  const Index* pool = language_pairs_.data() + language_offsets_[language];
+  const auto& order = stream_pass(language_streams_[language], hash_key(kLanguageStreamTag, language),
+                                  ordinal / per_pass,
+                                  [&](std::vector<Index>& out) { out.assign(pool, pool + size); });
   const int64_t start = (ordinal % per_pass) * global_batch() + config_.rank * config_.batch_size;
   for (int64_t i = 0; i < config_.batch_size; ++i) {
     query_rows[i] = passage_rows[i] = order[start + i];
@@ -254,22 +272,32 @@ void HybridSampler::fill_xx(int64_t language, int64_t ordinal, int64_t* query_ro
 }
 
 void HybridSampler::fill_xy(int64_t ordinal, int64_t* query_rows, int64_t* passage_rows) {
-  const auto num_groups = static_cast<int64_t>(cross_groups_.size());
-  const int64_t per_pass = num_groups / global_batch();
+  const int64_t per_pass = cross_batches_per_pass_;
   const int64_t pass = ordinal / per_pass;
-  const auto& order = stream_pass(cross_stream_, cross_groups_.data(), num_groups,
-                                  kCrossStreamTag, pass);
-  const CrossGroup* groups = order.data() + (ordinal % per_pass) * global_batch() +
-                             config_.rank * config_.batch_size;
-  // One key per (epoch) and per (epoch, pass), then a single mix per row.
-  const uint64_t offset_key = hash_key(config_.seed, kQueryLanguageTag, epoch_);
-  const uint64_t partner_key = hash_key(config_.seed, kPassageLanguageTag, epoch_, pass);
+  const uint32_t batch_id = stream_pass(cross_batch_order_, kCrossBatchOrderTag, pass,
+                                        [&](std::vector<uint32_t>& out) {
+                                          out.resize(per_pass);
+                                          std::iota(out.begin(), out.end(), 0u);
+                                        })[ordinal % per_pass];
+  const auto layer = static_cast<uint32_t>(
+      std::upper_bound(layer_batch_offsets_.begin(), layer_batch_offsets_.end(), batch_id) -
+      layer_batch_offsets_.begin() - 1);
+  const int64_t slot = batch_id - layer_batch_offsets_[layer];
+  const auto& order = stream_pass(layer_streams_[layer], hash_key(kCrossStreamTag, layer), pass,
+                                  [&](std::vector<CrossGroup>& out) {
+                                    out.clear();
+                                    for (const CrossGroup& g : cross_groups_) {
+                                      if (g.count > layer) out.push_back(g);
+                                    }
+                                  });
+  const CrossGroup* groups = order.data() + slot * global_batch() + config_.rank * config_.batch_size;
+  // One key per (epoch, pass) and per (epoch, pass, layer), then a single mix per row.
+  const uint64_t offset_key = hash_key(config_.seed, kQueryLanguageTag, epoch_, pass);
+  const uint64_t partner_key = hash_key(config_.seed, kPassageLanguageTag, epoch_, pass, layer);
   for (int64_t i = 0; i < config_.batch_size; ++i) {
     const auto [group, first, count] = groups[i];
-    // The query language cycles through the group's languages from a random offset, pass
-    // after pass, so over `count` passes each pair of the group is the query once.
     const uint32_t offset = bounded(hash_combine(offset_key, group), count);
-    const auto query = static_cast<uint32_t>((offset + static_cast<uint64_t>(pass)) % count);
+    const uint32_t query = (offset + layer) % count;  // layer < count: distinct per layer
     const uint32_t step = 1 + bounded(hash_combine(partner_key, group), count - 1);
     query_rows[i] = group_pairs_[first + query];
     passage_rows[i] = group_pairs_[first + (query + step) % count];
@@ -314,7 +342,8 @@ int64_t HybridSampler::memory_bytes() const {
   int64_t total = bytes(language_ids_) + bytes(language_offsets_) + bytes(language_pairs_) +
                   bytes(group_offsets_) + bytes(group_pairs_) + bytes(cross_groups_) +
                   bytes(language_weights_) + bytes(plan_language_) + bytes(plan_ordinal_) +
-                  bytes(cross_stream_.order);
+                  bytes(layer_batch_offsets_) + bytes(cross_batch_order_.order);
+  for (const auto& s : layer_streams_) total += bytes(s.order);
   for (const Stream<Index>& s : language_streams_) total += bytes(s.order);
   return total;
 }

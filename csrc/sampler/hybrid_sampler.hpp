@@ -70,10 +70,11 @@ class HybridSampler {
   void index_pairs(const int64_t* languages, const int64_t* groups);
   void validate_and_size();
   void build_plan();
-  template <typename T>
-  const std::vector<T>& stream_pass(Stream<T>& stream, const T* pool, int64_t size, uint64_t key,
-                                    int64_t pass);
+  // The stream's order for `pass`: refilled by fill(order) and shuffled when the pass changes.
+  template <typename T, typename Fill>
+  const std::vector<T>& stream_pass(Stream<T>& stream, uint64_t key, int64_t pass, Fill fill);
   void fill_xx(int64_t language, int64_t ordinal, int64_t* query_rows, int64_t* passage_rows);
+  void index_cross_layers();
   void fill_xy(int64_t ordinal, int64_t* query_rows, int64_t* passage_rows);
   int64_t global_batch() const { return config_.batch_size * config_.world_size; }
 
@@ -88,12 +89,19 @@ class HybridSampler {
   std::vector<int64_t> group_offsets_;     // CSR: pairs of each group, by language
   std::vector<Index> group_pairs_;
   std::vector<CrossGroup> cross_groups_;   // groups present in two or more languages
+  // X-Y layers: layer r holds every cross-lingual group with more than r languages, and in
+  // layer r a group's query is its ((offset + r) mod count)-th language. A pass over all
+  // layers so uses each pair of those groups once as a query, and a batch cut from one layer
+  // has distinct groups. Batches of all layers are visited in a random order per pass.
+  std::vector<int64_t> layer_batch_offsets_;  // first batch id of each layer in a pass
+  int64_t cross_batches_per_pass_ = 0;
   std::vector<double> language_weights_;   // normalised over X-X-eligible languages
 
   std::vector<int32_t> plan_language_;     // per batch: compact X-X language or -1 (X-Y)
   std::vector<int64_t> plan_ordinal_;      // per batch: index among batches of its pool
   std::vector<Stream<Index>> language_streams_;
-  Stream<CrossGroup> cross_stream_;
+  std::vector<Stream<CrossGroup>> layer_streams_;
+  Stream<uint32_t> cross_batch_order_;
 };
 
 }  // namespace hbt

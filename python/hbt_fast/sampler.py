@@ -18,11 +18,20 @@ Epoch
     (``ceil`` with ``drop_last=False``; every batch is always full) where P is the number of
     pairs the mode can use: pairs of X-X-eligible languages (mode "xx"), pairs of groups in
     two or more languages (mode "xy"), or ``alpha * P_xx + (1 - alpha) * P_xy`` (hybrid). So
-    the number of query slots in an epoch matches the number of usable pairs: each pair is
-    used about once. Within one language's X-X batches no pair repeats until all of that
-    language's pairs were used (one *pass*); within X-Y batches no group repeats until every
-    cross-lingual group was used, and the query language of a group cycles through its
-    languages pass after pass. Remainders smaller than a global batch are skipped in a pass.
+    the number of query slots in an epoch matches the number of usable pairs.
+
+    X-Y coverage: layer r holds every cross-lingual group with more than r languages, and a
+    group's query in layer r is its ((offset + r) mod count)-th language, with a random offset
+    per group and pass. Each batch is cut from one layer (so its groups are distinct), and the
+    batches of all layers come in a random order. One pass over the layers makes every pair of
+    a cross-lingual group the query exactly once, except for each layer's remainder smaller
+    than a global batch; mode "xy" uses about one pass per epoch, so each pair is used once,
+    whatever the spread of languages per group.
+
+    X-X coverage: within one language no pair repeats until all of its pairs were used (a
+    pass). With ``lang_exponent=1`` a language's share of X-X batches matches its share of
+    pairs, so each pair is used about once per epoch; other exponents deliberately over-sample
+    small languages and under-sample large ones.
 
 Small languages
     A language with fewer pairs than ``batch_size * world_size`` cannot fill an X-X batch

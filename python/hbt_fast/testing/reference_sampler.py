@@ -74,17 +74,25 @@ class ReferenceHybridSampler:
                 yield chunk, chunk
 
     def _cross_stream(self, rng):
-        query_offset = {g: int(rng.integers(len(self.rows_by_group[g]))) for g in self.cross_groups}
-        cross_pass = 0
+        """X-Y batches: layer r holds the groups with more than r languages, and a group's
+        query in layer r is its ((offset + r) mod count)-th language, so one pass over all
+        layers makes each pair of those groups the query once. Each batch is cut from one
+        layer (distinct groups); the batches of all layers come in a random order."""
+        languages_of = {g: sorted(self.rows_by_group[g]) for g in self.cross_groups}
+        depth = max(len(langs) for langs in languages_of.values())
+        layers = [[g for g in self.cross_groups if len(languages_of[g]) > r] for r in range(depth)]
+        batch_ids = [(r, s) for r, layer in enumerate(layers) for s in range(len(layer) // self.global_batch)]
         while True:
-            order = rng.permutation(self.cross_groups)
-            for start in range(0, len(order) - self.global_batch + 1, self.global_batch):
+            query_offset = {g: int(rng.integers(len(languages_of[g]))) for g in self.cross_groups}
+            layer_orders = [rng.permutation(layer) for layer in layers]
+            for index in rng.permutation(len(batch_ids)):
+                layer, slot = batch_ids[index]
                 queries, passages = [], []
-                for group in order[start:start + self.global_batch].tolist():
-                    rows = [self.rows_by_group[group][lang] for lang in sorted(self.rows_by_group[group])]
-                    query = (query_offset[group] + cross_pass) % len(rows)
+                chunk = layer_orders[layer][slot * self.global_batch:(slot + 1) * self.global_batch]
+                for group in chunk.tolist():
+                    rows = [self.rows_by_group[group][lang] for lang in languages_of[group]]
+                    query = (query_offset[group] + layer) % len(rows)
                     partner = (query + 1 + int(rng.integers(len(rows) - 1))) % len(rows)
                     queries.append(rows[query])
                     passages.append(rows[partner])
                 yield np.array(queries, dtype=np.int64), np.array(passages, dtype=np.int64)
-            cross_pass += 1
