@@ -163,6 +163,17 @@ def test_resume_equals_uninterrupted_run(stop_after):
         assert np.array_equal(q, eq) and np.array_equal(p, ep)
 
 
+def test_each_iteration_starts_at_the_first_batch_unless_resumed():
+    languages, groups = make_pairs(100, 4, [1, 1, 1, 1], seed=5)
+    sampler = HybridSampler(languages, groups, 4, seed=1)
+    first = next(iter(sampler))[0]
+    assert np.array_equal(next(iter(sampler))[0], first)  # a peek does not move the next loop
+    state = {**sampler.state_dict(), "position": 3}
+    sampler.load_state_dict(state)
+    resumed = next(iter(sampler))[0]
+    assert np.array_equal(resumed, sampler.epoch_batches()[0][3])
+
+
 def test_load_state_dict_rejects_a_different_configuration():
     languages, groups = make_pairs(100, 4, [1, 1, 1, 1], seed=5)
     state = HybridSampler(languages, groups, 4, seed=1).state_dict()
@@ -172,6 +183,8 @@ def test_load_state_dict_rejects_a_different_configuration():
         HybridSampler(languages, groups, 4, seed=1).load_state_dict({"epoch": 0})
     with pytest.raises(ValueError, match="position"):
         HybridSampler(languages, groups, 4, seed=1).load_state_dict({**state, "position": 10**6})
+    with pytest.raises(ValueError, match="data_digest"):  # same size, other data
+        HybridSampler(np.roll(languages, 1), np.roll(groups, 1), 4, seed=1).load_state_dict(state)
 
 
 @pytest.mark.parametrize("mode", ["xx", "xy", "hybrid"])

@@ -120,6 +120,8 @@ def test_resume_continues_exactly(tiny_model_dir, tmp_path):
     assert resumed.step == 3
     resumed.train()
     got = log_losses(tmp_path / "crashed")
+    steps = [json.loads(line)["step"] for line in (tmp_path / "crashed" / "train_log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))  # the crashed run's step 4 and 5 lines were dropped
     assert len(got) == len(expected) == 8
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
     for name, a in make_trainer(tiny_model_dir, tmp_path / "straight", steps=8, resume=True).encoder.state_dict().items():
@@ -129,6 +131,32 @@ def test_resume_continues_exactly(tiny_model_dir, tmp_path):
 def test_resume_without_a_checkpoint_is_an_error(tiny_model_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint in"):
         make_trainer(tiny_model_dir, tmp_path, resume=True)
+
+
+def test_a_used_output_folder_needs_resume(tiny_model_dir, tmp_path):
+    make_trainer(tiny_model_dir, tmp_path, steps=1).train()
+    with pytest.raises(ValueError, match="already holds a run; pass resume"):
+        make_trainer(tiny_model_dir, tmp_path, steps=2)
+
+
+def test_missing_evaluation_data_stops_before_training(tiny_model_dir, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        make_trainer(tiny_model_dir, tmp_path / "run", eval=f"xquad-r:{tmp_path / 'nowhere'}")
+    with pytest.raises(ValueError, match="eval_metric must be one of"):
+        make_trainer(tiny_model_dir, tmp_path / "run", eval=f"xquad-r:{tmp_path}", eval_metric="multi/ndcg")
+
+
+def test_toml_config_with_flags_overriding_it(tmp_path):
+    from hbt_fast.cli import build_parser
+    from hbt_fast.train_cli import config_from_args
+
+    config_file = tmp_path / "run.toml"
+    config_file.write_text('model = "m"\ntrain = "t.jsonl"\noutput = "out"\nsteps = 1000\nlr = 1e-4\n'
+                           'batch-size = 64\n', encoding="utf-8")
+    args = build_parser().parse_args(["train", "--config", str(config_file), "--epochs", "2", "--lr", "3e-5"])
+    config = config_from_args(args)
+    assert (config.steps, config.epochs, config.lr, config.batch_size) == (None, 2.0, 3e-5, 64)
+    config.validate()
 
 
 def test_cli_reports_a_missing_model(tmp_path, capsys):

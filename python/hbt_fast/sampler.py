@@ -49,6 +49,7 @@ Determinism
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import warnings
@@ -128,6 +129,8 @@ class HybridSampler:
         drop_last: epoch length rounds down (True) or up (False); batches are always full.
 
     See the module docstring for the exact definition of an epoch and of each batch kind.
+    Each ``iter(sampler)`` starts at the epoch's first batch, or where ``load_state_dict``
+    put it. A sampler is not thread-safe: give each thread (or DataLoader worker) its own.
     """
 
     def __init__(
@@ -169,11 +172,14 @@ class HybridSampler:
         self.mode, self.alpha, self.lang_exponent = mode, float(alpha), float(lang_exponent)
         self.drop_last = bool(drop_last)
         self.num_pairs = len(languages)
+        # Resuming with other data must fail even when the number of pairs is the same.
+        self._data_digest = hashlib.blake2b(languages.tobytes() + groups.tobytes(), digest_size=8).hexdigest()
         self._core = _C.HybridSampler(
             languages, groups, self.batch_size, mode, self.alpha, self.lang_exponent,
             self.seed, self.rank, self.world_size, self.drop_last,
         )
         self._position = 0
+        self._resume_at = 0
         self._warn_small_languages()
 
     def _warn_small_languages(self) -> None:
@@ -199,9 +205,10 @@ class HybridSampler:
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose batches the next iteration yields (from its first batch)."""
         self._core.set_epoch(_integer(epoch, "epoch", 0))
-        self._position = 0
+        self._position = self._resume_at = 0
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        self._position, self._resume_at = self._resume_at, 0
         while self._position < len(self):
             count = min(_CHUNK_BATCHES, len(self) - self._position)
             queries, passages = self._core.batches(self._position, count)
@@ -233,6 +240,7 @@ class HybridSampler:
             "mode": self.mode, "alpha": self.alpha, "lang_exponent": self.lang_exponent,
             "seed": self.seed, "batch_size": self.batch_size, "world_size": self.world_size,
             "drop_last": self.drop_last, "num_pairs": self.num_pairs, "num_batches": len(self),
+            "data_digest": self._data_digest,
         }
 
     def state_dict(self) -> dict:
@@ -253,7 +261,7 @@ class HybridSampler:
         if position > len(self):
             raise ValueError(f"state['position'] must be <= {len(self)}, got {position}")
         self.set_epoch(state["epoch"])
-        self._position = position
+        self._position = self._resume_at = position
 
     def __repr__(self) -> str:
         return (

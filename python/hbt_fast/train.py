@@ -111,6 +111,22 @@ def parse_eval_spec(spec: str) -> tuple[str, Path]:
     return task, Path(directory)
 
 
+# Metrics evaluate_lareqa reports, and whether a higher value is better.
+EVAL_METRICS = {"mono/map@20": True, "mono/recall@1": True, "cross/map@20": True,
+                "cross/recall@1": True, "multi/map@20": True, "multi/recall@10": True,
+                "multi/rank_distance": False}
+
+
+def check_eval_setup(spec: str, metric: str) -> None:
+    """Fail before training when the evaluation could not run at its end."""
+    from hbt_fast.evaluate import load_lareqa
+
+    if metric not in EVAL_METRICS:
+        raise ValueError(f"eval_metric must be one of {sorted(EVAL_METRICS)}, got {metric!r}")
+    task, directory = parse_eval_spec(spec)
+    load_lareqa(directory, task=task)  # missing files or fields raise here, naming them
+
+
 def check_corpus_for_mode(corpus: PairCorpus, mode: str, alpha: float) -> None:
     """Stop before training when the mode needs X-Y batches a language cannot join."""
     needs_cross = mode == "xy" or (mode == "hybrid" and alpha < 1)
@@ -147,8 +163,9 @@ def _distributed() -> tuple[int, int]:
 def init_distributed() -> None:
     """Join the process group that ``torchrun`` describes (gloo on CPU, NCCL on GPU)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -168,7 +185,10 @@ class Trainer:
         from hbt_fast.losses import InfoNCELoss
 
         config.validate()
+        if config.eval:
+            check_eval_setup(config.eval, config.eval_metric)
         self.config = config
+        init_distributed()
         self.rank, self.world_size = _distributed()
         if config.batch_size % self.world_size:
             raise ValueError(
@@ -184,9 +204,8 @@ class Trainer:
         )
         self.total_steps = config.steps or math.ceil(config.epochs * len(self.sampler))
         self.device = self._pick_device()
-        resume_from = self.latest_checkpoint() if config.resume else None
-        if config.resume and resume_from is None:
-            raise FileNotFoundError(f"resume: no checkpoint in {self.output / CHECKPOINTS}")
+        resume_from = self._checkpoint_to_resume()
+        torch.manual_seed(config.seed + self.rank)  # before loading: seeds any fresh weights
         self.encoder = self._load_encoder(encoder, resume_from)
         self.loss_fn = InfoNCELoss(temperature=config.temperature, symmetric=config.symmetric)
         self.optimizer = self._make_optimizer()
@@ -199,6 +218,17 @@ class Trainer:
             self._load_state(resume_from)
 
     # ------------------------------------------------------------------ set-up
+    def _checkpoint_to_resume(self) -> Optional[Path]:
+        if self.config.resume:
+            checkpoint = self.latest_checkpoint()
+            if checkpoint is None:
+                raise FileNotFoundError(f"resume: no checkpoint in {self.output / CHECKPOINTS}")
+            return checkpoint
+        if (self.output / CHECKPOINTS).exists() or (self.output / LOG_FILE).exists():
+            raise ValueError(f"output {self.output} already holds a run; pass resume to continue "
+                             "it, or choose a new folder")
+        return None
+
     def _pick_device(self) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -370,30 +400,35 @@ class Trainer:
         return result
 
     def _finish(self) -> Optional[dict]:
-        result = self.evaluate() if self.config.eval else None
+        # Save first: an evaluation that fails must not cost the trained model.
         self.save_checkpoint()
         if self.rank == 0:
             self._save_model_atomically(self.output / "model")
         self._barrier()
-        return result
+        return self.evaluate() if self.config.eval else None
 
     # ------------------------------------------------------------------ evaluation, logging
     def evaluate(self) -> Optional[dict]:
         """Evaluate on ``config.eval`` (rank 0), log it, and keep the best model in ``best/``."""
+        if not self.config.eval:
+            raise ValueError("evaluate() needs config.eval ('xquad-r:DIR' or 'mlqa-r:DIR')")
         result = None
         if self.rank == 0:
             from hbt_fast.evaluate import evaluate_lareqa
 
             task, directory = parse_eval_spec(self.config.eval)
             self.encoder.eval()
-            result = evaluate_lareqa(self.encoder, directory)
+            result = evaluate_lareqa(self.encoder, directory, task=task)
             self.encoder.train()
             section, _, metric = self.config.eval_metric.partition("/")
             score = float(result[section][metric])
             summary = {s: {k: v for k, v in result[s].items() if isinstance(v, float)}
                        for s in ("mono", "cross", "multi") if s in result}
             self._log({"step": self.step, "eval": summary, "score": score})
-            if self.best_score is None or score > self.best_score:
+            higher_is_better = EVAL_METRICS[self.config.eval_metric]
+            improved = self.best_score is None or (
+                score > self.best_score if higher_is_better else score < self.best_score)
+            if improved:
                 self.best_score = score
                 self._save_model_atomically(self.output / "best")
         self._barrier()
@@ -470,17 +505,27 @@ class Trainer:
         return path
 
     def _load_state(self, checkpoint: Path) -> None:
-        state = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=False)
+        state = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         self.step = state["step"]
         self.best_score = state["best_score"]
         random_file = checkpoint / f"random-rank{self.rank}.pt"
-        states = torch.load(random_file, map_location="cpu", weights_only=False)
+        states = torch.load(random_file, map_location="cpu", weights_only=True)
         torch.set_rng_state(states["torch"])
         if "cuda" in states and self.device.type == "cuda":
             torch.cuda.set_rng_state(states["cuda"], self.device)
+        self._drop_log_after(self.step)
+
+    def _drop_log_after(self, step: int) -> None:
+        """A resumed run repeats the steps after its checkpoint: forget their old log lines."""
+        log = self.output / LOG_FILE
+        if self.rank != 0 or not log.exists():
+            return
+        kept = [line for line in log.read_text(encoding="utf-8").splitlines()
+                if json.loads(line).get("step", 0) <= step]
+        _atomic_write_text(log, "".join(line + "\n" for line in kept))
 
 
 def train(config: TrainConfig, **kwargs) -> dict:

@@ -81,7 +81,11 @@ def config_from_args(args: argparse.Namespace):
     from hbt_fast.train import TrainConfig
 
     values = read_toml(args.config) if getattr(args, "config", None) else {}
-    values.update({k: v for k, v in vars(args).items() if k not in ("config", "func", "command")})
+    flags = {k: v for k, v in vars(args).items() if k not in ("config", "func", "command")}
+    for given, other in (("steps", "epochs"), ("epochs", "steps")):
+        if given in flags:  # a length on the command line replaces the file's length
+            values.pop(other, None)
+    values.update(flags)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
