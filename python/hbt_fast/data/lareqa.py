@@ -65,8 +65,11 @@ def split_lareqa(data_dir, output_dir, *, eval_fraction: float = 0.25, seed: int
     documents = {lang: _load(data_dir / f"{lang}.json") for lang in languages}
 
     reference = documents[languages[0]]["data"]
+    if len(reference) < 2:
+        raise ValueError(f"{data_dir / (languages[0] + '.json')}: an article-level split needs "
+                         f"at least 2 articles, found {len(reference)}")
     rng = np.random.default_rng(seed)
-    num_eval = max(1, round(eval_fraction * len(reference)))
+    num_eval = min(max(1, round(eval_fraction * len(reference))), len(reference) - 1)
     eval_articles = set(rng.permutation(len(reference))[:num_eval].tolist())
     eval_ids = set().union(*(_article_question_ids(reference[a]) for a in eval_articles))
 

@@ -36,6 +36,8 @@ def _read_tsv_ids(path: Path, wanted: Optional[set] = None) -> dict:
 
 def read_train_pairs(path: Path, limit: Optional[int] = None) -> dict:
     """qid -> first positive pid, in file order."""
+    if not path.is_file():
+        raise FileNotFoundError(f"training pairs file {path} does not exist")
     positives = {}
     with open(path, encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
