@@ -93,3 +93,19 @@ def test_invalid_settings(tiny_model_dir, encoder):
         encoder.encode_queries("not a list")
     with pytest.raises(ValueError, match="side"):
         encoder.embed(["x"], "document")
+
+
+@pytest.mark.parametrize("preset", ["xlmr", "labse"])
+def test_saved_encoder_loads_in_sentence_transformers(tiny_model_dir, tmp_path, preset):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    from hbt_fast.models import TextEncoder
+
+    encoder = TextEncoder.from_pretrained(tiny_model_dir, preset=preset, prefixes=True,
+                                          show_progress=False)
+    encoder.save(tmp_path / "saved")
+    loaded = sentence_transformers.SentenceTransformer(str(tmp_path / "saved"), device="cpu")
+    texts = ["the river and the city.", "eine Frage zur Musik und zur Schule"]
+    np.testing.assert_allclose(loaded.encode(texts, prompt_name="query"), encoder.encode_queries(texts),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(loaded.encode(texts, prompt_name="passage"),
+                               encoder.encode_passages(texts), rtol=1e-4, atol=1e-5)

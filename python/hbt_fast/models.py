@@ -136,7 +136,9 @@ class TextEncoder(torch.nn.Module):
     load = from_pretrained
 
     def save(self, directory) -> Path:
-        """Write model, tokenizer and ``hbt_encoder.json`` to ``directory``."""
+        """Write model, tokenizer and ``hbt_encoder.json`` to ``directory``, plus the module
+        files that let ``sentence_transformers.SentenceTransformer(directory)`` load the same
+        encoder (prefixes become its "query" / "passage" prompts)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(directory)
@@ -144,6 +146,7 @@ class TextEncoder(torch.nn.Module):
         (directory / SETTINGS_FILE).write_text(
             json.dumps(asdict(self.settings), indent=2) + "\n", encoding="utf-8"
         )
+        write_sentence_transformers_modules(directory, self.settings, self.model)
         return directory
 
     # ------------------------------------------------------------------ embedding
@@ -237,3 +240,47 @@ class TextEncoder(torch.nn.Module):
         # Cached embeddings belong to the weights they were computed with.
         self.clear_cache()
         return super().train(mode)
+
+
+def _write_json(path: Path, value) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+
+
+def write_sentence_transformers_modules(directory: Path, settings: EncoderSettings, model) -> None:
+    """sentence-transformers' module layout for this encoder: Transformer -> Pooling (mean or
+    CLS) -> Dense with tanh (the ``pooler`` preset: the model's own pooler weights, as LaBSE
+    ships in sentence-transformers) -> Normalize."""
+    dim = int(model.config.hidden_size)
+    modules = [("", "Transformer"), ("1_Pooling", "Pooling")]
+    _write_json(directory / "1_Pooling" / "config.json", {
+        "word_embedding_dimension": dim,
+        "pooling_mode_cls_token": settings.pooling in ("cls", "pooler"),
+        "pooling_mode_mean_tokens": settings.pooling == "mean",
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+    })
+    if settings.pooling == "pooler":
+        from safetensors.torch import save_file
+
+        dense = model.pooler.dense
+        _write_json(directory / "2_Dense" / "config.json", {
+            "in_features": dim, "out_features": int(dense.out_features), "bias": True,
+            "activation_function": "torch.nn.modules.activation.Tanh",
+        })
+        save_file({"linear.weight": dense.weight.detach().cpu().contiguous(),
+                   "linear.bias": dense.bias.detach().cpu().contiguous()},
+                  str(directory / "2_Dense" / "model.safetensors"))
+        modules.append(("2_Dense", "Dense"))
+    if settings.normalize:
+        modules.append((f"{len(modules)}_Normalize", "Normalize"))
+    _write_json(directory / "modules.json", [
+        {"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+        for i, (path, kind) in enumerate(modules)])
+    _write_json(directory / "sentence_bert_config.json",
+                {"max_seq_length": settings.max_passage_length, "do_lower_case": False})
+    _write_json(directory / "config_sentence_transformers.json", {
+        "prompts": {"query": settings.query_prefix, "passage": settings.passage_prefix},
+        "default_prompt_name": None, "similarity_fn_name": "cosine" if settings.normalize else "dot",
+    })
+
