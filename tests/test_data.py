@@ -62,6 +62,14 @@ def test_mmarco_layout_groups_by_query_id(tmp_path):
     assert corpus.queries == ["what one", "what two", "was one", "was two"]
     assert corpus.passages == ["en ten", "en twenty", "de ten", "de twenty"]
     assert corpus.groups == ["1", "2", "1", "2"]
+    from hbt_fast.cli import main
+
+    assert main(["convert-mmarco", "--root", str(tmp_path), "--languages", "en", "de",
+                 "--output", str(tmp_path / "pairs.jsonl")]) == 0
+    converted = read_pairs_jsonl(tmp_path / "pairs.jsonl")
+    assert converted.queries == corpus.queries and converted.groups == corpus.groups
+    assert main(["convert-mmarco", "--root", str(tmp_path / "none"), "--languages", "en",
+                 "--output", str(tmp_path / "x.jsonl")]) == 2
 
 
 def test_lareqa_split_keeps_eval_articles_out_of_training(data_dir, tmp_path):
