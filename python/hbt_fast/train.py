@@ -278,6 +278,10 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
             return self.encoder.embed(texts, side).float()
 
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     def _chunks(self, texts: list) -> list:
         size = self.config.chunk_size or max(len(texts), 1)
         return [texts[i:i + size] for i in range(0, len(texts), size)]
@@ -293,9 +297,11 @@ class Trainer:
         """Global loss and its gradient with respect to this rank's embeddings."""
         all_queries = self._gather(queries.detach()).requires_grad_()
         all_passages = self._gather(passages.detach()).requires_grad_()
+        self._synchronize()
         started = time.perf_counter()
         loss = self.loss_fn(all_queries, all_passages)
         loss.backward()
+        self._synchronize()  # so that loss_s is the loss's own time on GPUs too
         self.timings["loss_s"] = time.perf_counter() - started
         rows = slice(self.rank * len(queries), (self.rank + 1) * len(queries))
         return loss.detach(), all_queries.grad[rows], all_passages.grad[rows]
