@@ -27,7 +27,7 @@ def record(benchmark, **info):
                    for k, v in info.items()))
 
 
-@pytest.mark.parametrize("batch_size", [4096, 8192])
+@pytest.mark.parametrize("batch_size", [1024, 2048, 4096, 8192])
 def test_speed(benchmark, batch_size):
     q, p = make_inputs(batch_size)
     benchmark.pedantic(fused_step, args=(q, p), rounds=3, iterations=1, warmup_rounds=1)
