@@ -182,7 +182,8 @@ def report(summary: dict, settings: dict) -> str:
         "## Sampling comparison (held-out XQuAD-R articles, mAP@20; mean ± std over seeds)", "",
         f"Settings: {json.dumps(settings)}", "", *rows, "",
         "Our rank distances are over the held-out pool only (about a quarter of XQuAD-R's "
-        "candidates), so they are smaller in scale than the study's full-pool figures.", "",
+        "candidates), from a much weaker model, so they are not on the study's scale: compare "
+        "them with each other, not with the study's.", "",
         "### Study claims at this scale", "", *claims(summary, len(settings["seeds"])), "",
     ]
     return "\n".join(text)
