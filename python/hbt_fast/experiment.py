@@ -98,8 +98,10 @@ def run_experiment(args, root: Path, model: str, output: Path) -> dict:
     split_dir = output / "split"
     split_lareqa(root / "xquad-r", split_dir, eval_fraction=args.eval_fraction, seed=args.split_seed)
     tatoeba = root / "tatoeba" if (root / "tatoeba").is_dir() else None
-    evaluate = lambda encoder: evaluate_model(encoder, split_dir / "eval", tatoeba,  # noqa: E731
-                                              args.tatoeba_languages)
+
+    def evaluate(encoder) -> dict:
+        return evaluate_model(encoder, split_dir / "eval", tatoeba, args.tatoeba_languages)
+
     lengths = dict(max_query_length=args.max_query_length, max_passage_length=args.max_passage_length)
     results = {"untrained": evaluate(TextEncoder.from_pretrained(
         model, preset=args.preset, show_progress=False, **lengths))}

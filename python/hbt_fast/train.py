@@ -213,6 +213,8 @@ class Trainer:
         self.step = 0
         self.best_score: Optional[float] = None
         self.timings: dict = {}  # seconds spent in the sampler and the loss in the last step
+        # Training draws (dropout) start from the seed whatever loading consumed; a resume
+        # replaces this state with the checkpoint's.
         torch.manual_seed(config.seed + self.rank)
         if resume_from is not None:
             self._load_state(resume_from)

@@ -48,9 +48,8 @@ class PairCorpus:
 
     def cross_lingual_languages(self) -> set:
         """Languages that share at least one group with another language."""
-        _, group_sizes = np.unique(self.group_ids, return_inverse=False, return_counts=True)
-        shared = np.flatnonzero(group_sizes >= 2)
-        return {self.language_names[i] for i in np.unique(self.language_ids[np.isin(self.group_ids, shared)])}
+        in_shared_group = np.bincount(self.group_ids)[self.group_ids] >= 2  # ids are dense
+        return {self.language_names[i] for i in np.unique(self.language_ids[in_shared_group])}
 
 
 def read_pairs_jsonl(path: Union[str, Path]) -> PairCorpus:
