@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hbt_fast.bench import best_time
-from hbt_fast.evaluate.bench import (
+from hbt_fast.bench.evaluate import (
     faiss_search_only,
     metrics_ours,
     metrics_pytrec_eval,

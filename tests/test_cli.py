@@ -4,7 +4,7 @@ import pytest
 
 from hbt_fast import __version__
 from hbt_fast.bench import Result
-from hbt_fast.bench.cli import render_table
+from hbt_fast.cli.bench import render_table
 from hbt_fast.cli import build_parser, main
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from hbt_fast.evaluate import write_report
-from hbt_fast.evaluate.cli import add_parser
+from hbt_fast.cli.eval import add_parser
 
 
 def _parser():

@@ -3,7 +3,7 @@
 import json
 
 from hbt_fast.cli import main
-from hbt_fast.experiment import claims
+from hbt_fast.experiments.sampling import claims
 
 
 def summary_with(mono, cross, multi, distance, std=0.0):

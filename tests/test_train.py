@@ -148,7 +148,7 @@ def test_missing_evaluation_data_stops_before_training(tiny_model_dir, tmp_path)
 
 def test_toml_config_with_flags_overriding_it(tmp_path):
     from hbt_fast.cli import build_parser
-    from hbt_fast.train_cli import config_from_args
+    from hbt_fast.cli.train import config_from_args
 
     config_file = tmp_path / "run.toml"
     config_file.write_text('model = "m"\ntrain = "t.jsonl"\noutput = "out"\nsteps = 1000\nlr = 1e-4\n'

@@ -1,4 +1,4 @@
-"""``hbt-fast`` command line: one subcommand per module, each registering itself.
+"""``hbt-fast`` command line: one module per subcommand in this package.
 
 A command module provides ``add_parser(subparsers)``, which adds its parser and sets
 ``func`` to a callable taking the parsed arguments. Heavy imports happen inside ``func``,
@@ -14,11 +14,12 @@ from typing import Optional, Sequence
 from hbt_fast import __version__
 
 COMMAND_MODULES = (
-    "hbt_fast.data.cli",
-    "hbt_fast.train_cli",
-    "hbt_fast.evaluate.cli",
-    "hbt_fast.bench.cli",
-    "hbt_fast.experiment",
+    "hbt_fast.cli.split_lareqa",
+    "hbt_fast.cli.convert_mmarco",
+    "hbt_fast.cli.train",
+    "hbt_fast.cli.eval",
+    "hbt_fast.cli.bench",
+    "hbt_fast.cli.experiment",
 )
 
 

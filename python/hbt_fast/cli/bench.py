@@ -11,7 +11,7 @@ import platform
 import sys
 
 # Suites in the order they run; each module offers run(quick) -> list[Result].
-SUITES = ("hbt_fast.bench.sampler", "hbt_fast.bench.loss", "hbt_fast.evaluate.bench")
+SUITES = ("hbt_fast.bench.sampler", "hbt_fast.bench.loss", "hbt_fast.bench.evaluate")
 
 
 def add_parser(subparsers) -> None:
