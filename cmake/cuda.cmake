@@ -95,8 +95,7 @@ target_link_libraries(hbt_cuda_core PUBLIC "${HBT_CUBLAS_LIBRARY}" CUDA::cudart_
 set_target_properties(hbt_cuda_core PROPERTIES POSITION_INDEPENDENT_CODE ON
                                                CUDA_RUNTIME_LIBRARY Static)
 
-pybind11_add_module(_C_cuda csrc/bindings.cpp)
-target_compile_definitions(_C_cuda PRIVATE HBT_CUDA_EXTENSION)
+pybind11_add_module(_C_cuda csrc/python/_C_cuda.cpp)
 target_link_libraries(_C_cuda PRIVATE hbt_cuda_core)
 # Installed next to the nvidia-cublas wheel's libraries (site-packages/nvidia/cu13/lib);
 # hbt_fast also preloads them from there before importing _C_cuda.
