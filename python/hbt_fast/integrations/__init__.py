@@ -1,0 +1,1 @@
+"""Bridges to the tools users already train and evaluate with (optional extras)."""
