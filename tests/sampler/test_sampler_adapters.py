@@ -4,7 +4,6 @@ import pickle
 
 import numpy as np
 import pytest
-
 from hbt_fast import HybridBatchSampler, HybridSampler, PairDataset, labels_to_ids
 from hbt_fast.sampler import PairBatch
 

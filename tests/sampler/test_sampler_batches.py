@@ -5,13 +5,11 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from sampler_cases import check_batch, epoch_rows, make_pairs, pair_sets
-
 from hbt_fast import HybridSampler
 from hbt_fast.testing import ReferenceHybridSampler
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sampler_cases import check_batch, epoch_rows, make_pairs, pair_sets
 
 
 @settings(max_examples=60, deadline=None)

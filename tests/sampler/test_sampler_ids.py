@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from hbt_fast import labels_to_ids
 
 

@@ -5,9 +5,8 @@ import threading
 
 import numpy as np
 import pytest
-from sampler_cases import make_pairs
-
 from hbt_fast import HybridSampler
+from sampler_cases import make_pairs
 
 BASE = {"languages": [0, 0, 1, 1], "groups": [0, 1, 0, 1], "batch_size": 2}
 
@@ -100,26 +99,27 @@ def test_extreme_language_exponents_finish_and_favour_the_extreme_language(lang_
         assert counts.max() - counts.min() <= 1
 
 
-def test_threads_sharing_one_sampler_get_the_same_batches():
+@pytest.mark.parametrize("mode", ["xx", "xy", "hybrid"])
+def test_threads_sharing_one_sampler_get_the_same_batches(mode):
     """Was heap corruption: epoch_batches() from several threads shared the stream caches."""
     languages, groups = make_pairs(400, 5, [1, 0.9, 0.8, 0.7, 0.6], seed=3)
-    for mode in ("xx", "xy", "hybrid"):
-        sampler = HybridSampler(languages, groups, 8, mode=mode, seed=5)
-        expected = sampler.epoch_batches()
-        results = [None] * 6
+    sampler = HybridSampler(languages, groups, 8, mode=mode, seed=5)
+    expected_queries, expected_passages = sampler.epoch_batches()
+    results = [None] * 6
 
-        def run(slot):
-            results[slot] = [sampler.epoch_batches() for _ in range(10)] + [list(sampler)]
+    def run(slot):
+        results[slot] = [sampler.epoch_batches() for _ in range(10)] + [list(sampler)]
 
-        threads = [threading.Thread(target=run, args=(slot,)) for slot in range(len(results))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        for result in results:
-            for queries, passages in result[:-1]:
-                assert np.array_equal(queries, expected[0]) and np.array_equal(passages, expected[1])
-            assert np.array_equal(np.array([b[0] for b in result[-1]]), expected[0])
+    threads = [threading.Thread(target=run, args=(slot,)) for slot in range(len(results))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for *epochs, iterated in results:
+        for queries, passages in epochs:
+            assert np.array_equal(queries, expected_queries)
+            assert np.array_equal(passages, expected_passages)
+        assert np.array_equal(np.array([batch[0] for batch in iterated]), expected_queries)
 
 
 def test_every_iter_is_an_independent_iterator():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -18,7 +18,7 @@ class PairBatch(Sequence):
     one call, any other dataset is indexed with each tuple.
     """
 
-    __slots__ = ("query_rows", "passage_rows", "kind", "language")
+    __slots__ = ("kind", "language", "passage_rows", "query_rows")
 
     def __init__(self, query_rows: np.ndarray, passage_rows: np.ndarray, kind: str, language: int):
         self.query_rows, self.passage_rows = query_rows, passage_rows

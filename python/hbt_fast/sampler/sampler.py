@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
