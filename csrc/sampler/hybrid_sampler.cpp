@@ -391,17 +391,33 @@ void EpochCursor::fill_xy(int64_t ordinal, int64_t* query_rows, int64_t* passage
                                     }
                                   });
   const CrossGroup* groups = order.data() + slot * global + config.rank * config.batch_size;
+  // The batch's groups are a random slot of the layer: fetch all their cache lines at once.
+  for (int64_t line = 0; line < config.batch_size * static_cast<int64_t>(sizeof(CrossGroup)); line += 64) {
+    __builtin_prefetch(reinterpret_cast<const char*>(groups) + line);
+  }
   const PairIndex::Row* group_rows = sampler_->index_.group_rows();
   // One key per (epoch, pass) and per (epoch, pass, layer), then a single mix per row.
   const uint64_t offset_key = hash_key(config.seed, kQueryLanguageTag, epoch_, pass);
   const uint64_t partner_key = hash_key(config.seed, kPassageLanguageTag, epoch_, pass, layer);
+  // Two passes: first the position of each row in group_rows (prefetched as soon as known),
+  // then the gather. Each row is a random access into an array of N rows, so the misses of a
+  // whole batch overlap instead of queueing one behind the other.
   for (int64_t i = 0; i < config.batch_size; ++i) {
     const auto [group, first, count] = groups[i];
     const uint32_t offset = bounded(hash_combine(offset_key, group), count);
-    const uint32_t query = (offset + layer) % count;  // layer < count: distinct per layer
-    const uint32_t step = 1 + bounded(hash_combine(partner_key, group), count - 1);
-    query_rows[i] = group_rows[first + query];
-    passage_rows[i] = group_rows[first + (query + step) % count];
+    // Both sums are below 2 * count, so one subtraction is the modulo (and no division).
+    uint32_t query = offset + layer;  // layer < count: distinct per layer
+    if (query >= count) query -= count;
+    uint32_t passage = query + 1 + bounded(hash_combine(partner_key, group), count - 1);
+    if (passage >= count) passage -= count;
+    query_rows[i] = first + query;
+    passage_rows[i] = first + passage;
+    __builtin_prefetch(group_rows + query_rows[i]);
+    __builtin_prefetch(group_rows + passage_rows[i]);
+  }
+  for (int64_t i = 0; i < config.batch_size; ++i) {
+    query_rows[i] = group_rows[query_rows[i]];
+    passage_rows[i] = group_rows[passage_rows[i]];
   }
 }
 
