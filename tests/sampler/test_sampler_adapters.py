@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 from hbt_fast import HybridBatchSampler, HybridSampler, PairDataset, labels_to_ids
 from hbt_fast.sampler import PairBatch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sampler_cases import pair_sets
 
 
 def test_dataloader_batch_sampler_yields_text_pairs():
@@ -72,3 +75,22 @@ def test_batches_pickle_with_kind_and_language():
         copy = pickle.loads(pickle.dumps(batch))
         assert (copy.kind, copy.language) == (batch.kind, batch.language)
         assert all(np.array_equal(a, b) for a, b in zip(copy, batch))
+
+
+@settings(max_examples=40, deadline=None)
+@given(pairs=pair_sets, batch_size=st.integers(1, 6), mode=st.sampled_from(["xx", "xy", "hybrid"]),
+       seed=st.integers(0, 2**64 - 1))
+@pytest.mark.filterwarnings("ignore:languages .* have fewer than")
+def test_adapter_yields_the_sampler_batches_as_pairs(pairs, batch_size, mode, seed):
+    languages, groups = pairs
+    try:
+        sampler = HybridSampler(languages, groups, batch_size, mode=mode, seed=seed)
+    except ValueError:
+        return
+    texts = PairDataset([f"q{i}" for i in range(len(languages))], [f"p{i}" for i in range(len(languages))])
+    adapter = HybridBatchSampler(sampler)
+    batches = list(adapter)
+    assert len(batches) == len(adapter) == len(sampler)
+    for batch, expected in zip(batches, sampler):
+        assert list(batch) == list(zip(expected[0].tolist(), expected[1].tolist()))
+        assert texts.__getitems__(batch) == [texts[pair] for pair in batch]
