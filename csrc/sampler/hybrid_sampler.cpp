@@ -368,12 +368,12 @@ void EpochCursor::fill_xx(int64_t language, int64_t ordinal, int64_t* query_rows
   }
 }
 
-void EpochCursor::fill_xy(int64_t ordinal, int64_t* query_rows, int64_t* passage_rows) {
+const PairIndex::CrossGroup* EpochCursor::cross_slot(int64_t ordinal, bool generate, uint32_t* layer_out) {
   const SamplerConfig& config = sampler_->config_;
-  const int64_t global = sampler_->global_batch_;
   const auto& offsets = sampler_->layer_batch_offsets_;
   const int64_t per_pass = sampler_->cross_batches_per_pass_;
   const int64_t pass = ordinal / per_pass;
+  if (!generate && cross_batch_order_.pass != pass) return nullptr;
   const uint32_t batch_id = stream_pass(cross_batch_order_, kCrossBatchOrderTag, pass,
                                         [&](std::vector<uint32_t>& out) {
                                           out.resize(per_pass);
@@ -381,6 +381,7 @@ void EpochCursor::fill_xy(int64_t ordinal, int64_t* query_rows, int64_t* passage
                                         })[ordinal % per_pass];
   const auto layer = static_cast<uint32_t>(
       std::upper_bound(offsets.begin(), offsets.end(), batch_id) - offsets.begin() - 1);
+  if (!generate && layer_streams_[layer].pass != pass) return nullptr;
   const int64_t slot = batch_id - offsets[layer];
   const auto& order = stream_pass(layer_streams_[layer], hash_key(kCrossStreamTag, layer), pass,
                                   [&](std::vector<CrossGroup>& out) {
@@ -390,7 +391,27 @@ void EpochCursor::fill_xy(int64_t ordinal, int64_t* query_rows, int64_t* passage
                                       if (g.count > layer) out.push_back(g);
                                     }
                                   });
-  const CrossGroup* groups = order.data() + slot * global + config.rank * config.batch_size;
+  if (layer_out != nullptr) *layer_out = layer;
+  return order.data() + slot * sampler_->global_batch_ + config.rank * config.batch_size;
+}
+
+void EpochCursor::prefetch_batch(int64_t index) {
+  if (index >= sampler_->num_batches_ || plan_language_[index] >= 0) return;
+  // Only when no stream has to be regenerated for it: batch `index` must not change the
+  // streams the batch before it reads.
+  const CrossGroup* groups = cross_slot(plan_ordinal_[index], false, nullptr);
+  if (groups == nullptr) return;
+  const int64_t bytes = sampler_->config_.batch_size * static_cast<int64_t>(sizeof(CrossGroup));
+  for (int64_t line = 0; line < bytes; line += 64) {
+    __builtin_prefetch(reinterpret_cast<const char*>(groups) + line);
+  }
+}
+
+void EpochCursor::fill_xy(int64_t ordinal, int64_t* query_rows, int64_t* passage_rows) {
+  const SamplerConfig& config = sampler_->config_;
+  const int64_t pass = ordinal / sampler_->cross_batches_per_pass_;
+  uint32_t layer = 0;
+  const CrossGroup* groups = cross_slot(ordinal, true, &layer);
   // The batch's groups are a random slot of the layer: fetch all their cache lines at once.
   for (int64_t line = 0; line < config.batch_size * static_cast<int64_t>(sizeof(CrossGroup)); line += 64) {
     __builtin_prefetch(reinterpret_cast<const char*>(groups) + line);
@@ -442,6 +463,7 @@ int64_t EpochCursor::next(int64_t count, int64_t* query_rows, int64_t* passage_r
   const int64_t n = std::min(count, remaining());
   const int64_t width = sampler_->config_.batch_size;
   for (int64_t k = 0; k < n; ++k) {
+    prefetch_batch(position_ + k + 1);  // its groups' cache lines arrive while this one fills
     batch(position_ + k, query_rows + k * width, passage_rows + k * width);
     if (languages != nullptr) languages[k] = batch_language(position_ + k);
   }

@@ -142,6 +142,10 @@ class EpochCursor {
   const std::vector<T>& stream_pass(Stream<T>& stream, uint64_t key, int64_t pass, Fill fill);
   void fill_xx(int64_t language, int64_t ordinal, int64_t* query_rows, int64_t* passage_rows);
   void fill_xy(int64_t ordinal, int64_t* query_rows, int64_t* passage_rows);
+  // The first group of X-Y batch `ordinal` in its layer stream (and the layer); with
+  // generate false, nullptr instead of regenerating a stream.
+  const CrossGroup* cross_slot(int64_t ordinal, bool generate, uint32_t* layer);
+  void prefetch_batch(int64_t index);
 
   const HybridSampler* sampler_;
   int64_t epoch_;
