@@ -6,34 +6,40 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from hbt_fast.sampler.sampler import HybridSampler
+from hbt_fast.sampler.sampler import Batch, HybridSampler
 
 
 class PairBatch(Sequence):
     """One batch as the DataLoader sees it: a sequence of ``(query_row, passage_row)`` tuples.
 
-    The rows stay two int64 arrays (``query_rows``, ``passage_rows``, with ``kind`` and
-    ``language`` of the sampler's batch), so the sampler side never builds per-row Python
-    objects; a dataset with ``__getitems__`` (as :class:`PairDataset`) fetches the batch in
-    one call, any other dataset is indexed with each tuple.
+    It wraps the sampler's :class:`Batch` (two int64 arrays, ``kind``, ``language``), so the
+    sampler side never builds per-row Python objects; a dataset with ``__getitems__`` (as
+    :class:`PairDataset`) fetches the batch in one call, any other dataset is indexed with
+    each tuple.
     """
 
-    __slots__ = ("kind", "language", "passage_rows", "query_rows")
+    __slots__ = ("batch",)
 
-    def __init__(self, query_rows: np.ndarray, passage_rows: np.ndarray, kind: str, language: int):
-        self.query_rows, self.passage_rows = query_rows, passage_rows
-        self.kind, self.language = kind, language
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+
+    query_rows = property(lambda self: self.batch[0])
+    passage_rows = property(lambda self: self.batch[1])
+    kind = property(lambda self: self.batch.kind)
+    language = property(lambda self: self.batch.language)
 
     def __len__(self) -> int:
-        return len(self.query_rows)
+        return len(self.batch[0])
 
     def __getitem__(self, index):
+        query_rows, passage_rows = self.batch
         if isinstance(index, slice):
-            return list(zip(self.query_rows[index].tolist(), self.passage_rows[index].tolist()))
-        return int(self.query_rows[index]), int(self.passage_rows[index])
+            return list(zip(query_rows[index].tolist(), passage_rows[index].tolist()))
+        return int(query_rows[index]), int(passage_rows[index])
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return zip(self.query_rows.tolist(), self.passage_rows.tolist())
+        query_rows, passage_rows = self.batch
+        return zip(query_rows.tolist(), passage_rows.tolist())
 
     def __eq__(self, other) -> bool:
         return list(self) == list(other) if isinstance(other, (PairBatch, list, tuple)) else NotImplemented
@@ -64,8 +70,7 @@ class HybridBatchSampler:
         self.sampler.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[PairBatch]:
-        for batch in self.sampler:
-            yield PairBatch(batch[0], batch[1], batch.kind, batch.language)
+        return map(PairBatch, self.sampler)
 
 
 class PairDataset:
