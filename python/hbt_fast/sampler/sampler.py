@@ -75,8 +75,8 @@ import numpy as np
 
 from hbt_fast import _C
 
+# A struct sequence built in C++ (like os.stat_result); named hbt_fast.sampler.Batch.
 Batch = _C.Batch
-Batch.__module__ = "hbt_fast.sampler"
 
 _INT64 = (-(2**63), 2**63 - 1)
 _UINT64 = (0, 2**64 - 1)
