@@ -58,6 +58,7 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 
 from hbt_fast import _C
+from hbt_fast._stock_trainer_guard import RefusesStockTrainer
 
 _MODES = ("xx", "xy", "hybrid")
 _CHUNK_BATCHES = 64  # batches fetched from C++ per call while iterating
@@ -113,7 +114,7 @@ def _integer(value, name: str, minimum: int) -> int:
     return int(value)
 
 
-class HybridSampler:
+class HybridSampler(RefusesStockTrainer):
     """Yields ``(query_rows, passage_rows)``: two np.int64 arrays of length ``batch_size``.
 
     Args:
@@ -271,7 +272,7 @@ class HybridSampler:
         )
 
 
-class HybridBatchSampler:
+class HybridBatchSampler(RefusesStockTrainer):
     """``torch.utils.data.DataLoader`` ``batch_sampler`` over a dataset of pairs.
 
     Each batch is a list of ``(query_row, passage_row)`` tuples; pair it with
