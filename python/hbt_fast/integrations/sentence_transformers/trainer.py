@@ -79,6 +79,7 @@ class HybridTrainer(SentenceTransformerTrainer):
         self._text_columns = [query_column, passage_column, *negative_columns]
         self._label_columns = [language_column, group_column]
         _check_train_dataset(train_dataset, self._text_columns, self._label_columns)
+        self._pair_ids = labels_to_ids(*(_labels(train_dataset, name) for name in self._label_columns))
         super().__init__(model=model, args=args, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, loss=loss, **kwargs)
         if self.args.batch_sampler != BatchSamplers.BATCH_SAMPLER:
@@ -88,7 +89,6 @@ class HybridTrainer(SentenceTransformerTrainer):
                 "on HybridTrainer); leave batch_sampler at its default"
             )
         self._pairs = PairRows(train_dataset, query_column, passage_column, negative_columns)
-        self._pair_ids = labels_to_ids(*(_labels(train_dataset, name) for name in self._label_columns))
         self._resume_from = None
         self.hybrid_sampler = self._build_sampler()  # now, so that bad settings fail here
         self.model.model_card_data.add_tags("hybrid-batch-training")
