@@ -20,7 +20,7 @@ from sentence_transformers import (  # noqa: E402
     SentenceTransformerTrainingArguments,
 )
 
-from conftest import pair_rows, tiny_sentence_transformer  # noqa: E402
+from st_helpers import pair_rows, tiny_sentence_transformer  # noqa: E402
 from hbt_fast import HybridBatchSampler, HybridSampler, labels_to_ids  # noqa: E402
 from hbt_fast.integrations.sentence_transformers import HybridTrainer  # noqa: E402
 from hbt_fast.losses import MultipleNegativesRankingLoss  # noqa: E402
