@@ -38,8 +38,9 @@ class RecordingCollator:
         return self.collator(features)
 
 
-def make_trainer(model_dir, output_dir, dataset=None, *, record=True, args=None, **options):
-    model = tiny_sentence_transformer(model_dir)
+def make_trainer(model_dir, output_dir, dataset=None, *, record=True, args=None, model=None,
+                 **options):
+    model = model if model is not None else tiny_sentence_transformer(model_dir)
     args = {"per_device_train_batch_size": 8, "max_steps": 4, "report_to": "none",
             "use_cpu": True, "save_strategy": "no", "disable_tqdm": True, **(args or {})}
     trainer = HybridTrainer(
