@@ -1,5 +1,5 @@
 """Run under torchrun by test_hybrid_trainer_distributed.py: each rank writes the texts of one
-epoch of HybridTrainer batches to <output>/rank<r>.json."""
+epoch of HybridTrainer batches to <output>/rank<r>.json, then trains a few DDP steps."""
 
 import json
 import sys
@@ -18,6 +18,7 @@ def main(model_dir: str, output: str) -> None:
     batches = epoch_of_batches(trainer)
     path = Path(output) / f"rank{trainer.args.process_index}.json"
     path.write_text(json.dumps([[[row["query"], row["passage"]] for row in rows] for rows in batches]))
+    trainer.train()  # and DDP training on these batches runs (4 steps)
     torch.distributed.barrier()  # leave together: a rank exiting early breaks the peer's socket
     torch.distributed.destroy_process_group()
 
