@@ -5,8 +5,8 @@ calls ``X(dataset, batch_size=..., drop_last=..., valid_label_columns=..., gener
 anything else that is not one of its enum values makes the stock trainer fall back to batches of
 size 1 without a word. Our samplers take pair ids, not a dataset, and their batches pair rows
 across languages, which the stock data loader cannot express; so both ways end here, in one
-error that names the class that does the job. Lives below the sampler (no imports) so that the
-sampler classes can inherit it without depending on sentence-transformers.
+error that names the class that does the job. It imports nothing, so the sampler classes
+inherit it without depending on sentence-transformers.
 """
 
 from __future__ import annotations
