@@ -124,7 +124,9 @@ def test_label_columns_never_reach_the_model_nor_the_evaluation(st_model_dir, tm
 
 
 def test_each_epoch_draws_that_epochs_batches(st_model_dir, tmp_path):
-    trainer = make_trainer(st_model_dir, tmp_path, args={"max_steps": -1, "num_train_epochs": 2})
+    dataset = datasets.Dataset.from_dict(pair_rows(20))
+    trainer = make_trainer(st_model_dir, tmp_path, dataset,
+                           args={"max_steps": -1, "num_train_epochs": 2})
     trainer.train()
     per_epoch = len(trainer.hybrid_sampler)
     recorded = trainer.data_collator.batches
