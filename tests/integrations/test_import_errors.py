@@ -12,7 +12,10 @@ import pytest
     ("hbt_fast.losses.cached", "pip install sentence-transformers"),
 ])
 def test_clear_import_error_without_sentence_transformers(monkeypatch, module, install):
-    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # makes the import fail
+    # None in sys.modules makes an import fail; submodules loaded by earlier tests too
+    for name in [key for key in sys.modules if key.split(".")[0] == "sentence_transformers"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
     monkeypatch.delitem(sys.modules, module, raising=False)
     with pytest.raises(ImportError, match=install.replace("[", r"\[").replace("]", r"\]")):
         importlib.import_module(module)
