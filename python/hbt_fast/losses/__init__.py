@@ -11,4 +11,8 @@ def __getattr__(name):
         from hbt_fast.losses.sentence_transformers_compat import MultipleNegativesRankingLoss
 
         return MultipleNegativesRankingLoss
+    if name == "CachedMultipleNegativesRankingLoss":
+        from hbt_fast.losses.cached import CachedMultipleNegativesRankingLoss
+
+        return CachedMultipleNegativesRankingLoss
     raise AttributeError(f"module 'hbt_fast.losses' has no attribute {name!r}")

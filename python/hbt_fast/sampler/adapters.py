@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from hbt_fast.sampler._stock_trainer_guard import RefusesStockTrainer
 from hbt_fast.sampler.sampler import Batch, HybridSampler
 
 
@@ -48,7 +49,7 @@ class PairBatch(Sequence):
         return f"PairBatch(kind={self.kind!r}, language={self.language}, pairs={list(self)})"
 
 
-class HybridBatchSampler:
+class HybridBatchSampler(RefusesStockTrainer):
     """``torch.utils.data.DataLoader`` ``batch_sampler`` over a dataset of pairs.
 
     Each batch is a :class:`PairBatch`, a sequence of ``(query_row, passage_row)`` tuples;

@@ -74,6 +74,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from hbt_fast import _C
+from hbt_fast.sampler._stock_trainer_guard import RefusesStockTrainer
 
 # A struct sequence built in C++ (like os.stat_result); named hbt_fast.sampler.Batch.
 Batch = _C.Batch
@@ -126,7 +127,7 @@ def _str(value, name: str) -> str:
     return value
 
 
-class HybridSampler:
+class HybridSampler(RefusesStockTrainer):
     """Yields :class:`Batch` ``(query_rows, passage_rows)``: two np.int64 arrays of length
     ``batch_size``, with ``.kind`` ("xx" or "xy") and ``.language`` (X-X language id or -1).
 

@@ -1,0 +1,224 @@
+"""``HybridTrainer``: sentence-transformers' trainer on hybrid (X-X / X-Y) batches.
+
+    from hbt_fast.integrations.sentence_transformers import HybridTrainer
+    trainer = HybridTrainer(model=model, args=args, train_dataset=pairs, loss=loss,
+                            mode="hybrid", alpha=0.5, lang_exponent=0.0)
+    trainer.train()
+
+``pairs`` is a ``datasets.Dataset`` with one row per (query, passage) pair and the columns
+``query``, ``passage``, ``language`` and ``group`` (rows of one group are the same item in
+other languages); optional ``negative_columns`` hold hard negatives of the row's passage. Every
+batch is drawn by :class:`hbt_fast.HybridSampler` over these rows. An X-Y batch joins the query
+of one row with the passage (and negatives) of another row of the same group, by index, at
+collation time, so no cross product of a group's languages is ever built: the data loader's
+dataset has exactly as many rows as ``pairs``. Language and group columns are read by the
+sampler only and never reach the model (they are dropped from ``eval_dataset`` too).
+
+Everything else is the stock trainer: ``per_device_train_batch_size`` is the sampler's batch
+size, ``seed`` (or ``data_seed``) its seed, ``dataloader_drop_last`` its ``drop_last``; the
+Trainer calls ``set_epoch`` every epoch. Under several processes (torchrun / accelerate) each
+process builds the sampler with its own rank, so the ranks of a step share the batch kind and
+language and hold disjoint groups; the batches are not re-sharded by accelerate. Checkpoints
+carry ``hybrid_sampler.json``; resuming checks it against this run's sampler and data (a
+change would silently alter the batches) and continues that epoch's batch sequence. The model
+card lists the sampler's mode, alpha and language exponent among the hyperparameters.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+try:
+    from sentence_transformers import SentenceTransformerTrainer
+    from sentence_transformers.base.training_args import BatchSamplers
+except ImportError as error:
+    raise ImportError(
+        "hbt_fast.integrations.sentence_transformers.HybridTrainer needs sentence-transformers "
+        "with its training extra (pip install 'sentence-transformers[train]')"
+    ) from error
+
+from accelerate.data_loader import prepare_data_loader
+from torch.utils.data import DataLoader
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+
+from hbt_fast import HybridSampler, labels_to_ids
+from hbt_fast.integrations.sentence_transformers._pairs import HybridBatches, PairRows
+
+__all__ = ["HybridTrainer", "SAMPLER_STATE_NAME"]
+
+SAMPLER_STATE_NAME = "hybrid_sampler.json"
+_TEXT_TYPES = ("string", "large_string")
+
+
+class HybridTrainer(SentenceTransformerTrainer):
+    """``SentenceTransformerTrainer`` whose training batches come from ``HybridSampler``.
+
+    Args (besides those of ``SentenceTransformerTrainer``):
+        mode: "xx", "xy" or "hybrid" (see :class:`hbt_fast.HybridSampler`).
+        alpha: probability that a hybrid batch is X-X.
+        lang_exponent: X-X language weight ``n_lang ** lang_exponent``.
+        query_column, passage_column: text columns of ``train_dataset``.
+        language_column, group_column: labels (any sortable values) the sampler reads.
+        negative_columns: text columns with hard negatives of the row's passage, passed to the
+            loss after the passage (in an X-Y batch, those of the passage's row).
+    """
+
+    def __init__(self, model=None, args=None, train_dataset=None, eval_dataset=None, loss=None,
+                 *, mode: str = "hybrid", alpha: float = 0.5, lang_exponent: float = 0.0,
+                 query_column: str = "query", passage_column: str = "passage",
+                 language_column: str = "language", group_column: str = "group",
+                 negative_columns: Sequence[str] = (), **kwargs) -> None:
+        if isinstance(negative_columns, str):
+            negative_columns = [negative_columns]
+        self.hybrid_settings = {"mode": mode, "alpha": alpha, "lang_exponent": lang_exponent}
+        self._text_columns = [query_column, passage_column, *negative_columns]
+        self._label_columns = [language_column, group_column]
+        _check_train_dataset(train_dataset, self._text_columns, self._label_columns)
+        self._pair_ids = labels_to_ids(*(_labels(train_dataset, name) for name in self._label_columns))
+        super().__init__(model=model, args=args, train_dataset=train_dataset,
+                         eval_dataset=eval_dataset, loss=loss, **kwargs)
+        if self.args.batch_sampler != BatchSamplers.BATCH_SAMPLER:
+            raise ValueError(
+                f"args.batch_sampler={self.args.batch_sampler!r} would be ignored: HybridTrainer "
+                "draws its batches with hbt_fast.HybridSampler (set mode, alpha, lang_exponent "
+                "on HybridTrainer); leave batch_sampler at its default"
+            )
+        self._pairs = PairRows(train_dataset, query_column, passage_column, negative_columns)
+        self._resume_from = None
+        self.hybrid_sampler = self._build_sampler()  # now, so that bad settings fail here
+        self.model.model_card_data.add_tags("hybrid-batch-training")
+        self.add_callback(_SamplerCardCallback(self.hybrid_settings))
+
+    def _build_sampler(self) -> HybridSampler:
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return HybridSampler(
+            self._pair_ids.languages, self._pair_ids.groups, self.args.train_batch_size,
+            **self.hybrid_settings, seed=seed, rank=self.args.process_index,
+            world_size=self.args.world_size, drop_last=self.args.dataloader_drop_last,
+        )
+
+    def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
+        if resume_from_checkpoint is True:
+            self._resume_from = get_last_checkpoint(self.args.output_dir)
+        elif resume_from_checkpoint:
+            self._resume_from = str(resume_from_checkpoint)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial,
+                             ignore_keys_for_eval=ignore_keys_for_eval, **kwargs)
+
+    def get_train_dataloader(self):
+        if self.train_dataset is None:
+            raise ValueError("Training requires specifying a train_dataset to the HybridTrainer.")
+        if self.hybrid_sampler.batch_size != self.args.train_batch_size:  # auto_find_batch_size
+            self.hybrid_sampler = self._build_sampler()
+        if self._resume_from is not None:
+            self._restore_sampler(self._resume_from)
+            self._resume_from = None
+        args = self.args
+        loader = DataLoader(
+            self._pairs, batch_sampler=HybridBatches(self.hybrid_sampler),
+            collate_fn=self.data_collator, num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers,
+            prefetch_factor=args.dataloader_prefetch_factor,
+        )
+        # One process's view: the sampler already slices each global batch by rank, so
+        # accelerate must not shard the batches again (it would deal whole batches to ranks).
+        self._train_dataloader = prepare_data_loader(
+            loader, device=args.device, num_processes=1, process_index=0, put_on_device=True)
+        return self._train_dataloader
+
+    def _restore_sampler(self, checkpoint: str) -> None:
+        path = Path(checkpoint) / SAMPLER_STATE_NAME
+        if not path.is_file():
+            raise ValueError(
+                f"resume_from_checkpoint: {path} does not exist; HybridTrainer resumes only from "
+                "checkpoints it wrote (the sampler's position and settings are needed)"
+            )
+        try:
+            # Checks settings and data; the Trainer's set_epoch and batch skipping then
+            # replay this epoch up to the saved position (batches depend on position only).
+            self.hybrid_sampler.load_state_dict(json.loads(path.read_text(encoding="utf-8")))
+        except ValueError as error:
+            raise ValueError(f"cannot resume from {checkpoint}: {error}") from None
+
+    def _save_checkpoint(self, model, trial) -> None:
+        super()._save_checkpoint(model, trial)
+        folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if self.args.should_save and folder.is_dir():
+            _write_json_atomically(folder / SAMPLER_STATE_NAME, self._sampler_state())
+
+    def _sampler_state(self) -> dict:
+        """The sampler state at the Trainer's position (the live one runs ahead by what the data
+        loader prefetched), by the Trainer's own epoch arithmetic."""
+        batches, accumulation = len(self.hybrid_sampler), self.args.gradient_accumulation_steps
+        steps_per_epoch = max(math.ceil(batches / accumulation), 1)
+        epoch, step = divmod(self.state.global_step, steps_per_epoch)
+        return {**self.hybrid_sampler.state_dict(), "epoch": epoch,
+                "position": min(step * accumulation, batches)}
+
+    def preprocess_dataset(self, dataset=None, dataset_name=None):
+        if dataset_name == "eval" and dataset is not None:
+            dataset = _without_columns(dataset, self._label_columns)
+        return super().preprocess_dataset(dataset, dataset_name=dataset_name)
+
+
+class _SamplerCardCallback(TrainerCallback):
+    """Adds the sampler's settings to the model card's hyperparameters (after the card's own
+    callback has filled them from the training arguments at the start of training)."""
+
+    def __init__(self, settings: dict) -> None:
+        self.entries = {"batch_sampler": "hbt_fast.HybridSampler",
+                        **{f"hybrid_{name}": value for name, value in settings.items()}}
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        card = model.model_card_data
+        card.all_hyperparameters.update(self.entries)
+        card.non_default_hyperparameters.update(self.entries)
+
+
+def _check_train_dataset(dataset, text_columns: Sequence[str], label_columns: Sequence[str]) -> None:
+    from datasets import Dataset
+
+    if dataset is None:
+        raise ValueError("train_dataset is required: HybridTrainer draws its batches from its rows")
+    if not isinstance(dataset, Dataset):
+        raise TypeError(
+            f"train_dataset must be a datasets.Dataset of pair rows (the sampler needs random "
+            f"access to every row), got {type(dataset).__name__}"
+        )
+    for column in [*text_columns, *label_columns]:
+        if column not in dataset.column_names:
+            raise ValueError(f"train_dataset has no column {column!r} (columns: "
+                             f"{dataset.column_names}); pass its name, e.g. language_column='lang'")
+    for column in text_columns:
+        dtype = getattr(dataset.features[column], "dtype", None)
+        if dtype not in _TEXT_TYPES:
+            raise TypeError(f"train_dataset column {column!r} must hold strings, "
+                            f"got {dataset.features[column]}")
+
+
+def _labels(dataset, column: str):
+    values = dataset.select_columns([column]).with_format("arrow")[:][column]
+    if values.null_count:
+        row = values.is_null().to_numpy(zero_copy_only=False).argmax()
+        raise ValueError(f"train_dataset column {column!r} has no value at row {row}")
+    return values.to_numpy(zero_copy_only=False)
+
+
+def _without_columns(dataset, columns: Sequence[str]):
+    names = dataset.column_names
+    if isinstance(names, dict):  # DatasetDict
+        return type(dataset)({key: _without_columns(part, columns) for key, part in dataset.items()})
+    present = [column for column in columns if names is not None and column in names]
+    return dataset.remove_columns(present) if present else dataset
+
+
+def _write_json_atomically(path: Path, document: dict) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)

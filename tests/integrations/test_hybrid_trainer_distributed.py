@@ -1,0 +1,39 @@
+"""HybridTrainer under torchrun (2 gloo processes): the ranks of a step share the batch kind and
+language and hold disjoint groups, so their gathered batch has no false negatives."""
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sentence_transformers", reason="needs sentence-transformers")
+pytest.importorskip("datasets", reason="needs datasets")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ranks_of_a_step_share_kind_and_language_and_split_groups(st_model_dir, tmp_path):
+    worker = Path(__file__).parent / "hybrid_trainer_worker.py"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+               "--master_addr=127.0.0.1", f"--master_port={free_port()}",
+               str(worker), str(st_model_dir), str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) > 0
+    for step in zip(*ranks):
+        pairs = [[(q.split()[1:], p.split()[1:]) for q, p in rows] for rows in step]
+        kinds = [{q[1] == p[1] for q, p in rows} for rows in pairs]
+        assert kinds[0] == kinds[1] and len(kinds[0]) == 1  # one kind per step
+        if kinds[0] == {True}:  # X-X: one language across both ranks
+            assert len({q[1] for rows in pairs for q, _ in rows}) == 1
+        groups = [{q[0] for q, _ in rows} for rows in pairs]
+        assert len(groups[0]) == len(groups[1]) == 4 and not groups[0] & groups[1]
