@@ -1,0 +1,50 @@
+"""The C++ kernel (``hbt_fast._C.info_nce``) on CPU float32/float64 tensors. Runs on
+hbt_fast's persistent thread pool with ``torch.get_num_threads()`` threads; the whole B x M
+block is one pass when it fits the kernel's scratch budget (the CPU's last-level cache, within
+16..64 MiB), else blocks of rows (``_C.info_nce_block_rows`` tells how many)."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Union
+
+import torch
+
+from hbt_fast import _C
+
+DTYPES = (torch.float32, torch.float64)
+
+
+def _nan_result(q: torch.Tensor, p: torch.Tensor, compute_gradients: bool):
+    nan = torch.full((), math.nan, dtype=q.dtype)
+    if not compute_gradients:
+        return nan, None, None, None
+    return nan, nan.clone(), torch.full_like(q, math.nan), torch.full_like(p, math.nan)
+
+
+def _array(tensor: Optional[torch.Tensor]):
+    return None if tensor is None else tensor.contiguous().numpy()
+
+
+def options(scale: float, *, symmetric: bool, compute_gradients: bool,
+            block_size: Optional[int]) -> "_C.InfoNceOptions":
+    return _C.InfoNceOptions(scale=scale, symmetric=symmetric,
+                             compute_gradients=compute_gradients,
+                             num_threads=torch.get_num_threads(), block_rows=block_size or 0)
+
+
+def run(q: torch.Tensor, p: torch.Tensor, scale: Union[float, torch.Tensor],
+        query_groups: Optional[torch.Tensor], passage_groups: Optional[torch.Tensor], *,
+        symmetric: bool, compute_gradients: bool, block_size: Optional[int]):
+    scale_value = float(scale)
+    if not math.isfinite(scale_value):  # a diverged learnable temperature: propagate, as torch
+        return _nan_result(q, p, compute_gradients)
+    inputs = _C.InfoNceInputs(_array(q), _array(p), _array(query_groups), _array(passage_groups))
+    out = _C.info_nce(inputs, options(scale_value, symmetric=symmetric,
+                                      compute_gradients=compute_gradients,
+                                      block_size=block_size))
+    loss = torch.tensor(out.loss, dtype=q.dtype)
+    if not compute_gradients:
+        return loss, None, None, None
+    return (loss, torch.tensor(out.grad_scale, dtype=q.dtype), torch.from_numpy(out.grad_q),
+            torch.from_numpy(out.grad_p))
