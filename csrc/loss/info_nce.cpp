@@ -37,8 +37,9 @@ int64_t checked_product(int64_t a, int64_t b, const char* what) {
   return product;
 }
 
-void validate(const InfoNceInputs& in, const InfoNceOptions& options, const void* queries,
-              const void* passages, const void* grad_queries, const void* grad_passages) {
+template <typename T>
+void validate(const InfoNceInputs& in, const InfoNceOptions& options, const T* queries,
+              const T* passages, const T* grad_queries, const T* grad_passages) {
   require(in.num_queries >= 1, "info_nce needs at least one query, got ", in.num_queries);
   require(in.num_passages >= in.num_queries, "info_nce needs at least as many passages (",
           in.num_passages, ") as queries (", in.num_queries, ")");
@@ -49,8 +50,10 @@ void validate(const InfoNceInputs& in, const InfoNceOptions& options, const void
   require(queries != nullptr && passages != nullptr, "info_nce got a null input buffer");
   require((in.query_groups == nullptr) == (in.passage_groups == nullptr),
           "query_groups and passage_groups must be given together");
-  require(std::isfinite(options.scale) && options.scale > 0,
-          "info_nce scale (1 / temperature) must be finite and > 0, got ", options.scale);
+  require(std::isfinite(options.scale) && options.scale > 0 &&
+              options.scale <= static_cast<double>(std::numeric_limits<T>::max()),
+          "info_nce scale (1 / temperature) must be finite and > 0 (and fit the inputs' type), "
+          "got ", options.scale);
   require(options.num_threads >= 1, "num_threads must be >= 1, got ", options.num_threads);
   require(options.block_rows >= 0, "block_rows must be >= 0, got ", options.block_rows);
   require(!options.compute_gradients || (grad_queries != nullptr && grad_passages != nullptr),
@@ -175,7 +178,9 @@ ColumnStatistics<T> column_log_sum_exp(const T* queries, const T* passages,
                                        row_mask(in, row0 + r, slice.begin), top);
       for (int64_t j = 0; j < slice.size(); ++j) {
         const T raised = std::max(max[j], top[j]);
-        if (raised != kMinusInf) sum[j] *= std::exp(scale * (max[j] - raised));
+        // A column with no entry so far has sum 0; skipping it also avoids 0 * -inf when the
+        // scale underflowed to 0 in T.
+        if (max[j] != kMinusInf) sum[j] *= std::exp(scale * (max[j] - raised));
         max[j] = raised;
       }
       for (int64_t r = 0; r < rows; ++r)

@@ -57,6 +57,7 @@ VALUE_ERRORS = [
     ((Q, P), {"temperature": math.nan}, "temperature"),
     ((Q, P), {"temperature": math.inf}, "temperature"),
     ((Q, P), {"temperature": 5e-324}, "1 / temperature finite"),
+    ((Q, P), {"temperature": 1e-300}, "too small for torch.float32"),
     ((Q, torch.empty(6, 3, device="meta")), {}, "same device"),
     ((Q, P, QG.to("meta"), PG), {}, "embeddings are on"),
     ((Q, P), {"temperature": torch.tensor(0.1, device="meta")}, "temperature is on meta"),

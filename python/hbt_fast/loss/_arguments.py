@@ -109,7 +109,15 @@ def check_groups(query_groups: object, passage_groups: object, q: torch.Tensor,
             _check_groups(passage_groups, "passage_groups", p.shape[0], q.device))
 
 
-def check_temperature_device(temperature: Temperature, like: torch.Tensor) -> None:
-    if isinstance(temperature, torch.Tensor) and temperature.device != like.device:
-        raise ValueError(f"temperature is on {temperature.device} but the embeddings are on "
-                         f"{like.device}")
+def check_temperature_for(temperature: Temperature, like: torch.Tensor) -> None:
+    """A tensor temperature on the embeddings' device; a float one whose 1 / temperature fits
+    the dtype the loss is computed in (float32 for 16-bit inputs)."""
+    if isinstance(temperature, torch.Tensor):
+        if temperature.device != like.device:
+            raise ValueError(f"temperature is on {temperature.device} but the embeddings are "
+                             f"on {like.device}")
+        return
+    dtype = torch.float32 if like.dtype in (torch.float16, torch.bfloat16) else like.dtype
+    if 1.0 / temperature > torch.finfo(dtype).max:
+        raise ValueError(f"temperature {temperature!r} is too small for {dtype}: 1 / temperature "
+                         f"exceeds its largest value")

@@ -104,7 +104,7 @@ def info_nce(q: torch.Tensor, p: torch.Tensor, query_groups: Optional[torch.Tens
     symmetric = _arguments.check_flag(symmetric, "symmetric")
     normalize = _arguments.check_flag(normalize, "normalize")
     block_size = _arguments.check_block_size(block_size)
-    _arguments.check_temperature_device(temperature, q)
+    _arguments.check_temperature_for(temperature, q)
     name, run = backends.select(q.device, q.dtype, _arguments.check_backend(backend))
     if q.dtype in _HALF and name != "cuda":  # the CUDA kernel takes 16-bit inputs as they are
         q, p = q.float(), p.float()

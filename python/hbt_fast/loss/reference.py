@@ -28,7 +28,7 @@ def info_nce_reference(q: torch.Tensor, p: torch.Tensor,
     temperature = _arguments.check_temperature(temperature)
     symmetric = _arguments.check_flag(symmetric, "symmetric")
     normalize = _arguments.check_flag(normalize, "normalize")
-    _arguments.check_temperature_device(temperature, q)
+    _arguments.check_temperature_for(temperature, q)
     scale = logit_scale(temperature, q, q.dtype)
     if normalize:
         q, p = F.normalize(q, dim=-1), F.normalize(p, dim=-1)
