@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "build_config.hpp"
 #include "common/check.hpp"
@@ -105,9 +106,11 @@ struct LossArrays {
   std::optional<CArray<int64_t>> passage_groups;
 };
 
+// loss and grad_scale are 0-dim arrays of the inputs' dtype (torch.from_numpy takes them
+// without the cost of building a tensor from a Python float).
 struct LossOutputs {
-  double loss = 0.0;
-  double grad_scale = 0.0;
+  py::object loss;
+  py::object grad_scale;
   py::object grad_q = py::none();
   py::object grad_p = py::none();
 };
@@ -166,8 +169,12 @@ LossOutputs run_info_nce(const LossArrays& arrays, const hbt::InfoNceOptions& op
     py::gil_scoped_release release;
     result = hbt::info_nce<T>(q, p, inputs, options, grad_q_data, grad_p_data);
   }
-  outputs.loss = result.loss;
-  outputs.grad_scale = result.grad_scale;
+  py::array_t<T> loss(std::vector<py::ssize_t>{});
+  py::array_t<T> grad_scale(std::vector<py::ssize_t>{});
+  *loss.mutable_data() = static_cast<T>(result.loss);
+  *grad_scale.mutable_data() = static_cast<T>(result.grad_scale);
+  outputs.loss = std::move(loss);
+  outputs.grad_scale = std::move(grad_scale);
   return outputs;
 }
 

@@ -43,8 +43,8 @@ def run(q: torch.Tensor, p: torch.Tensor, scale: Union[float, torch.Tensor],
     out = _C.info_nce(inputs, options(scale_value, symmetric=symmetric,
                                       compute_gradients=compute_gradients,
                                       block_size=block_size))
-    loss = torch.tensor(out.loss, dtype=q.dtype)
+    loss = torch.from_numpy(out.loss)
     if not compute_gradients:
         return loss, None, None, None
-    return (loss, torch.tensor(out.grad_scale, dtype=q.dtype), torch.from_numpy(out.grad_q),
+    return (loss, torch.from_numpy(out.grad_scale), torch.from_numpy(out.grad_q),
             torch.from_numpy(out.grad_p))
