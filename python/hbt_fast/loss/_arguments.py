@@ -121,3 +121,15 @@ def check_temperature_for(temperature: Temperature, like: torch.Tensor) -> None:
     if 1.0 / temperature > torch.finfo(dtype).max:
         raise ValueError(f"temperature {temperature!r} is too small for {dtype}: 1 / temperature "
                          f"exceeds its largest value")
+
+
+def check_loss_arguments(q, p, query_groups, passage_groups, temperature, symmetric, normalize):
+    """The checks info_nce and info_nce_reference share, in the order of their signature;
+    returns (query_groups, passage_groups, temperature, symmetric, normalize), converted."""
+    check_embeddings(q, p)
+    query_groups, passage_groups = check_groups(query_groups, passage_groups, q, p)
+    temperature = check_temperature(temperature)
+    symmetric = check_flag(symmetric, "symmetric")
+    normalize = check_flag(normalize, "normalize")
+    check_temperature_for(temperature, q)
+    return query_groups, passage_groups, temperature, symmetric, normalize

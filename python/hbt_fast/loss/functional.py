@@ -98,21 +98,17 @@ def info_nce(q: torch.Tensor, p: torch.Tensor, query_groups: Optional[torch.Tens
         >>> torch.allclose(loss, info_nce_reference(q, p, temperature=0.05), atol=1e-5)
         True
     """
-    _arguments.check_embeddings(q, p)
-    query_groups, passage_groups = _arguments.check_groups(query_groups, passage_groups, q, p)
-    temperature = _arguments.check_temperature(temperature)
-    symmetric = _arguments.check_flag(symmetric, "symmetric")
-    normalize = _arguments.check_flag(normalize, "normalize")
+    query_groups, passage_groups, temperature, symmetric, normalize = (
+        _arguments.check_loss_arguments(q, p, query_groups, passage_groups, temperature,
+                                        symmetric, normalize))
     block_size = _arguments.check_block_size(block_size)
-    _arguments.check_temperature_for(temperature, q)
     name, run = backends.select(q.device, q.dtype, _arguments.check_backend(backend))
     if q.dtype in _HALF and name != "cuda":  # the CUDA kernel takes 16-bit inputs as they are
         q, p = q.float(), p.float()
     scale = logit_scale(temperature, q, torch.float32 if q.dtype in _HALF else q.dtype)
     if normalize:
         q, p = F.normalize(q, dim=-1), F.normalize(p, dim=-1)
-    compute_gradients = torch.is_grad_enabled() and (
-        q.requires_grad or p.requires_grad
-        or (isinstance(scale, torch.Tensor) and scale.requires_grad))
+    learnable = isinstance(scale, torch.Tensor) and scale.requires_grad
+    compute_gradients = torch.is_grad_enabled() and (q.requires_grad or p.requires_grad or learnable)
     return InfoNCEFunction.apply(q, p, scale, query_groups, passage_groups, run, symmetric,
                                  compute_gradients, block_size)

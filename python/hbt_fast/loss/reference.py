@@ -23,12 +23,9 @@ def info_nce_reference(q: torch.Tensor, p: torch.Tensor,
     """The same loss as :func:`hbt_fast.loss.info_nce` (same arguments, same checks), computed
     with ``F.cross_entropy`` on the materialised logits (memory O(B * M)) in the inputs' dtype.
     Differentiable to any order."""
-    _arguments.check_embeddings(q, p)
-    query_groups, passage_groups = _arguments.check_groups(query_groups, passage_groups, q, p)
-    temperature = _arguments.check_temperature(temperature)
-    symmetric = _arguments.check_flag(symmetric, "symmetric")
-    normalize = _arguments.check_flag(normalize, "normalize")
-    _arguments.check_temperature_for(temperature, q)
+    query_groups, passage_groups, temperature, symmetric, normalize = (
+        _arguments.check_loss_arguments(q, p, query_groups, passage_groups, temperature,
+                                        symmetric, normalize))
     scale = logit_scale(temperature, q, q.dtype)
     if normalize:
         q, p = F.normalize(q, dim=-1), F.normalize(p, dim=-1)
