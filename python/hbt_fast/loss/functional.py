@@ -82,10 +82,10 @@ def info_nce(q: torch.Tensor, p: torch.Tensor, query_groups: Optional[torch.Tens
     Returns:
         0-dim tensor, the mean loss: float32 for float16/bfloat16 inputs (computed in float32,
         gradients cast back), else the inputs' dtype. Extra memory O(block * M + (B + M) * D).
-        NaN or inf in q, p or the temperature makes the loss and all gradients NaN (as the
-        unfused computation would), so ``torch.amp.GradScaler`` still skips such steps.
-        First-order gradients only: ``create_graph=True`` raises RuntimeError (use
-        :func:`hbt_fast.loss.info_nce_reference` for higher orders).
+        NaN or inf in q, p or the temperature makes the loss and all gradients NaN (as
+        unfused code would: ``torch.amp.GradScaler`` still skips such steps).
+        First-order gradients only: ``create_graph=True`` raises RuntimeError (the reference
+        :func:`hbt_fast.loss.info_nce_reference` is differentiable to any order).
 
     Example:
         >>> import torch
@@ -108,7 +108,7 @@ def info_nce(q: torch.Tensor, p: torch.Tensor, query_groups: Optional[torch.Tens
     scale = logit_scale(temperature, q, torch.float32 if q.dtype in _HALF else q.dtype)
     if normalize:
         q, p = F.normalize(q, dim=-1), F.normalize(p, dim=-1)
-    learnable = isinstance(scale, torch.Tensor) and scale.requires_grad
-    compute_gradients = torch.is_grad_enabled() and (q.requires_grad or p.requires_grad or learnable)
+    compute_gradients = torch.is_grad_enabled() and any(
+        getattr(value, "requires_grad", False) for value in (q, p, scale))  # scale: float or tensor
     return InfoNCEFunction.apply(q, p, scale, query_groups, passage_groups, run, symmetric,
                                  compute_gradients, block_size)

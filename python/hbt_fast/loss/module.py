@@ -51,7 +51,8 @@ class InfoNCELoss(nn.Module):
         temperature = self.temperature
         if isinstance(temperature, torch.Tensor):
             temperature = f"learnable ({temperature.item():.4g})"
-        settings = f"temperature={temperature}, symmetric={self.symmetric}, normalize={self.normalize}"
+        settings = (f"temperature={temperature}, symmetric={self.symmetric}, "
+                    f"normalize={self.normalize}")
         if self.backend is not None:
             settings += f", backend={self.backend!r}"
         if self.block_size is not None:
