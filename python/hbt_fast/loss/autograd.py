@@ -34,19 +34,26 @@ class InfoNCEFunction(torch.autograd.Function):
         loss, grad_scale, grad_q, grad_p = run(
             q.detach(), p.detach(), scale, query_groups, passage_groups, symmetric=symmetric,
             compute_gradients=compute_gradients, block_size=block_size)
-        ctx.gradients = (grad_q, grad_p, grad_scale) if compute_gradients else None
+        ctx.has_gradients = compute_gradients
+        if compute_gradients:
+            # Saved, the graph frees them after backward (unless retain_graph), so that a
+            # gradient handed back unscaled becomes .grad without a copy.
+            ctx.save_for_backward(grad_q, grad_p, torch.as_tensor(grad_scale))
         return loss
 
     @staticmethod
     def backward(ctx, grad_loss: torch.Tensor):
         if torch.is_grad_enabled():
             raise RuntimeError(SECOND_ORDER_MESSAGE)
-        if ctx.gradients is None:
+        if not ctx.has_gradients:
             raise RuntimeError("info_nce computed no gradients: no input required grad when "
                                "the loss was computed")
-        grad_q, grad_p, grad_scale = ctx.gradients
+        grad_q, grad_p, grad_scale = ctx.saved_tensors
         needs_q, needs_p, needs_scale = ctx.needs_input_grad[:3]
-        return (grad_q * grad_loss.to(grad_q.dtype) if needs_q else None,
-                grad_p * grad_loss.to(grad_p.dtype) if needs_p else None,
-                grad_scale * grad_loss if needs_scale else None,
-                None, None, None, None, None, None)
+        # loss.backward() passes 1: then the gradients are used as they are (checked on CPU
+        # only, where reading the value costs no device synchronisation).
+        if not (grad_loss.device.type == "cpu" and grad_loss.item() == 1.0):
+            grad_q, grad_p = grad_q * grad_loss.to(grad_q.dtype), grad_p * grad_loss.to(grad_p.dtype)
+            grad_scale = grad_scale * grad_loss
+        return (grad_q if needs_q else None, grad_p if needs_p else None,
+                grad_scale if needs_scale else None, None, None, None, None, None, None)

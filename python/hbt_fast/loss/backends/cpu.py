@@ -1,7 +1,13 @@
-"""The C++ kernel (``hbt_fast._C.info_nce``) on CPU float32/float64 tensors. Runs on
-hbt_fast's persistent thread pool with ``torch.get_num_threads()`` threads; the whole B x M
-block is one pass when it fits the kernel's scratch budget (the CPU's last-level cache, within
-16..64 MiB), else blocks of rows (``_C.info_nce_block_rows`` tells how many)."""
+"""The C++ kernel on CPU float32/float64 tensors, ``torch.get_num_threads()`` threads.
+
+The kernel's plan (``_C.info_nce_block_rows``) decides: when the whole B x M block fits its
+scratch budget (the CPU's last-level cache, within 16..64 MiB) or ``block_size >= B``, one pass:
+one product for the similarities and one for each gradient, on torch's own BLAS and thread
+pool (already awake during training, and no slower than ours), and the element-wise work (row
+statistics, loss, d loss / d logits, in place) in ``_C.info_nce_from_similarities``. Otherwise
+``_C.info_nce`` runs everything block by block on hbt_fast's persistent thread pool, holding
+one block x M tile.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +32,17 @@ def _array(tensor: Optional[torch.Tensor]):
     return None if tensor is None else tensor.contiguous().numpy()
 
 
+def _single_pass(q: torch.Tensor, p: torch.Tensor, inputs, settings):
+    sims = torch.mm(q, p.T)
+    out = _C.info_nce_from_similarities(sims.numpy(), inputs.query_groups, inputs.passage_groups,
+                                        settings)
+    loss = torch.from_numpy(out.loss)
+    if not settings.compute_gradients:
+        return loss, None, None, None
+    # sims now holds d loss / d sims (NaN throughout for non-finite inputs)
+    return loss, torch.from_numpy(out.grad_scale), torch.mm(sims, p), torch.mm(sims.T, q)
+
+
 def options(scale: float, *, symmetric: bool, compute_gradients: bool,
             block_size: Optional[int]) -> "_C.InfoNceOptions":
     return _C.InfoNceOptions(scale=scale, symmetric=symmetric,
@@ -39,10 +56,13 @@ def run(q: torch.Tensor, p: torch.Tensor, scale: Union[float, torch.Tensor],
     scale_value = float(scale)
     if not math.isfinite(scale_value):  # a diverged learnable temperature: propagate, as torch
         return _nan_result(q, p, compute_gradients)
-    inputs = _C.InfoNceInputs(_array(q), _array(p), _array(query_groups), _array(passage_groups))
-    out = _C.info_nce(inputs, options(scale_value, symmetric=symmetric,
-                                      compute_gradients=compute_gradients,
-                                      block_size=block_size))
+    q, p = q.contiguous(), p.contiguous()
+    inputs = _C.InfoNceInputs(q.numpy(), p.numpy(), _array(query_groups), _array(passage_groups))
+    settings = options(scale_value, symmetric=symmetric, compute_gradients=compute_gradients,
+                       block_size=block_size)
+    if _C.info_nce_block_rows(inputs, settings) >= q.shape[0]:
+        return _single_pass(q, p, inputs, settings)
+    out = _C.info_nce(inputs, settings)
     loss = torch.from_numpy(out.loss)
     if not compute_gradients:
         return loss, None, None, None
