@@ -158,8 +158,12 @@ def test_first_order_twice_with_retain_graph():
     q, p, _, _ = make_batch(5, 7, 4)
     loss = info_nce(q, p)
     first = torch.autograd.grad(loss, q, retain_graph=True)[0]
-    second = torch.autograd.grad(2 * loss, q)[0]
+    second = torch.autograd.grad(2 * loss, q, retain_graph=True)[0]
     torch.testing.assert_close(second, 2 * first)
+    loss.backward()
+    torch.testing.assert_close(q.grad, first)
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        loss.backward()  # the saved gradients were freed, as for any torch op
 
 
 # ---------------------------------------------------------------- the C++ seam

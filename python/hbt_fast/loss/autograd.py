@@ -53,7 +53,8 @@ class InfoNCEFunction(torch.autograd.Function):
         # loss.backward() passes 1: then the gradients are used as they are (checked on CPU
         # only, where reading the value costs no device synchronisation).
         if not (grad_loss.device.type == "cpu" and grad_loss.item() == 1.0):
-            grad_q, grad_p = grad_q * grad_loss.to(grad_q.dtype), grad_p * grad_loss.to(grad_p.dtype)
+            grad_q = grad_q * grad_loss.to(grad_q.dtype)
+            grad_p = grad_p * grad_loss.to(grad_p.dtype)
             grad_scale = grad_scale * grad_loss
         return (grad_q if needs_q else None, grad_p if needs_p else None,
                 grad_scale if needs_scale else None, None, None, None, None, None, None)
