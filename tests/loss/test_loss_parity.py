@@ -11,6 +11,7 @@ from loss_batches import assert_matches_reference, loss_and_grads, make_batch
 from hbt_fast import _C
 from hbt_fast.bench.loss import peak_rss_increase
 from hbt_fast.loss import MIN_TEMPERATURE, info_nce, info_nce_reference
+from hbt_fast.loss.backends import tiled
 
 BACKENDS = ["cpu", "tiled"]
 
@@ -63,6 +64,18 @@ def test_cpu_kernel_plan_is_one_pass_when_it_fits():
     assert 256 <= rows < 8192
     assert _C.info_nce_block_rows(small, _C.InfoNceOptions(block_rows=7)) == 7
     assert _C.info_nce_block_rows(small, _C.InfoNceOptions(block_rows=10**6)) == 100
+
+
+@pytest.mark.parametrize("sizes, block_size, rows", [
+    ((100, 100), None, 100),           # fits the scratch budget: one pass
+    ((4096, 4096), None, 4096),
+    ((8192, 65536), None, 256),        # blocks, never thinner than MIN_BLOCK_ROWS
+    ((100000, 100000), None, 256),
+    ((100, 100), 7, 7),
+    ((100, 100), 10**6, 100),
+])
+def test_tiled_plan_follows_the_kernel_rule(sizes, block_size, rows):
+    assert tiled.block_rows(*sizes, block_size) == rows
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
