@@ -323,7 +323,7 @@ ColumnStatistics<T> column_log_sum_exp(const T* sims, const InfoNceInputs& in, T
 }
 
 // Below this many similarities the element-wise pass stays on the calling thread.
-constexpr int64_t kMinParallelSimilarities = int64_t{1} << 20;
+constexpr int64_t kMinParallelSimilarities = int64_t{1} << 22;
 
 }  // namespace
 
