@@ -1,12 +1,9 @@
-"""The C++ kernel on CPU float32/float64 tensors, ``torch.get_num_threads()`` threads.
-
-The kernel's plan (``_C.info_nce_block_rows``) decides: when the whole B x M block fits its
-scratch budget (the CPU's last-level cache, within 16..64 MiB) or ``block_size >= B``, one pass:
-one product for the similarities and one for each gradient, on torch's own BLAS and thread
-pool (already awake during training, and no slower than ours), and the element-wise work (row
-statistics, loss, d loss / d logits, in place) in ``_C.info_nce_from_similarities``. Otherwise
-``_C.info_nce`` runs everything block by block on hbt_fast's persistent thread pool, holding
-one block x M tile.
+"""The C++ kernel (``hbt_fast._C.info_nce``) on CPU float32/float64 tensors, with
+``torch.get_num_threads()`` threads of hbt_fast's persistent pool. Its plan
+(``_C.info_nce_block_rows``): the whole B x M block in one pass (one product for the
+similarities, one for each gradient) when it fits the scratch budget (the CPU's last-level
+cache, within 16..64 MiB) or ``block_size >= B``, else blocks of rows, one block x M tile at a
+time; every thread works on every block.
 """
 
 from __future__ import annotations
@@ -32,17 +29,6 @@ def _array(tensor: Optional[torch.Tensor]):
     return None if tensor is None else tensor.contiguous().numpy()
 
 
-def _single_pass(q: torch.Tensor, p: torch.Tensor, inputs, settings):
-    sims = torch.mm(q, p.T)
-    out = _C.info_nce_from_similarities(sims.numpy(), inputs.query_groups, inputs.passage_groups,
-                                        settings)
-    loss = torch.from_numpy(out.loss)
-    if not settings.compute_gradients:
-        return loss, None, None, None
-    # sims now holds d loss / d sims (NaN throughout for non-finite inputs)
-    return loss, torch.from_numpy(out.grad_scale), torch.mm(sims, p), torch.mm(sims.T, q)
-
-
 def options(scale: float, *, symmetric: bool, compute_gradients: bool,
             block_size: Optional[int]) -> "_C.InfoNceOptions":
     return _C.InfoNceOptions(scale=scale, symmetric=symmetric,
@@ -60,8 +46,6 @@ def run(q: torch.Tensor, p: torch.Tensor, scale: Union[float, torch.Tensor],
     inputs = _C.InfoNceInputs(q.numpy(), p.numpy(), _array(query_groups), _array(passage_groups))
     settings = options(scale_value, symmetric=symmetric, compute_gradients=compute_gradients,
                        block_size=block_size)
-    if _C.info_nce_block_rows(inputs, settings) >= q.shape[0]:
-        return _single_pass(q, p, inputs, settings)
     out = _C.info_nce(inputs, settings)
     loss = torch.from_numpy(out.loss)
     if not compute_gradients:
