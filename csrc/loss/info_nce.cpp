@@ -303,6 +303,91 @@ InfoNceResult info_nce(const T* queries, const T* passages, const InfoNceInputs&
   return result;
 }
 
+namespace {
+
+// Column statistics of the whole B x B block, all rows at hand (one thread: B x B is small
+// next to the products).
+template <typename T>
+ColumnStatistics<T> column_log_sum_exp(const T* sims, const InfoNceInputs& in, T scale) {
+  const int64_t cols = in.num_queries;
+  const int64_t stride = in.num_passages;
+  ColumnStatistics<T> stats{std::vector<T>(cols, -std::numeric_limits<T>::infinity()),
+                            std::vector<T>(cols, T(0))};
+  for (int64_t r = 0; r < cols; ++r)
+    loss_detail::column_max_update(sims + r * stride, cols, row_mask(in, r), stats.top.data());
+  for (int64_t r = 0; r < cols; ++r)
+    loss_detail::column_sum_update(sims + r * stride, cols, scale, row_mask(in, r),
+                                   stats.top.data(), stats.log_sum.data());
+  for (T& sum : stats.log_sum) sum = std::log(sum);
+  return stats;
+}
+
+// Below this many similarities the element-wise pass stays on the calling thread.
+constexpr int64_t kMinParallelSimilarities = int64_t{1} << 22;
+
+}  // namespace
+
+template <typename T>
+InfoNceResult info_nce_from_similarities(T* sims, const InfoNceInputs& in,
+                                         const InfoNceOptions& options) {
+  require(sims != nullptr, "info_nce_from_similarities got a null buffer");
+  InfoNceInputs sized = in;
+  sized.dim = 1;  // not used here; validate() checks the rest
+  validate<T>(sized, options, sims, sims, sims, sims);
+  const int64_t num_queries = in.num_queries;
+  const int64_t num_passages = in.num_passages;
+  const int64_t count = checked_product(num_queries, num_passages, "similarities B x M");
+  if (!loss_detail::all_finite(sims, count)) {
+    InfoNceResult result;
+    result.loss = std::numeric_limits<double>::quiet_NaN();
+    if (options.compute_gradients) {
+      result.grad_scale = result.loss;
+      std::fill(sims, sims + count, std::numeric_limits<T>::quiet_NaN());
+    }
+    return result;
+  }
+  const T scale = static_cast<T>(options.scale);
+  const T row_weight = T(options.symmetric ? 0.5 : 1.0) / static_cast<T>(num_queries);
+  ColumnStatistics<T> col_stats;
+  ColumnLogSumExp<T> cols;
+  if (options.symmetric) {
+    col_stats = column_log_sum_exp(sims, in, scale);
+    cols = {col_stats.top.data(), col_stats.log_sum.data(), num_queries, row_weight};
+  }
+  const int threads = count >= kMinParallelSimilarities
+                          ? static_cast<int>(std::min<int64_t>(options.num_threads, num_queries))
+                          : 1;
+  std::vector<ThreadTotals> totals(threads);
+  ThreadPool::instance().run(threads, [&](int thread) {
+    const Range rows = part_of(num_queries, threads, thread);
+    for (int64_t row = rows.begin; row < rows.end; ++row) {
+      T* row_sims = sims + row * num_passages;
+      const RowMask mask = row_mask(in, row);
+      const LogSumExp<T> lse = loss_detail::row_log_sum_exp(row_sims, num_passages, scale, mask);
+      const T positive = row_sims[row];
+      totals[thread].loss += row_weight * (scale * (lse.top - positive) + lse.log_sum);
+      if (options.symmetric)
+        totals[thread].loss +=
+            cols.weight * (scale * (cols.top[row] - positive) + cols.log_sum[row]);
+      if (!options.compute_gradients) continue;
+      totals[thread].grad_scale +=
+          loss_detail::row_gradient(row_sims, num_passages, scale, lse, row_weight, mask, cols);
+      for (int64_t j = 0; j < num_passages; ++j) row_sims[j] *= scale;  // logits = scale * sims
+    }
+  });
+  InfoNceResult result;
+  for (const ThreadTotals& part : totals) {
+    result.loss += part.loss;
+    result.grad_scale += part.grad_scale;
+  }
+  return result;
+}
+
+template InfoNceResult info_nce_from_similarities<float>(float*, const InfoNceInputs&,
+                                                         const InfoNceOptions&);
+template InfoNceResult info_nce_from_similarities<double>(double*, const InfoNceInputs&,
+                                                          const InfoNceOptions&);
+
 template InfoNceResult info_nce<float>(const float*, const float*, const InfoNceInputs&,
                                        const InfoNceOptions&, float*, float*);
 template InfoNceResult info_nce<double>(const double*, const double*, const InfoNceInputs&,

@@ -136,6 +136,38 @@ void test_loss_plan_does_not_change_result() {
     }
 }
 
+// The single-pass entry on precomputed similarities: the kernel's loss, and its gradient
+// d loss / d sims times p is the kernel's query gradient.
+void test_loss_from_similarities_matches_kernel() {
+  const int64_t b = 9, m = 14, d = 4;
+  std::vector<double> q(b * d), p(m * d), grad_q(b * d), grad_p(m * d);
+  for (size_t i = 0; i < q.size(); ++i) q[i] = std::sin(1.7 * static_cast<double>(i));
+  for (size_t i = 0; i < p.size(); ++i) p[i] = std::cos(0.3 * static_cast<double>(i) + 2.0);
+  std::vector<int64_t> query_groups(b), passage_groups(m);
+  for (int64_t i = 0; i < b; ++i) query_groups[i] = i % 3;
+  for (int64_t j = 0; j < m; ++j) passage_groups[j] = j % 4;
+  const hbt::InfoNceInputs inputs{b, m, d, query_groups.data(), passage_groups.data()};
+  hbt::InfoNceOptions options;
+  options.scale = 11.0;
+  options.symmetric = true;
+  const auto want = hbt::info_nce<double>(q.data(), p.data(), inputs, options, grad_q.data(),
+                                          grad_p.data());
+  std::vector<double> sims(b * m, 0.0);
+  for (int64_t i = 0; i < b; ++i)
+    for (int64_t j = 0; j < m; ++j)
+      for (int64_t k = 0; k < d; ++k) sims[i * m + j] += q[i * d + k] * p[j * d + k];
+  const auto got = hbt::info_nce_from_similarities<double>(sims.data(), inputs, options);
+  expect(std::abs(got.loss - want.loss) < 1e-12, "single-pass loss equals the kernel's");
+  double worst = 0.0;
+  for (int64_t i = 0; i < b; ++i)
+    for (int64_t k = 0; k < d; ++k) {
+      double grad = 0.0;
+      for (int64_t j = 0; j < m; ++j) grad += sims[i * m + j] * p[j * d + k];
+      worst = std::max(worst, std::abs(grad - grad_q[i * d + k]));
+    }
+  expect(worst < 1e-12, "single-pass gradient equals the kernel's");
+}
+
 void test_loss_refuses_bad_arguments() {
   std::vector<float> q(4), p(4), grad(4);
   const hbt::InfoNceInputs inputs{2, 2, 2, nullptr, nullptr};
@@ -165,6 +197,7 @@ int main() {
   test_sampler_batches();
   test_loss_matches_direct_computation();
   test_loss_plan_does_not_change_result();
+  test_loss_from_similarities_matches_kernel();
   test_loss_refuses_bad_arguments();
   if (failures == 0) std::printf("all core tests passed\n");
   return failures == 0 ? 0 : 1;

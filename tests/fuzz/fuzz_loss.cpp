@@ -101,6 +101,29 @@ Case decode(FuzzInput& in) {
   return c;
 }
 
+// The single-pass entry on the same case: the same loss, and d loss / d sims times p gives
+// the same query gradient.
+void check_single_pass(const Case& c, const hbt::InfoNceResult& want,
+                       const std::vector<double>& want_grad_q) {
+  const int64_t b = c.inputs.num_queries, m = c.inputs.num_passages, d = c.inputs.dim;
+  std::vector<double> sims(b * m, 0.0);
+  for (int64_t i = 0; i < b; ++i)
+    for (int64_t j = 0; j < m; ++j)
+      for (int64_t k = 0; k < d; ++k) sims[i * m + j] += c.q[i * d + k] * c.p[j * d + k];
+  const hbt::InfoNceResult got = hbt::info_nce_from_similarities(sims.data(), c.inputs, c.options);
+  fuzz_check(std::abs(got.loss - want.loss) <= 1e-9 * (1.0 + std::abs(want.loss)),
+             "single-pass loss differs");
+  fuzz_check(std::abs(got.grad_scale - want.grad_scale) <= 1e-9 * (1.0 + std::abs(want.grad_scale)),
+             "single-pass d loss / d scale differs");
+  for (int64_t i = 0; i < b; ++i)
+    for (int64_t k = 0; k < d; ++k) {
+      double grad = 0.0;
+      for (int64_t j = 0; j < m; ++j) grad += sims[i * m + j] * c.p[j * d + k];
+      fuzz_check(std::abs(grad - want_grad_q[i * d + k]) <= 1e-9 * (1.0 + std::abs(grad)),
+                 "single-pass query gradient differs");
+    }
+}
+
 template <typename T>
 void run(const Case& c) {
   const std::vector<T> q(c.q.begin(), c.q.end()), p(c.p.begin(), c.p.end());
@@ -133,6 +156,7 @@ void run(const Case& c) {
   for (T value : grad_q) fuzz_check(std::isfinite(value), "non-finite query gradient");
   for (T value : grad_p) fuzz_check(std::isfinite(value), "non-finite passage gradient");
   fuzz_check(std::isfinite(result.grad_scale), "non-finite d loss / d scale");
+  if constexpr (std::is_same_v<T, double>) check_single_pass(c, result, grad_q);
 }
 
 }  // namespace

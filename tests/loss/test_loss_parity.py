@@ -238,3 +238,21 @@ def test_never_materialises_batch_by_batch(backend, max_share):
     if grown is None:
         pytest.skip("peak-RSS accounting needs Linux /proc")
     assert grown < max_share * num * num * 4, f"peak grew by {grown / 2**20:.0f} MiB"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("threads", [1, 2])  # one pass in C++ / products on torch's BLAS
+@pytest.mark.parametrize("block_size", [None, 40])
+def test_every_cpu_plan_matches_reference(threads, block_size, dtype):
+    q, p, qg, pg = make_batch(97, 130, 24, dtype, num_groups=25)
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        got = loss_and_grads(info_nce, q, p, qg, pg, symmetric=True, backend="cpu",
+                             block_size=block_size)
+    finally:
+        torch.set_num_threads(saved)
+    want = loss_and_grads(info_nce_reference, q, p, qg, pg, symmetric=True)
+    for got_value, want_value in zip(got, want):
+        torch.testing.assert_close(got_value, want_value, rtol=TOLERANCES[dtype][0],
+                                   atol=TOLERANCES[dtype][1])
