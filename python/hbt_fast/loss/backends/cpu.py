@@ -5,13 +5,15 @@ its scratch budget (the CPU's last-level cache, within 16..64 MiB) or ``block_si
 blocks of rows, one block x M tile at a time, every thread of hbt_fast's persistent pool on
 every block (``_C.info_nce``).
 
-Small multi-threaded single passes (B x M x D <= ``SMALL_WORK``) instead run their three
-products on torch's BLAS and thread pool, with the element-wise work (row statistics, loss,
+Small multi-threaded single passes (``TORCH_PRODUCTS`` bounds B x M x D) instead run their
+three products on torch's BLAS and thread pool, with the element-wise work (row statistics, loss,
 d loss / d logits, in place) in ``_C.info_nce_from_similarities``: during training torch's
 threads are awake (spinning) after the encoder's backward, and a second pool must wait for
 them, which costs more than these products take. Measured on a 2-core EPYC at 2 threads
 (B = M, D = 768): 0.049 vs 0.056 ms at B = 32, 0.30 vs 0.32 ms at B = 100, 1.6 vs 2.7 ms at
 B = 256, while from B = 512 up (and at any B with one thread) the kernel's own products win.
+Tiny problems (below the range) stay in the kernel, single-threaded: their products take
+microseconds, and one call beats three torch calls.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from hbt_fast import _C
 
 DTYPES = (torch.float32, torch.float64)
 
-# Multiply-adds of one product (B x M x D) up to which a multi-threaded single pass runs its
+# Multiply-adds of one product (B x M x D) for which a multi-threaded single pass runs its
 # products on torch's BLAS (see the module docstring).
-SMALL_WORK = 1 << 26
+TORCH_PRODUCTS = range(1 << 18, (1 << 26) + 1)
 
 
 def _nan_result(q: torch.Tensor, p: torch.Tensor, compute_gradients: bool):
@@ -69,7 +71,7 @@ def run(q: torch.Tensor, p: torch.Tensor, scale: Union[float, torch.Tensor],
     inputs = _C.InfoNceInputs(q.numpy(), p.numpy(), _array(query_groups), _array(passage_groups))
     settings = options(scale_value, symmetric=symmetric, compute_gradients=compute_gradients,
                        block_size=block_size)
-    small = settings.num_threads > 1 and q.shape[0] * p.shape[0] * q.shape[1] <= SMALL_WORK
+    small = settings.num_threads > 1 and q.shape[0] * p.shape[0] * q.shape[1] in TORCH_PRODUCTS
     if small and _C.info_nce_block_rows(inputs, settings) >= q.shape[0]:
         return _single_pass(q, p, inputs, settings)
     out = _C.info_nce(inputs, settings)
