@@ -1,92 +1,80 @@
 #include "loss/info_nce.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <thread>
+#include <memory>
 #include <vector>
 
 #include "common/check.hpp"
 #include "loss/blas.hpp"
 #include "loss/row_kernels.hpp"
+#include "loss/thread_pool.hpp"
 
 namespace hbt {
 namespace {
 
 using loss_detail::ColumnLogSumExp;
 using loss_detail::LogSumExp;
+using loss_detail::part_of;
+using loss_detail::Range;
 using loss_detail::RowMask;
+using loss_detail::ThreadPool;
 
-// A block's similarities stay within this many bytes per thread; blocks are never thinner
-// than kMinBlockRows rows, below which the products lose BLAS efficiency.
-constexpr int64_t kScratchBytesPerThread = int64_t{32} << 20;
-constexpr int64_t kMinBlockRows = 128;
+// A thread takes part only with at least this many multiply-adds of the three products
+// (B * M * D each): below it, waking a worker costs more than the share it would compute.
+constexpr int64_t kMinMultiplyAddsPerThread = int64_t{1} << 21;
+// Blocks are never thinner than this (when B allows): the passages' gradient is a product with
+// inner dimension block_rows, which loses BLAS efficiency below a few hundred.
+constexpr int64_t kMinBlockRows = 256;
 
-void validate(const InfoNceInputs& in, const InfoNceOptions& options, const void* queries,
-              const void* passages, const void* grad_queries, const void* grad_passages) {
+int64_t checked_product(int64_t a, int64_t b, const char* what) {
+  int64_t product = 0;
+  require(!__builtin_mul_overflow(a, b, &product), "info_nce: ", what, " (", a, " x ", b,
+          ") overflows 64-bit sizes");
+  return product;
+}
+
+template <typename T>
+void validate(const InfoNceInputs& in, const InfoNceOptions& options, const T* queries,
+              const T* passages, const T* grad_queries, const T* grad_passages) {
   require(in.num_queries >= 1, "info_nce needs at least one query, got ", in.num_queries);
   require(in.num_passages >= in.num_queries, "info_nce needs at least as many passages (",
           in.num_passages, ") as queries (", in.num_queries, ")");
   require(in.dim >= 1, "info_nce needs embedding dimension >= 1, got ", in.dim);
   require(in.num_passages <= loss_detail::kMaxBlasDim && in.dim <= loss_detail::kMaxBlasDim,
           "info_nce sizes must fit 32-bit BLAS indices");
+  checked_product(in.num_passages, in.dim, "passages' size M x D");
   require(queries != nullptr && passages != nullptr, "info_nce got a null input buffer");
   require((in.query_groups == nullptr) == (in.passage_groups == nullptr),
           "query_groups and passage_groups must be given together");
-  require(std::isfinite(options.scale) && options.scale > 0,
-          "info_nce scale (1 / temperature) must be finite and > 0, got ", options.scale);
+  require(std::isfinite(options.scale) && options.scale > 0 &&
+              options.scale <= static_cast<double>(std::numeric_limits<T>::max()),
+          "info_nce scale (1 / temperature) must be finite and > 0 (and fit the inputs' type), "
+          "got ", options.scale);
   require(options.num_threads >= 1, "num_threads must be >= 1, got ", options.num_threads);
   require(options.block_rows >= 0, "block_rows must be >= 0, got ", options.block_rows);
   require(!options.compute_gradients || (grad_queries != nullptr && grad_passages != nullptr),
           "info_nce needs gradient buffers when computing gradients");
 }
 
-int64_t choose_block_rows(const InfoNceInputs& in, const InfoNceOptions& options,
-                          size_t element_size) {
-  int64_t rows = options.block_rows;
-  if (rows == 0) {
-    const int64_t row_bytes = in.num_passages * static_cast<int64_t>(element_size);
-    rows = std::max(kMinBlockRows, kScratchBytesPerThread / row_bytes);
-    // Every thread gets a block even for small batches.
-    rows = std::min(rows, (in.num_queries + options.num_threads - 1) / options.num_threads);
-  }
-  return std::clamp<int64_t>(rows, 1, in.num_queries);
+// Bytes of similarities held at once when block_rows is left to the kernel: the last-level
+// cache of this CPU, within [16, 64] MiB. Up to it the whole B x M block is one pass (one
+// product for the logits, one for each gradient); above it, blocks of rows.
+int64_t scratch_budget_bytes() {
+  static const int64_t budget = [] {
+    long cache = -1;
+#ifdef _SC_LEVEL3_CACHE_SIZE
+    cache = sysconf(_SC_LEVEL3_CACHE_SIZE);
+#endif
+    return std::clamp<int64_t>(cache > 0 ? cache : 0, int64_t{16} << 20, int64_t{64} << 20);
+  }();
+  return budget;
 }
 
-// Runs work(thread, block) for every block; thread t takes blocks t, t + threads, ... so that
-// every result, summation order included, is the same from run to run.
-template <typename Work>
-void for_each_block(int num_threads, int64_t num_blocks, const Work& work) {
-  auto run_thread = [&](int thread) {
-    for (int64_t block = thread; block < num_blocks; block += num_threads) work(thread, block);
-  };
-  std::vector<std::thread> helpers;
-  helpers.reserve(num_threads - 1);
-  for (int thread = 1; thread < num_threads; ++thread) helpers.emplace_back(run_thread, thread);
-  run_thread(0);
-  for (auto& helper : helpers) helper.join();
-}
-
-// sims[r * stride + j] = <queries[r], passages[j]> for r < rows, j < cols.
-template <typename T>
-void similarities(const T* queries, int64_t rows, const T* passages, int64_t cols, int64_t dim,
-                  T* sims, int64_t stride) {
-  if (cols > 0)
-    loss_detail::gemm(false, true, rows, cols, dim, T(1), queries, dim, passages, dim, T(0), sims,
-                      stride);
-}
-
-RowMask row_mask(const InfoNceInputs& in, int64_t row) {
-  RowMask mask;
-  mask.positive = row;
-  if (in.query_groups != nullptr) {
-    mask.passage_groups = in.passage_groups;
-    mask.query_group = in.query_groups[row];
-  }
-  return mask;
-}
-
-// Shared shape of a run: how the B query rows are cut into blocks and spread over threads.
+// How the B query rows are cut into blocks; every thread works on every block.
 struct BlockPlan {
   int64_t block_rows;
   int64_t num_blocks;
@@ -98,62 +86,110 @@ struct BlockPlan {
   }
 };
 
-// Column statistics of the symmetric loss: top and log_sum (see LogSumExp) of each column of
-// the B x B logits block (queries against the first B passages).
+BlockPlan make_plan(const InfoNceInputs& in, const InfoNceOptions& options, int64_t element_size) {
+  BlockPlan plan;
+  int64_t rows = options.block_rows;
+  if (rows == 0) {
+    const int64_t row_bytes = in.num_passages * element_size;
+    const int64_t budget_rows = scratch_budget_bytes() / row_bytes;
+    rows = budget_rows >= in.num_queries ? in.num_queries : std::max(kMinBlockRows, budget_rows);
+  }
+  plan.block_rows = std::clamp<int64_t>(rows, 1, in.num_queries);
+  plan.num_blocks = (in.num_queries + plan.block_rows - 1) / plan.block_rows;
+  const double work = static_cast<double>(in.num_queries) * static_cast<double>(in.num_passages) *
+                      static_cast<double>(in.dim);
+  const double useful = std::max(1.0, work / static_cast<double>(kMinMultiplyAddsPerThread));
+  plan.num_threads = static_cast<int>(
+      std::min<double>({static_cast<double>(options.num_threads), useful,
+                        static_cast<double>(plan.block_rows)}));
+  return plan;
+}
+
+// sims[r * stride + j] = <queries[r], passages[j]> for r < rows, j < cols.
+template <typename T>
+void similarities(const T* queries, int64_t rows, const T* passages, int64_t cols, int64_t dim,
+                  T* sims, int64_t stride) {
+  if (rows > 0 && cols > 0)
+    loss_detail::gemm(false, true, rows, cols, dim, T(1), queries, dim, passages, dim, T(0), sims,
+                      stride);
+}
+
+// The similarities of query rows [row0, row0 + rows) (block-relative rows of the tile), in
+// the same products whichever pass asks: the first B columns, then the extra negatives. A BLAS
+// may round differently for different shapes, and the column softmax must see exactly the
+// values its statistics came from.
+template <typename T>
+void block_similarities(const T* queries, const T* passages, const InfoNceInputs& in,
+                        Range rows, bool first_columns_only, T* tile) {
+  const int64_t stride = in.num_passages;
+  const T* block_queries = queries + rows.begin * in.dim;
+  T* sims = tile;
+  similarities(block_queries, rows.size(), passages, in.num_queries, in.dim, sims, stride);
+  if (!first_columns_only)
+    similarities(block_queries, rows.size(), passages + in.num_queries * in.dim,
+                 in.num_passages - in.num_queries, in.dim, sims + in.num_queries, stride);
+}
+
+RowMask row_mask(const InfoNceInputs& in, int64_t row, int64_t first_column = 0) {
+  RowMask mask;
+  mask.positive = row - first_column;
+  if (in.query_groups != nullptr) {
+    mask.passage_groups = in.passage_groups + first_column;
+    mask.query_group = in.query_groups[row];
+  }
+  return mask;
+}
+
 template <typename T>
 struct ColumnStatistics {
   std::vector<T> top;
   std::vector<T> log_sum;
 };
 
-// One pass over row blocks; each thread keeps a running (max, sum of exp(scale * (s - max)))
-// per column, rescaled when a block raises the max; the threads' partials are merged at the end.
+// Log-sum-exp of each column of the B x B logits block (queries against the first B passages),
+// for the symmetric loss. Each thread owns a slice of columns and keeps, per column, a running
+// maximum and a sum of exp(scale * (s - max)), rescaled whenever a block raises the maximum.
 template <typename T>
-ColumnStatistics<T> column_log_sum_exp(const T* queries, const T* passages, const InfoNceInputs& in,
-                                  T scale, const BlockPlan& plan,
-                                  std::vector<std::vector<T>>& tiles) {
+ColumnStatistics<T> column_log_sum_exp(const T* queries, const T* passages,
+                                       const InfoNceInputs& in, T scale, const BlockPlan& plan,
+                                       T* tile) {
   const int64_t cols = in.num_queries;
-  const int64_t dim = in.dim;
+  const int64_t stride = in.num_passages;
   constexpr T kMinusInf = -std::numeric_limits<T>::infinity();
-  std::vector<std::vector<T>> running_max(plan.num_threads, std::vector<T>(cols, kMinusInf));
-  std::vector<std::vector<T>> running_sum(plan.num_threads, std::vector<T>(cols, T(0)));
-  std::vector<std::vector<T>> block_max(plan.num_threads, std::vector<T>(cols));
-
-  for_each_block(plan.num_threads, plan.num_blocks, [&](int thread, int64_t block) {
+  ColumnStatistics<T> stats{std::vector<T>(cols, kMinusInf), std::vector<T>(cols, T(0))};
+  std::vector<T> block_top(cols);
+  ThreadPool& pool = ThreadPool::instance();
+  for (int64_t block = 0; block < plan.num_blocks; ++block) {
     const int64_t row0 = plan.first_row(block);
     const int64_t rows = plan.rows_in(block, in.num_queries);
-    // Laid out as in the main pass, so both passes see bit-identical similarities.
-    const int64_t stride = in.num_passages;
-    T* sims = tiles[thread].data();
-    similarities(queries + row0 * dim, rows, passages, cols, dim, sims, stride);
-    T* top = block_max[thread].data();
-    T* max = running_max[thread].data();
-    T* sum = running_sum[thread].data();
-    std::fill(top, top + cols, kMinusInf);
-    for (int64_t r = 0; r < rows; ++r)
-      loss_detail::column_max_update(sims + r * stride, cols, row_mask(in, row0 + r), top);
-    for (int64_t j = 0; j < cols; ++j) {
-      const T raised = std::max(max[j], top[j]);
-      if (raised != kMinusInf) sum[j] *= std::exp(scale * (max[j] - raised));
-      max[j] = raised;
-    }
-    for (int64_t r = 0; r < rows; ++r)
-      loss_detail::column_sum_update(sims + r * stride, cols, scale, row_mask(in, row0 + r), max,
-                                     sum);
-  });
-
-  // Every column holds its unmasked diagonal, so some thread saw a finite max for it.
-  ColumnStatistics<T> stats{std::vector<T>(cols), std::vector<T>(cols)};
-  for (int64_t j = 0; j < cols; ++j) {
-    T top = kMinusInf;
-    for (int t = 0; t < plan.num_threads; ++t) top = std::max(top, running_max[t][j]);
-    T total = 0;
-    for (int t = 0; t < plan.num_threads; ++t)
-      if (running_max[t][j] != kMinusInf)
-        total += running_sum[t][j] * std::exp(scale * (running_max[t][j] - top));
-    stats.top[j] = top;
-    stats.log_sum[j] = std::log(total);
+    pool.run(plan.num_threads, [&](int thread) {
+      const Range mine = part_of(rows, plan.num_threads, thread);
+      block_similarities(queries, passages, in, {row0 + mine.begin, row0 + mine.end}, true,
+                         tile + mine.begin * stride);
+    });
+    pool.run(plan.num_threads, [&](int thread) {
+      const Range slice = part_of(cols, plan.num_threads, thread);
+      T* top = block_top.data() + slice.begin;
+      T* max = stats.top.data() + slice.begin;
+      T* sum = stats.log_sum.data() + slice.begin;  // the running sum until the end
+      std::fill(top, top + slice.size(), kMinusInf);
+      for (int64_t r = 0; r < rows; ++r)
+        loss_detail::column_max_update(tile + r * stride + slice.begin, slice.size(),
+                                       row_mask(in, row0 + r, slice.begin), top);
+      for (int64_t j = 0; j < slice.size(); ++j) {
+        const T raised = std::max(max[j], top[j]);
+        // A column with no entry so far has sum 0; skipping it also avoids 0 * -inf when the
+        // scale underflowed to 0 in T.
+        if (max[j] != kMinusInf) sum[j] *= std::exp(scale * (max[j] - raised));
+        max[j] = raised;
+      }
+      for (int64_t r = 0; r < rows; ++r)
+        loss_detail::column_sum_update(tile + r * stride + slice.begin, slice.size(), scale,
+                                       row_mask(in, row0 + r, slice.begin), max, sum);
+    });
   }
+  // Every column holds its unmasked diagonal, so its sum is >= 1.
+  for (T& sum : stats.log_sum) sum = std::log(sum);
   return stats;
 }
 
@@ -171,6 +207,40 @@ InfoNceResult non_finite_result(const InfoNceInputs& in, const InfoNceOptions& o
   return result;
 }
 
+// Per-thread sums, added in thread order at the end (the same result from run to run).
+struct ThreadTotals {
+  double loss = 0.0;
+  double grad_scale = 0.0;
+};
+
+// One thread's rows of one block: similarities, row statistics, loss, d loss / d logits (in
+// place of the similarities) and the queries' gradient of these rows.
+template <typename T>
+ThreadTotals rows_of_block(const T* queries, const T* passages, const InfoNceInputs& in,
+                           const InfoNceOptions& options, Range rows, T* sims,
+                           const ColumnLogSumExp<T>& cols, T row_weight, T* grad_queries) {
+  const int64_t num_passages = in.num_passages;
+  const T scale = static_cast<T>(options.scale);
+  block_similarities(queries, passages, in, rows, false, sims);
+  ThreadTotals totals;
+  for (int64_t row = rows.begin; row < rows.end; ++row) {
+    T* row_sims = sims + (row - rows.begin) * num_passages;
+    const RowMask mask = row_mask(in, row);
+    const LogSumExp<T> row_lse = loss_detail::row_log_sum_exp(row_sims, num_passages, scale, mask);
+    const T positive = row_sims[row];
+    totals.loss += row_weight * (scale * (row_lse.top - positive) + row_lse.log_sum);
+    if (options.symmetric)
+      totals.loss += cols.weight * (scale * (cols.top[row] - positive) + cols.log_sum[row]);
+    if (options.compute_gradients)
+      totals.grad_scale += loss_detail::row_gradient(row_sims, num_passages, scale, row_lse,
+                                                     row_weight, mask, cols);
+  }
+  if (options.compute_gradients && rows.size() > 0)  // logits = scale * q p^T
+    loss_detail::gemm(false, false, rows.size(), in.dim, num_passages, scale, sims, num_passages,
+                      passages, in.dim, T(0), grad_queries + rows.begin * in.dim, in.dim);
+  return totals;
+}
+
 }  // namespace
 
 template <typename T>
@@ -185,90 +255,151 @@ InfoNceResult info_nce(const T* queries, const T* passages, const InfoNceInputs&
     return non_finite_result(in, options, grad_queries, grad_passages);
   loss_detail::use_single_threaded_blas();
 
-  BlockPlan plan;
-  plan.block_rows = choose_block_rows(in, options, sizeof(T));
-  plan.num_blocks = (num_queries + plan.block_rows - 1) / plan.block_rows;
-  plan.num_threads = static_cast<int>(std::min<int64_t>(options.num_threads, plan.num_blocks));
-
-  // All memory is taken here, before any thread starts, so an allocation failure surfaces as
-  // an ordinary exception.
-  std::vector<std::vector<T>> tiles(plan.num_threads,
-                                    std::vector<T>(plan.block_rows * num_passages));
+  const BlockPlan plan = make_plan(in, options, sizeof(T));
+  // All memory is taken before any thread starts, so a failed allocation is an ordinary
+  // exception; the tile needs no initialisation (every entry is written before it is read).
+  std::unique_ptr<T[]> tile(new T[checked_product(plan.block_rows, num_passages, "block")]);
   const bool grads = options.compute_gradients;
-  std::vector<std::vector<T>> helper_grad_passages(
-      grads ? plan.num_threads - 1 : 0, std::vector<T>(num_passages * dim, T(0)));
   if (grads) std::fill(grad_passages, grad_passages + num_passages * dim, T(0));
 
   const T scale = static_cast<T>(options.scale);
-  const bool symmetric = options.symmetric;
   ColumnStatistics<T> col_stats;
-  if (symmetric) col_stats = column_log_sum_exp(queries, passages, in, scale, plan, tiles);
-  const T row_weight = T(symmetric ? 0.5 : 1.0) / static_cast<T>(num_queries);
+  const T row_weight = T(options.symmetric ? 0.5 : 1.0) / static_cast<T>(num_queries);
   ColumnLogSumExp<T> cols;
-  if (symmetric) {
-    cols.top = col_stats.top.data();
-    cols.log_sum = col_stats.log_sum.data();
-    cols.num_cols = num_queries;
-    cols.weight = row_weight;
+  if (options.symmetric) {
+    col_stats = column_log_sum_exp(queries, passages, in, scale, plan, tile.get());
+    cols = {col_stats.top.data(), col_stats.log_sum.data(), num_queries, row_weight};
   }
 
-  std::vector<double> thread_loss(plan.num_threads, 0.0);
-  std::vector<double> thread_grad_scale(plan.num_threads, 0.0);
-  for_each_block(plan.num_threads, plan.num_blocks, [&](int thread, int64_t block) {
+  std::vector<ThreadTotals> totals(plan.num_threads);
+  ThreadPool& pool = ThreadPool::instance();
+  for (int64_t block = 0; block < plan.num_blocks; ++block) {
     const int64_t row0 = plan.first_row(block);
     const int64_t rows = plan.rows_in(block, num_queries);
-    const T* block_queries = queries + row0 * dim;
-    T* sims = tiles[thread].data();
-    if (symmetric) {  // the first B columns exactly as the column statistics saw them
-      similarities(block_queries, rows, passages, num_queries, dim, sims, num_passages);
-      similarities(block_queries, rows, passages + num_queries * dim, num_passages - num_queries,
-                   dim, sims + num_queries, num_passages);
-    } else {
-      similarities(block_queries, rows, passages, num_passages, dim, sims, num_passages);
-    }
-    double loss = 0.0;
-    double grad_scale = 0.0;
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t row = row0 + r;
-      T* row_sims = sims + r * num_passages;
-      const RowMask mask = row_mask(in, row);
-      const LogSumExp<T> row_lse =
-          loss_detail::row_log_sum_exp(row_sims, num_passages, scale, mask);
-      const T positive = row_sims[row];
-      loss += row_weight * (scale * (row_lse.top - positive) + row_lse.log_sum);
-      if (symmetric)
-        loss += cols.weight * (scale * (cols.top[row] - positive) + cols.log_sum[row]);
-      if (grads)
-        grad_scale += loss_detail::row_gradient(row_sims, num_passages, scale, row_lse,
-                                                row_weight, mask, cols);
-    }
-    thread_loss[thread] += loss;
-    thread_grad_scale[thread] += grad_scale;
-    if (!grads) return;
-    // sims now holds d loss / d logits; logits = scale * q p^T.
-    loss_detail::gemm(false, false, rows, dim, num_passages, scale, sims, num_passages, passages,
-                      dim, T(0), grad_queries + row0 * dim, dim);
-    T* thread_grad_passages =
-        thread == 0 ? grad_passages : helper_grad_passages[thread - 1].data();
-    loss_detail::gemm(true, false, num_passages, dim, rows, scale, sims, num_passages,
-                      block_queries, dim, T(1), thread_grad_passages, dim);
-  });
+    pool.run(plan.num_threads, [&](int thread) {
+      const Range mine = part_of(rows, plan.num_threads, thread);
+      const ThreadTotals part =
+          rows_of_block(queries, passages, in, options, {row0 + mine.begin, row0 + mine.end},
+                        tile.get() + mine.begin * num_passages, cols, row_weight, grad_queries);
+      totals[thread].loss += part.loss;
+      totals[thread].grad_scale += part.grad_scale;
+    });
+    if (!grads) continue;
+    // The passages' gradient, split by passage rows so that no thread needs its own copy.
+    pool.run(plan.num_threads, [&](int thread) {
+      const Range slice = part_of(num_passages, plan.num_threads, thread);
+      if (slice.size() > 0)
+        loss_detail::gemm(true, false, slice.size(), dim, rows, scale, tile.get() + slice.begin,
+                          num_passages, queries + row0 * dim, dim, T(1),
+                          grad_passages + slice.begin * dim, dim);
+    });
+  }
 
-  for (const auto& partial : helper_grad_passages)
-    for (int64_t i = 0; i < num_passages * dim; ++i) grad_passages[i] += partial[i];
   InfoNceResult result;
-  for (int t = 0; t < plan.num_threads; ++t) {
-    result.loss += thread_loss[t];
-    result.grad_scale += thread_grad_scale[t];
+  for (const ThreadTotals& part : totals) {
+    result.loss += part.loss;
+    result.grad_scale += part.grad_scale;
   }
   return result;
 }
+
+namespace {
+
+// Column statistics of the whole B x B block, all rows at hand (one thread: B x B is small
+// next to the products).
+template <typename T>
+ColumnStatistics<T> column_log_sum_exp(const T* sims, const InfoNceInputs& in, T scale) {
+  const int64_t cols = in.num_queries;
+  const int64_t stride = in.num_passages;
+  ColumnStatistics<T> stats{std::vector<T>(cols, -std::numeric_limits<T>::infinity()),
+                            std::vector<T>(cols, T(0))};
+  for (int64_t r = 0; r < cols; ++r)
+    loss_detail::column_max_update(sims + r * stride, cols, row_mask(in, r), stats.top.data());
+  for (int64_t r = 0; r < cols; ++r)
+    loss_detail::column_sum_update(sims + r * stride, cols, scale, row_mask(in, r),
+                                   stats.top.data(), stats.log_sum.data());
+  for (T& sum : stats.log_sum) sum = std::log(sum);
+  return stats;
+}
+
+// Below this many similarities the element-wise pass stays on the calling thread.
+constexpr int64_t kMinParallelSimilarities = int64_t{1} << 22;
+
+}  // namespace
+
+template <typename T>
+InfoNceResult info_nce_from_similarities(T* sims, const InfoNceInputs& in,
+                                         const InfoNceOptions& options) {
+  require(sims != nullptr, "info_nce_from_similarities got a null buffer");
+  InfoNceInputs sized = in;
+  sized.dim = 1;  // not used here; validate() checks the rest
+  validate<T>(sized, options, sims, sims, sims, sims);
+  const int64_t num_queries = in.num_queries;
+  const int64_t num_passages = in.num_passages;
+  const int64_t count = checked_product(num_queries, num_passages, "similarities B x M");
+  if (!loss_detail::all_finite(sims, count)) {
+    InfoNceResult result;
+    result.loss = std::numeric_limits<double>::quiet_NaN();
+    if (options.compute_gradients) {
+      result.grad_scale = result.loss;
+      std::fill(sims, sims + count, std::numeric_limits<T>::quiet_NaN());
+    }
+    return result;
+  }
+  const T scale = static_cast<T>(options.scale);
+  const T row_weight = T(options.symmetric ? 0.5 : 1.0) / static_cast<T>(num_queries);
+  ColumnStatistics<T> col_stats;
+  ColumnLogSumExp<T> cols;
+  if (options.symmetric) {
+    col_stats = column_log_sum_exp(sims, in, scale);
+    cols = {col_stats.top.data(), col_stats.log_sum.data(), num_queries, row_weight};
+  }
+  const int threads = count >= kMinParallelSimilarities
+                          ? static_cast<int>(std::min<int64_t>(options.num_threads, num_queries))
+                          : 1;
+  std::vector<ThreadTotals> totals(threads);
+  ThreadPool::instance().run(threads, [&](int thread) {
+    const Range rows = part_of(num_queries, threads, thread);
+    for (int64_t row = rows.begin; row < rows.end; ++row) {
+      T* row_sims = sims + row * num_passages;
+      const RowMask mask = row_mask(in, row);
+      const LogSumExp<T> lse = loss_detail::row_log_sum_exp(row_sims, num_passages, scale, mask);
+      const T positive = row_sims[row];
+      totals[thread].loss += row_weight * (scale * (lse.top - positive) + lse.log_sum);
+      if (options.symmetric)
+        totals[thread].loss +=
+            cols.weight * (scale * (cols.top[row] - positive) + cols.log_sum[row]);
+      if (!options.compute_gradients) continue;
+      totals[thread].grad_scale +=
+          loss_detail::row_gradient(row_sims, num_passages, scale, lse, row_weight, mask, cols);
+      for (int64_t j = 0; j < num_passages; ++j) row_sims[j] *= scale;  // logits = scale * sims
+    }
+  });
+  InfoNceResult result;
+  for (const ThreadTotals& part : totals) {
+    result.loss += part.loss;
+    result.grad_scale += part.grad_scale;
+  }
+  return result;
+}
+
+template InfoNceResult info_nce_from_similarities<float>(float*, const InfoNceInputs&,
+                                                         const InfoNceOptions&);
+template InfoNceResult info_nce_from_similarities<double>(double*, const InfoNceInputs&,
+                                                          const InfoNceOptions&);
 
 template InfoNceResult info_nce<float>(const float*, const float*, const InfoNceInputs&,
                                        const InfoNceOptions&, float*, float*);
 template InfoNceResult info_nce<double>(const double*, const double*, const InfoNceInputs&,
                                         const InfoNceOptions&, double*, double*);
 
-const char* info_nce_blas_name() { return "OpenBLAS (scipy-openblas32), single-threaded per block"; }
+int64_t info_nce_block_rows(const InfoNceInputs& inputs, const InfoNceOptions& options,
+                            int64_t element_size) {
+  return make_plan(inputs, options, element_size).block_rows;
+}
+
+const char* info_nce_blas_name() {
+  return "OpenBLAS (scipy-openblas32), single-threaded inside hbt_fast's persistent thread pool";
+}
 
 }  // namespace hbt

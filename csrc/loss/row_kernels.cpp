@@ -23,11 +23,14 @@ namespace {
 
 // exp for float that the compiler can vectorise (std::exp is a library call): Cephes' expf,
 // relative error below 2e-7. Inputs are clamped to the normal range; every caller passes
-// x <= ~0, so the clamp only turns underflow into a negligible 1e-38.
+// x <= ~0, so the clamp only turns underflow into a negligible 1e-38. NaN stays NaN (it comes
+// from similarities that overflowed to inf, and must reach the loss).
 HBT_INLINE float vector_exp(float x) {
-  x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
-  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  // The clamp also keeps the float -> int conversion below defined; a NaN is passed through.
+  const float clamped = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+  const float y = clamped == clamped ? clamped : 0.0f;
+  const float n = (y * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(y / ln 2)
+  const float r = y - n * 0.693359375f + n * 2.12194440e-4f;
   float poly = 1.9875691500e-4f;
   poly = poly * r + 1.3981999507e-3f;
   poly = poly * r + 8.3334519073e-3f;
@@ -38,7 +41,7 @@ HBT_INLINE float vector_exp(float x) {
   const int32_t exponent_bits = (static_cast<int32_t>(n) + 127) << 23;
   float two_to_n;
   std::memcpy(&two_to_n, &exponent_bits, sizeof two_to_n);
-  return poly * two_to_n;
+  return x == x ? poly * two_to_n : x;
 }
 
 HBT_INLINE double vector_exp(double x) { return std::exp(x); }

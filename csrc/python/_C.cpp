@@ -238,64 +238,180 @@ void bind_sampler(py::module_& m) {
 }
 
 // ---------------------------------------------------------------- loss
-// Returns (loss, d loss / d scale, grad_q or None, grad_p or None).
-template <typename T>
-py::tuple info_nce(const CArray<T>& queries, const CArray<T>& passages,
-                   const std::optional<CArray<int64_t>>& query_groups,
-                   const std::optional<CArray<int64_t>>& passage_groups, double scale,
-                   bool symmetric, bool compute_gradients, int num_threads, int64_t block_rows) {
-  check_shape(queries, "q", {-1, -1});
-  check_shape(passages, "p", {-1, queries.shape(1)});
+// What Python hands the loss: the arrays (kept alive here) behind hbt::InfoNceInputs. Python
+// converts tensors to C-contiguous float32/float64 and int64 arrays; sizes are checked by the
+// core (hbt::info_nce), dtypes here.
+struct LossArrays {
+  py::array q;
+  py::array p;
+  std::optional<CArray<int64_t>> query_groups;
+  std::optional<CArray<int64_t>> passage_groups;
+};
+
+// loss and grad_scale are 0-dim arrays of the inputs' dtype (torch.from_numpy takes them
+// without the cost of building a tensor from a Python float).
+struct LossOutputs {
+  py::object loss;
+  py::object grad_scale;
+  py::object grad_q = py::none();
+  py::object grad_p = py::none();
+};
+
+bool is_float(const py::array& array, char kind_size) {
+  return array.dtype().kind() == 'f' && array.itemsize() == kind_size;
+}
+
+LossArrays make_loss_arrays(py::array q, py::array p, std::optional<CArray<int64_t>> query_groups,
+                            std::optional<CArray<int64_t>> passage_groups) {
+  for (const auto& [name, array] : {std::pair<const char*, const py::array&>{"q", q}, {"p", p}}) {
+    if (!(is_float(array, 4) || is_float(array, 8)))
+      throw py::type_error(std::string(name) + " must be a float32 or float64 array, got " +
+                           py::str(array.dtype()).cast<std::string>());
+    if (!(array.flags() & py::array::c_style))
+      throw py::type_error(std::string(name) + " must be C-contiguous");
+    hbt::require(array.ndim() == 2, name, " must have 2 dimensions, got ", array.ndim());
+  }
+  if (q.itemsize() != p.itemsize())
+    throw py::type_error("q and p must have the same dtype");
+  hbt::require(p.shape(1) == q.shape(1), "p has size ", p.shape(1),
+               " in dimension 1, expected the queries' dimension ", q.shape(1));
+  if (query_groups) check_shape(*query_groups, "query_groups", {q.shape(0)});
+  if (passage_groups) check_shape(*passage_groups, "passage_groups", {p.shape(0)});
+  return {std::move(q), std::move(p), std::move(query_groups), std::move(passage_groups)};
+}
+
+hbt::InfoNceInputs core_inputs(const LossArrays& arrays) {
   hbt::InfoNceInputs inputs;
-  inputs.num_queries = queries.shape(0);
-  inputs.num_passages = passages.shape(0);
-  inputs.dim = queries.shape(1);
-  if (query_groups) {
-    check_shape(*query_groups, "query_groups", {inputs.num_queries});
-    inputs.query_groups = query_groups->data();
-  }
-  if (passage_groups) {
-    check_shape(*passage_groups, "passage_groups", {inputs.num_passages});
-    inputs.passage_groups = passage_groups->data();
-  }
-  hbt::InfoNceOptions options;
-  options.scale = scale;
-  options.symmetric = symmetric;
-  options.compute_gradients = compute_gradients;
-  options.num_threads = num_threads;
-  options.block_rows = block_rows;
-  py::object grad_queries = py::none();
-  py::object grad_passages = py::none();
-  T* grad_queries_data = nullptr;
-  T* grad_passages_data = nullptr;
-  if (compute_gradients) {
+  inputs.num_queries = arrays.q.shape(0);
+  inputs.num_passages = arrays.p.shape(0);
+  inputs.dim = arrays.q.shape(1);
+  if (arrays.query_groups) inputs.query_groups = arrays.query_groups->data();
+  if (arrays.passage_groups) inputs.passage_groups = arrays.passage_groups->data();
+  return inputs;
+}
+
+template <typename T>
+LossOutputs run_info_nce(const LossArrays& arrays, const hbt::InfoNceOptions& options) {
+  const hbt::InfoNceInputs inputs = core_inputs(arrays);
+  LossOutputs outputs;
+  T* grad_q_data = nullptr;
+  T* grad_p_data = nullptr;
+  if (options.compute_gradients && inputs.num_queries >= 1 && inputs.dim >= 1) {
     py::array_t<T> grad_q({inputs.num_queries, inputs.dim});
     py::array_t<T> grad_p({inputs.num_passages, inputs.dim});
-    grad_queries_data = grad_q.mutable_data();
-    grad_passages_data = grad_p.mutable_data();
-    grad_queries = std::move(grad_q);
-    grad_passages = std::move(grad_p);
+    grad_q_data = grad_q.mutable_data();
+    grad_p_data = grad_p.mutable_data();
+    outputs.grad_q = std::move(grad_q);
+    outputs.grad_p = std::move(grad_p);
   }
+  const T* q = static_cast<const T*>(arrays.q.data());
+  const T* p = static_cast<const T*>(arrays.p.data());
   hbt::InfoNceResult result;
   {
     py::gil_scoped_release release;
-    result = hbt::info_nce<T>(queries.data(), passages.data(), inputs, options,
-                              grad_queries_data, grad_passages_data);
+    result = hbt::info_nce<T>(q, p, inputs, options, grad_q_data, grad_p_data);
   }
-  return py::make_tuple(result.loss, result.grad_scale, grad_queries, grad_passages);
+  py::array_t<T> loss(std::vector<py::ssize_t>{});
+  py::array_t<T> grad_scale(std::vector<py::ssize_t>{});
+  *loss.mutable_data() = static_cast<T>(result.loss);
+  *grad_scale.mutable_data() = static_cast<T>(result.grad_scale);
+  outputs.loss = std::move(loss);
+  outputs.grad_scale = std::move(grad_scale);
+  return outputs;
 }
 
-// One entry point per dtype; the Python wrapper picks the one matching the tensors.
+LossOutputs info_nce(const LossArrays& arrays, const hbt::InfoNceOptions& options) {
+  return arrays.q.itemsize() == 4 ? run_info_nce<float>(arrays, options)
+                                  : run_info_nce<double>(arrays, options);
+}
+
+// d loss / d sims overwrites sims (a writable C-contiguous [B, M] array) with gradients.
 template <typename T>
-void def_info_nce(py::module_& m, const char* name) {
-  m.def(name, &info_nce<T>, py::arg("q"), py::arg("p"), py::arg("query_groups"),
-        py::arg("passage_groups"), py::arg("scale"), py::arg("symmetric"),
-        py::arg("compute_gradients"), py::arg("num_threads"), py::arg("block_rows") = 0);
+LossOutputs run_from_similarities(py::array& sims, const LossArrays& groups,
+                                  const hbt::InfoNceOptions& options) {
+  hbt::InfoNceInputs inputs = core_inputs(groups);
+  inputs.num_queries = sims.shape(0);
+  inputs.num_passages = sims.shape(1);
+  T* data = static_cast<T*>(sims.mutable_data());
+  hbt::InfoNceResult result;
+  {
+    py::gil_scoped_release release;
+    result = hbt::info_nce_from_similarities<T>(data, inputs, options);
+  }
+  LossOutputs outputs;
+  py::array_t<T> loss(std::vector<py::ssize_t>{});
+  py::array_t<T> grad_scale(std::vector<py::ssize_t>{});
+  *loss.mutable_data() = static_cast<T>(result.loss);
+  *grad_scale.mutable_data() = static_cast<T>(result.grad_scale);
+  outputs.loss = std::move(loss);
+  outputs.grad_scale = std::move(grad_scale);
+  return outputs;
+}
+
+LossOutputs info_nce_from_similarities(py::array sims,
+                                       std::optional<CArray<int64_t>> query_groups,
+                                       std::optional<CArray<int64_t>> passage_groups,
+                                       const hbt::InfoNceOptions& options) {
+  if (!(is_float(sims, 4) || is_float(sims, 8)))
+    throw py::type_error("sims must be a float32 or float64 array, got " +
+                         py::str(sims.dtype()).cast<std::string>());
+  if (!(sims.flags() & py::array::c_style) || !sims.writeable())
+    throw py::type_error("sims must be a writable C-contiguous array");
+  hbt::require(sims.ndim() == 2, "sims must have 2 dimensions, got ", sims.ndim());
+  LossArrays groups;
+  groups.q = sims;
+  groups.p = sims;
+  if (query_groups) check_shape(*query_groups, "query_groups", {sims.shape(0)});
+  if (passage_groups) check_shape(*passage_groups, "passage_groups", {sims.shape(1)});
+  groups.query_groups = std::move(query_groups);
+  groups.passage_groups = std::move(passage_groups);
+  return sims.itemsize() == 4 ? run_from_similarities<float>(sims, groups, options)
+                              : run_from_similarities<double>(sims, groups, options);
 }
 
 void bind_loss(py::module_& m) {
-  def_info_nce<float>(m, "info_nce_float32");
-  def_info_nce<double>(m, "info_nce_float64");
+  py::class_<hbt::InfoNceOptions>(m, "InfoNceOptions")
+      .def(py::init([](double scale, bool symmetric, bool compute_gradients, int num_threads,
+                       int64_t block_rows) {
+             hbt::InfoNceOptions options;
+             options.scale = scale;
+             options.symmetric = symmetric;
+             options.compute_gradients = compute_gradients;
+             options.num_threads = num_threads;
+             options.block_rows = block_rows;
+             return options;
+           }),
+           py::kw_only(), py::arg("scale") = 20.0, py::arg("symmetric") = false,
+           py::arg("compute_gradients") = true, py::arg("num_threads") = 1,
+           py::arg("block_rows") = 0)
+      .def_readwrite("scale", &hbt::InfoNceOptions::scale)
+      .def_readwrite("symmetric", &hbt::InfoNceOptions::symmetric)
+      .def_readwrite("compute_gradients", &hbt::InfoNceOptions::compute_gradients)
+      .def_readwrite("num_threads", &hbt::InfoNceOptions::num_threads)
+      .def_readwrite("block_rows", &hbt::InfoNceOptions::block_rows);
+  py::class_<LossArrays>(m, "InfoNceInputs")
+      .def(py::init(&make_loss_arrays), py::arg("q"), py::arg("p"),
+           py::arg("query_groups") = py::none(), py::arg("passage_groups") = py::none())
+      .def_readonly("q", &LossArrays::q)
+      .def_readonly("p", &LossArrays::p)
+      .def_readonly("query_groups", &LossArrays::query_groups)
+      .def_readonly("passage_groups", &LossArrays::passage_groups);
+  py::class_<LossOutputs>(m, "InfoNceOutputs")
+      .def_readonly("loss", &LossOutputs::loss)
+      .def_readonly("grad_scale", &LossOutputs::grad_scale)
+      .def_readonly("grad_q", &LossOutputs::grad_q)
+      .def_readonly("grad_p", &LossOutputs::grad_p);
+  m.def("info_nce", &info_nce, py::arg("inputs"), py::arg("options"),
+        "Loss, d loss / d scale and (with options.compute_gradients) the gradients of q and p.");
+  m.def("info_nce_from_similarities", &info_nce_from_similarities, py::arg("sims"),
+        py::arg("query_groups"), py::arg("passage_groups"), py::arg("options"),
+        "Loss and d loss / d scale from sims [B, M] = q p^T; with options.compute_gradients, "
+        "sims is overwritten with d loss / d sims.");
+  m.def("info_nce_block_rows",
+        [](const LossArrays& arrays, const hbt::InfoNceOptions& options) {
+          return hbt::info_nce_block_rows(core_inputs(arrays), options, arrays.q.itemsize());
+        },
+        py::arg("inputs"), py::arg("options"));
 }
 
 py::dict build_info() {

@@ -1,4 +1,7 @@
-// Bindings of the optional CUDA loss as the private module _C_cuda (raw device addresses).
+// Bindings of the optional CUDA loss as the private module _C_cuda. The shape and the buffers
+// are typed classes (hbt::InfoNceCudaShape, hbt::InfoNceCudaBuffers): Python fills them from
+// torch tensors (device addresses from data_ptr(), the stream's raw handle) and allocates every
+// buffer itself (see hbt_fast/loss/backends/cuda.py); the core checks the values.
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
@@ -9,69 +12,71 @@ namespace py = pybind11;
 
 namespace {
 
-// ---------------------------------------------------------------- CUDA loss
-// Tensors arrive as device addresses (torch's data_ptr()), the stream as its raw handle; the
-// caller allocates every buffer (see hbt_fast/losses/_fused.py).
-hbt::InfoNceCudaShape cuda_shape(int64_t num_queries, int64_t num_passages, int64_t dim,
-                                 int dtype, bool symmetric, bool compute_gradients,
-                                 int64_t block_rows) {
-  hbt::InfoNceCudaShape shape;
-  shape.num_queries = num_queries;
-  shape.num_passages = num_passages;
-  shape.dim = dim;
-  shape.dtype = static_cast<hbt::CudaDtype>(dtype);  // checked by the core
-  shape.symmetric = symmetric;
-  shape.compute_gradients = compute_gradients;
-  shape.block_rows = block_rows;
-  return shape;
+void bind_shape(py::module_& m) {
+  py::enum_<hbt::CudaDtype>(m, "CudaDtype")
+      .value("float32", hbt::CudaDtype::kFloat32)
+      .value("float16", hbt::CudaDtype::kFloat16)
+      .value("bfloat16", hbt::CudaDtype::kBFloat16);
+  using Shape = hbt::InfoNceCudaShape;
+  py::class_<Shape>(m, "InfoNceCudaShape")
+      .def(py::init([](int64_t num_queries, int64_t num_passages, int64_t dim,
+                       hbt::CudaDtype dtype, bool symmetric, bool compute_gradients,
+                       int64_t block_rows) {
+             Shape shape;
+             shape.num_queries = num_queries;
+             shape.num_passages = num_passages;
+             shape.dim = dim;
+             shape.dtype = dtype;
+             shape.symmetric = symmetric;
+             shape.compute_gradients = compute_gradients;
+             shape.block_rows = block_rows;
+             return shape;
+           }),
+           py::kw_only(), py::arg("num_queries"), py::arg("num_passages"), py::arg("dim"),
+           py::arg("dtype") = hbt::CudaDtype::kFloat32, py::arg("symmetric") = false,
+           py::arg("compute_gradients") = true, py::arg("block_rows") = 0)
+      .def_readwrite("num_queries", &Shape::num_queries)
+      .def_readwrite("num_passages", &Shape::num_passages)
+      .def_readwrite("dim", &Shape::dim)
+      .def_readwrite("dtype", &Shape::dtype)
+      .def_readwrite("symmetric", &Shape::symmetric)
+      .def_readwrite("compute_gradients", &Shape::compute_gradients)
+      .def_readwrite("block_rows", &Shape::block_rows);
 }
 
-size_t cuda_workspace_bytes(int64_t num_queries, int64_t num_passages, int64_t dim, int dtype,
-                            bool symmetric, bool compute_gradients, int64_t block_rows) {
-  return hbt::info_nce_cuda_workspace_bytes(cuda_shape(
-      num_queries, num_passages, dim, dtype, symmetric, compute_gradients, block_rows));
-}
-
-void cuda_info_nce(uintptr_t q, uintptr_t p, uintptr_t query_groups, uintptr_t passage_groups,
-                   uintptr_t scale, uintptr_t result, uintptr_t grad_q, uintptr_t grad_p,
-                   uintptr_t workspace, size_t workspace_bytes, int64_t num_queries,
-                   int64_t num_passages, int64_t dim, int dtype, bool symmetric,
-                   bool compute_gradients, int64_t block_rows, bool allow_tf32, int device,
-                   uintptr_t stream) {
-  const hbt::InfoNceCudaShape shape = cuda_shape(num_queries, num_passages, dim, dtype, symmetric,
-                                                 compute_gradients, block_rows);
-  hbt::InfoNceCudaBuffers buffers;
-  buffers.queries = q;
-  buffers.passages = p;
-  buffers.query_groups = query_groups;
-  buffers.passage_groups = passage_groups;
-  buffers.scale = scale;
-  buffers.result = result;
-  buffers.grad_queries = grad_q;
-  buffers.grad_passages = grad_p;
-  buffers.workspace = workspace;
-  buffers.workspace_bytes = workspace_bytes;
-  buffers.device = device;
-  buffers.stream = stream;
-  buffers.allow_tf32 = allow_tf32;
-  py::gil_scoped_release release;
-  hbt::info_nce_cuda(shape, buffers);
+void bind_buffers(py::module_& m) {
+  using Buffers = hbt::InfoNceCudaBuffers;
+  py::class_<Buffers>(m, "InfoNceCudaBuffers")
+      .def(py::init<>())
+      .def_readwrite("queries", &Buffers::queries)
+      .def_readwrite("passages", &Buffers::passages)
+      .def_readwrite("query_groups", &Buffers::query_groups)
+      .def_readwrite("passage_groups", &Buffers::passage_groups)
+      .def_readwrite("scale", &Buffers::scale)
+      .def_readwrite("result", &Buffers::result)
+      .def_readwrite("grad_queries", &Buffers::grad_queries)
+      .def_readwrite("grad_passages", &Buffers::grad_passages)
+      .def_readwrite("workspace", &Buffers::workspace)
+      .def_readwrite("workspace_bytes", &Buffers::workspace_bytes)
+      .def_readwrite("device", &Buffers::device)
+      .def_readwrite("stream", &Buffers::stream)
+      .def_readwrite("allow_tf32", &Buffers::allow_tf32);
 }
 
 void bind_cuda_loss(py::module_& m) {
-  m.def("workspace_bytes", &cuda_workspace_bytes, py::kw_only(), py::arg("num_queries"),
-        py::arg("num_passages"), py::arg("dim"), py::arg("dtype"), py::arg("symmetric"),
-        py::arg("compute_gradients"), py::arg("block_rows") = 0);
-  m.def("info_nce", &cuda_info_nce, py::kw_only(), py::arg("q"), py::arg("p"),
-        py::arg("query_groups"), py::arg("passage_groups"), py::arg("scale"), py::arg("result"),
-        py::arg("grad_q"), py::arg("grad_p"), py::arg("workspace"), py::arg("workspace_bytes"),
-        py::arg("num_queries"), py::arg("num_passages"), py::arg("dim"), py::arg("dtype"),
-        py::arg("symmetric"), py::arg("compute_gradients"), py::arg("block_rows"),
-        py::arg("allow_tf32"), py::arg("device"), py::arg("stream"));
+  bind_shape(m);
+  bind_buffers(m);
+  m.def("workspace_bytes", &hbt::info_nce_cuda_workspace_bytes, py::arg("shape"),
+        "Bytes of workspace info_nce needs for this shape.");
+  m.def("block_rows", &hbt::info_nce_cuda_block_rows, py::arg("shape"));
+  m.def("info_nce", &hbt::info_nce_cuda, py::arg("shape"), py::arg("buffers"),
+        py::call_guard<py::gil_scoped_release>(),
+        "Queues the loss on buffers.stream and returns without waiting.");
   m.def("runtime_problem", &hbt::cuda_runtime_problem,
         py::call_guard<py::gil_scoped_release>());
   m.def("build_description", &hbt::info_nce_cuda_build_description);
 }
+
 }  // namespace
 
 PYBIND11_MODULE(_C_cuda, m) {

@@ -3,8 +3,10 @@ computation sentence-transformers' MultipleNegativesRankingLoss performs,
 ``F.cross_entropy((q @ p.T) * (1 / tau), arange(B))``, measured in one process.
 
 ``bench_info_nce(batch_size)`` runs one workload and returns a :class:`Result` with both times,
-both peak memories (growth of the process's peak resident set, which sees every allocator) and
-the efficiency: the time of the three B x M x D products (torch.mm) over the fused time.
+both peak memories (growth of the process's peak resident set, which sees every allocator),
+the efficiency (the time of the three B x M x D products (torch.mm) over the fused time) and
+``kernel_s``, the C++ kernel alone on the same inputs, so that ``fast_s - kernel_s`` is what
+the Python side (checks, conversions, autograd) costs.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from hbt_fast.bench import Result
-from hbt_fast.functional import info_nce
+from hbt_fast.loss import info_nce
+from hbt_fast.loss.backends import cpu
 
 TEMPERATURE = 0.05
 
@@ -75,6 +78,12 @@ def fused_step(q: torch.Tensor, p: torch.Tensor) -> None:
     q.grad = p.grad = None
 
 
+def kernel_only(q: torch.Tensor, p: torch.Tensor) -> None:
+    """The C++ kernel's call alone, as the CPU back-end makes it (gradients included)."""
+    cpu.run(q.detach(), p.detach(), 1 / TEMPERATURE, None, None, symmetric=False,
+            compute_gradients=True, block_size=None)
+
+
 def three_products(q: torch.Tensor, p: torch.Tensor) -> None:
     """The matrix products any exact InfoNCE forward + backward must do: q p^T, G p, G^T q."""
     q, p = q.detach(), p.detach()
@@ -100,35 +109,41 @@ def best_of_interleaved(functions: dict, repeat: int) -> dict:
     return best
 
 
+def repeats_for(seconds_per_call: float, budget_s: float = 0.6) -> int:
+    """Enough calls for a stable minimum in about budget_s, between 3 and 300."""
+    return int(min(300, max(3, budget_s / max(seconds_per_call, 1e-6))))
+
+
 def bench_info_nce(batch_size: int, num_passages: Optional[int] = None, dim: int = 768,
-                   repeat: int = 3, measure_memory: bool = True,
+                   repeat: Optional[int] = None, measure_memory: bool = True,
                    measure_products: bool = True) -> Result:
     """Time and memory of one fused InfoNCE forward + backward against the reference."""
     num_passages = num_passages or batch_size
     q, p = make_inputs(batch_size, num_passages, dim)
-    fused_step(q, p)  # warm-up (loads BLAS, spawns pools)
-    functions = {"fused": lambda: fused_step(q, p)}
-    reference_fits = reference_bytes_estimate(batch_size, num_passages) < 0.8 * available_bytes()
+    fused_step(q, p)  # warm-up (loads BLAS, starts the thread pools)
+    repeat = repeat or repeats_for(best_of_interleaved({"fused": lambda: fused_step(q, p)},
+                                                       3)["fused"])
+    functions = {"fused": lambda: fused_step(q, p), "kernel": lambda: kernel_only(q, p)}
+    needed = reference_bytes_estimate(batch_size, num_passages)
+    reference_fits = needed < 0.8 * available_bytes()
     if reference_fits:
         functions["reference"] = lambda: reference_step(q, p)
     if measure_products:
         functions["products"] = lambda: three_products(q, p)
     times = best_of_interleaved(functions, repeat)
     note = "" if reference_fits else (
-        f"reference: out of memory (needs ~{reference_bytes_estimate(batch_size, num_passages) / 2**30:.0f} "
-        f"GiB, {available_bytes() / 2**30:.0f} GiB available)")
-    extra = {"threads": torch.get_num_threads(), "dim": dim, "num_passages": num_passages}
+        f"reference: out of memory (needs ~{needed / 2**30:.0f} GiB, "
+        f"{available_bytes() / 2**30:.0f} GiB available)")
+    extra = {"threads": torch.get_num_threads(), "dim": dim, "num_passages": num_passages,
+             "repeat": repeat, "kernel_s": times["kernel"],
+             "python_overhead_s": max(0.0, times["fused"] - times["kernel"])}
     if measure_products:
         extra.update(products_s=times["products"],
                      efficiency=times["products"] / times["fused"])
-    result = Result(
-        suite="loss",
-        workload=f"InfoNCE fwd+bwd, B={batch_size}, M={num_passages}, D={dim}, fp32",
-        reference_s=times.get("reference"),
-        fast_s=times["fused"],
-        note=note,
-        extra=extra,
-    )
+    result = Result(suite="loss",
+                    workload=f"InfoNCE fwd+bwd, B={batch_size}, M={num_passages}, D={dim}, fp32",
+                    reference_s=times.get("reference"), fast_s=times["fused"], note=note,
+                    extra=extra)
     if measure_memory:
         result.fast_peak_bytes = peak_rss_increase(lambda: fused_step(q, p))
         if reference_fits:
@@ -136,9 +151,18 @@ def bench_info_nce(batch_size: int, num_passages: Optional[int] = None, dim: int
     return result
 
 
+# (B, D) of the full run: the study's batch (B = 100) and the common sizes at every D, large
+# batches at D = 768 (the reference alone needs ~4 B^2 floats of memory).
+FULL_WORKLOADS = [(32, 768), (100, 384), (100, 768), (100, 1024), (256, 768), (1024, 384),
+                  (1024, 768), (1024, 1024), (4096, 384), (4096, 768), (4096, 1024),
+                  (8192, 768), (16384, 768), (65536, 768)]
+QUICK_WORKLOADS = [(32, 768), (100, 768), (1024, 768)]
+
+
 def run(quick: bool = False) -> list[Result]:
-    if quick:
-        return [bench_info_nce(1024)]
-    return [bench_info_nce(4096), bench_info_nce(8192),
-            bench_info_nce(16384, repeat=1, measure_products=False),
-            bench_info_nce(65536, repeat=1, measure_products=False)]
+    results = []
+    for batch_size, dim in QUICK_WORKLOADS if quick else FULL_WORKLOADS:
+        large = batch_size >= 16384
+        results.append(bench_info_nce(batch_size, dim=dim, repeat=1 if large else None,
+                                      measure_products=not large))
+    return results

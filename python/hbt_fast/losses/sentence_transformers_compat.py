@@ -32,9 +32,15 @@ except ImportError as error:
 
 import torch
 
-from hbt_fast.functional import info_nce
+from hbt_fast.loss import info_nce
 
-__all__ = ["MultipleNegativesRankingLoss"]
+__all__ = ["EmbeddingCountError", "MultipleNegativesRankingLoss"]
+
+
+class EmbeddingCountError(IndexError, ValueError):
+    """Embedding columns of different lengths. sentence-transformers' class fails on them with
+    an IndexError from deep inside; this says why, and is still an IndexError for code that
+    catches that."""
 
 _ONE_WAY = ("query_to_doc",)
 _BOTH_WAYS = {"query_to_doc", "doc_to_query"}
@@ -60,6 +66,11 @@ class MultipleNegativesRankingLoss(_OriginalLoss):
         if len(embeddings) < 2:
             raise ValueError(f"Expected at least 2 embeddings, got {len(embeddings)}")
         queries, passages = embeddings[0], embeddings[1:]
+        for column, passage in enumerate(passages, start=1):
+            if passage.shape[0] != queries.shape[0]:
+                raise EmbeddingCountError(
+                    f"every embedding column must have one row per anchor: column 0 (anchors) "
+                    f"has {queries.shape[0]} rows, column {column} has {passage.shape[0]}")
         return info_nce(queries, torch.cat(passages, dim=0), temperature=1.0 / self.scale,
                         symmetric=symmetric, normalize=self.similarity_fct is _st_util.cos_sim)
 

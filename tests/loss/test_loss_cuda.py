@@ -1,21 +1,23 @@
 """CUDA fused InfoNCE: back-end choice, info(), the _C_cuda binding's argument checks (all
-runnable without a GPU), and value/gradient parity, memory and speed on a GPU (skipped, with
-the reason, where there is none or the kernel is not built)."""
+runnable without a GPU), and value/gradient parity and memory on a GPU (skipped, with the
+reason, where there is none or the kernel is not built). Speed is measured in
+benchmarks/bench_loss_cuda.py."""
 
 import logging
 import math
-import time
 import types
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import hbt_fast
 from hbt_fast import _C, _cuda
-from hbt_fast.functional import info_nce, info_nce_reference
-from hbt_fast.losses import _fused
-from hbt_fast.losses._fused import kernel_settings, select_backend
+from hbt_fast.loss import backends, info_nce, info_nce_reference
+from hbt_fast.loss.backends import tiled
+
+
+def select_backend(device, dtype, requested=None):
+    return backends.select(device, dtype, requested)[0]
 
 CUDA = torch.device("cuda", 0)
 
@@ -41,16 +43,30 @@ def no_cuda_backend(monkeypatch):
 
 
 # ---------------------------------------------------------------- without a GPU
-def test_info_reports_the_cuda_backend():
+def test_info_reports_the_loss_backends():
     report = hbt_fast.info()
-    assert "loss_cuda_build" not in report
-    status = report["loss_cuda"]
-    build = _C.build_info()["loss_cuda_build"]
-    assert status.startswith(build)
-    assert build.startswith("built for sm_") or build.startswith("not built: ")
-    if build.startswith("built"):
-        module, _ = _cuda.load()
-        assert (module is None) == ("not loadable" in status)
+    assert set(report) == {"version", "sampler", "loss", "loss_cuda"}
+    assert report["loss"] == ("OpenBLAS (scipy-openblas32), single-threaded inside hbt_fast's "
+                              "persistent thread pool")
+    assert report["loss_cuda"] == _cuda.status()
+
+
+def test_status_without_a_build_is_the_build_status(monkeypatch):
+    monkeypatch.setattr(_cuda, "build_status", lambda: "not built: no CUDA compiler found")
+    monkeypatch.setattr(_cuda, "_loaded", None)
+    assert _cuda.status() == "not built: no CUDA compiler found"
+    assert _cuda.backend() == (None, "not built: no CUDA compiler found")
+
+
+def test_status_of_a_loadable_build(monkeypatch):
+    fake = types.SimpleNamespace(build_description=lambda: "CUDA runtime 13.0, cuBLAS 13.0")
+    monkeypatch.setattr(_cuda, "build_status", lambda: "built for sm_90 with cuBLAS from X")
+    monkeypatch.setattr(_cuda.importlib, "import_module", lambda name: fake)
+    monkeypatch.setattr(_cuda, "_loaded", None)
+    monkeypatch.setattr(_cuda, "_runtime_problem", "no CUDA-capable device is detected")
+    assert _cuda.status() == ("built for sm_90 with cuBLAS from X; CUDA runtime 13.0, cuBLAS "
+                              "13.0, but cannot run here: no CUDA-capable device is detected")
+    assert _cuda.backend()[0] is None
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
@@ -62,27 +78,35 @@ def test_cuda_tensors_use_the_kernel_when_present(fake_cuda_backend, caplog, dty
 
 def test_cuda_float64_takes_the_tiled_path(fake_cuda_backend, caplog):
     with caplog.at_level(logging.DEBUG, logger="hbt_fast"):
-        assert select_backend(CUDA, torch.float64) == "torch"
+        assert select_backend(CUDA, torch.float64) == "tiled"
     assert "does not take torch.float64" in caplog.text
 
 
 def test_without_the_kernel_cuda_tensors_take_the_tiled_path(no_cuda_backend, caplog):
     with caplog.at_level(logging.DEBUG, logger="hbt_fast"):
-        assert select_backend(CUDA, torch.float32) == "torch"
-    assert "torch path (CUDA kernel unavailable: not built: test says so)" in caplog.text
+        assert select_backend(CUDA, torch.float32) == "tiled"
+    assert "tiled path (CUDA kernel unavailable: not built: test says so)" in caplog.text
 
 
-def test_other_devices_and_forced_backends(no_cuda_backend):
-    assert select_backend(torch.device("cpu"), torch.float32) == "cpp"
-    assert select_backend(torch.device("meta"), torch.float32) == "torch"
-    with kernel_settings("torch"):
-        assert select_backend(torch.device("cpu"), torch.float32) == "torch"
-    with kernel_settings("cuda"), pytest.raises(ValueError, match="CUDA tensors only"):
-        select_backend(torch.device("cpu"), torch.float32)
-    with kernel_settings("cuda"), pytest.raises(ValueError, match="unavailable: not built"):
-        select_backend(CUDA, torch.float32)
-    with kernel_settings("cpp"), pytest.raises(ValueError, match="CPU tensors only"):
-        select_backend(CUDA, torch.float32)
+def test_other_devices_take_their_paths(no_cuda_backend):
+    assert select_backend(torch.device("cpu"), torch.float32) == "cpu"
+    assert select_backend(torch.device("meta"), torch.float32) == "tiled"
+    assert select_backend(torch.device("cpu"), torch.float32, "tiled") == "tiled"
+
+
+@pytest.mark.parametrize("device, requested, message", [
+    ("cpu", "cuda", "CUDA tensors only"),
+    ("cuda", "cuda", "unavailable: not built: test says so"),
+    ("cuda", "cpu", "CPU tensors only"),
+])
+def test_forced_backend_that_cannot_run(no_cuda_backend, device, requested, message):
+    with pytest.raises(ValueError, match=message):
+        select_backend(torch.device(device), torch.float32, requested)
+
+
+def test_forced_cuda_backend_refuses_float64(fake_cuda_backend):
+    with pytest.raises(ValueError, match="float32, float16 or bfloat16"):
+        select_backend(CUDA, torch.float64, "cuda")
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -91,15 +115,14 @@ def test_half_inputs_reach_the_cuda_kernel_unconverted(monkeypatch, dtype):
     # kernel must get 16-bit q and p and a float32 scale, and give 16-bit gradients back.
     seen = {}
 
-    def runner(q, p, scale, *rest):
+    def runner(q, p, scale, *groups, **options):
         seen.update(q=q.dtype, p=p.dtype, scale=scale.dtype)
-        loss, grad_scale, grad_q, grad_p = _fused.run_tiled_torch(q.float(), p.float(), scale,
-                                                                   *rest)
+        loss, grad_scale, grad_q, grad_p = tiled.run(q.float(), p.float(), scale, *groups,
+                                                     **options)
         grads = None if grad_q is None else (grad_q.to(q.dtype), grad_p.to(p.dtype))
         return (loss, grad_scale, *(grads or (None, None)))
 
-    monkeypatch.setattr(hbt_fast.functional, "select_backend", lambda device, dtype: "cuda")
-    monkeypatch.setitem(_fused._RUNNERS, "cuda", runner)
+    monkeypatch.setattr(backends, "select", lambda device, dtype, requested: ("cuda", runner))
     generator = torch.Generator().manual_seed(0)
     q = torch.randn(9, 16, generator=generator).to(dtype).requires_grad_()
     p = torch.randn(13, 16, generator=generator).to(dtype).requires_grad_()
@@ -111,55 +134,67 @@ def test_half_inputs_reach_the_cuda_kernel_unconverted(monkeypatch, dtype):
     assert grad_q.dtype == dtype and grad_p.dtype == dtype and grad_t.dtype == torch.float32
 
 
-def test_cuda_binding_checks_arguments():
+@pytest.mark.parametrize("change, message", [
+    (dict(num_passages=3), "as many passages"),
+    (dict(num_queries=0), "at least one query"),
+    (dict(dim=0), "dimension"),
+    (dict(block_rows=-1), "block_rows"),
+    (dict(num_passages=2**31), "32-bit"),
+])
+def test_cuda_binding_checks_the_shape(change, message):
     module = cuda_module_or_skip()
-    shape = dict(num_queries=4, num_passages=6, dim=3, dtype=0, symmetric=False,
-                 compute_gradients=True)
-    bad_shapes = [
-        (dict(num_passages=3), "as many passages"),
-        (dict(num_queries=0), "at least one query"),
-        (dict(dim=0), "dimension"),
-        (dict(dtype=3), "dtype code"),
-        (dict(block_rows=-1), "block_rows"),
-        (dict(num_passages=2**31), "32-bit"),
-    ]
-    for change, message in bad_shapes:
-        with pytest.raises(ValueError, match=message):
-            module.workspace_bytes(**{**shape, **change})
-    needed = module.workspace_bytes(**shape)
+    shape = module.InfoNceCudaShape(**{**dict(num_queries=4, num_passages=6, dim=3), **change})
+    with pytest.raises(ValueError, match=message):
+        module.workspace_bytes(shape)
+
+
+def fake_buffers(module, shape, **change):
     fake = 1 << 20  # never dereferenced: the checks come first
-    buffers = dict(q=fake, p=fake, query_groups=0, passage_groups=0, scale=fake, result=fake,
-                   grad_q=fake, grad_p=fake, workspace=fake, workspace_bytes=needed,
-                   block_rows=0, allow_tf32=False, device=0, stream=0)
-    bad_calls = [
-        (dict(q=0), "null input"),
-        (dict(result=0), "scale and result"),
-        (dict(query_groups=fake), "together"),
-        (dict(grad_p=0), "gradient buffers"),
-        (dict(workspace_bytes=needed - 1), "workspace of"),
-        (dict(workspace=fake + 8), "aligned"),
-        (dict(device=-1), "device"),
-    ]
-    for change, message in bad_calls:
-        with pytest.raises(ValueError, match=message):
-            module.info_nce(**{**shape, **buffers, **change})
-    # Valid-looking addresses that are not device memory never reach a kernel.
+    buffers = module.InfoNceCudaBuffers()
+    for name in ("queries", "passages", "scale", "result", "grad_queries", "grad_passages",
+                 "workspace"):
+        setattr(buffers, name, fake)
+    buffers.workspace_bytes = module.workspace_bytes(shape)
+    for name, value in change.items():
+        setattr(buffers, name, value(buffers) if callable(value) else value)
+    return buffers
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(queries=0), "null input"),
+    (dict(result=0), "scale and result"),
+    (dict(query_groups=1 << 20), "together"),
+    (dict(grad_passages=0), "gradient buffers"),
+    (dict(workspace_bytes=lambda b: b.workspace_bytes - 1), "workspace of"),
+    (dict(workspace=(1 << 20) + 8), "aligned"),
+    (dict(device=-1), "device"),
+])
+def test_cuda_binding_checks_the_buffers(change, message):
+    module = cuda_module_or_skip()
+    shape = module.InfoNceCudaShape(num_queries=4, num_passages=6, dim=3)
+    with pytest.raises(ValueError, match=message):
+        module.info_nce(shape, fake_buffers(module, shape, **change))
+
+
+def test_cuda_binding_never_reaches_a_kernel_with_host_addresses():
+    module = cuda_module_or_skip()
+    shape = module.InfoNceCudaShape(num_queries=4, num_passages=6, dim=3)
     problem = module.runtime_problem()
     expected = (RuntimeError, "info_nce_cuda") if problem else (ValueError, "not device memory")
     with pytest.raises(expected[0], match=expected[1]):
-        module.info_nce(**shape, **buffers)
+        module.info_nce(shape, fake_buffers(module, shape))
 
 
-def test_cuda_workspace_is_never_batch_by_batch():
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_cuda_workspace_is_never_batch_by_batch(dtype):
     module = cuda_module_or_skip()
-    for dtype in (0, 2):
-        num = 65536
-        nbytes = module.workspace_bytes(num_queries=num, num_passages=num, dim=1024, dtype=dtype,
-                                        symmetric=True, compute_gradients=True)
-        assert nbytes < 0.1 * num * num * 4
-    small = module.workspace_bytes(num_queries=1, num_passages=1, dim=1, dtype=0,
-                                   symmetric=False, compute_gradients=False)
-    assert small < 16 << 20
+    num = 65536
+    shape = module.InfoNceCudaShape(num_queries=num, num_passages=num, dim=1024,
+                                    dtype=getattr(module.CudaDtype, dtype), symmetric=True)
+    assert module.workspace_bytes(shape) < 0.1 * num * num * 4
+    small = module.InfoNceCudaShape(num_queries=1, num_passages=1, dim=1,
+                                    compute_gradients=False)
+    assert module.workspace_bytes(small) < 16 << 20
 
 
 # ---------------------------------------------------------------- on a GPU
@@ -211,8 +246,7 @@ def test_gpu_parity_with_reference(case, dtype):
     num_queries, num_passages, dim, groups, symmetric, temperature = case
     q, p, qg, pg = make_batch(num_queries, num_passages, dim, dtype, groups)
     kwargs = dict(temperature=temperature, symmetric=symmetric)
-    with kernel_settings("cuda"):
-        got = loss_and_grads(info_nce, q, p, qg, pg, **kwargs)
+    got = loss_and_grads(info_nce, q, p, qg, pg, backend="cuda", **kwargs)
     # The oracle in float64 on the same (rounded) inputs.
     q64, p64 = q.detach().double().requires_grad_(), p.detach().double().requires_grad_()
     want = loss_and_grads(info_nce_reference, q64, p64, qg, pg, **kwargs)
@@ -222,12 +256,12 @@ def test_gpu_parity_with_reference(case, dtype):
         assert error <= TOLERANCE[dtype] * max(w.abs().max().item(), 1e-12), (name, error)
 
 
-@pytest.mark.parametrize("block_rows", [1, 5, 32])
-def test_gpu_blocks_of_any_height(block_rows):
+@pytest.mark.parametrize("block_size", [1, 5, 32])
+def test_gpu_blocks_of_any_height(block_size):
     gpu_or_skip()
     q, p, qg, pg = make_batch(45, 70, 16, torch.float32, num_groups=10)
-    with kernel_settings("cuda", block_rows=block_rows):
-        got = loss_and_grads(info_nce, q, p, qg, pg, symmetric=True)
+    got = loss_and_grads(info_nce, q, p, qg, pg, symmetric=True, backend="cuda",
+                         block_size=block_size)
     want = loss_and_grads(info_nce_reference, q, p, qg, pg, symmetric=True)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=2e-4, atol=2e-6)
@@ -237,11 +271,10 @@ def test_gpu_learnable_temperature_and_no_grad():
     gpu_or_skip()
     q, p, qg, pg = make_batch(50, 80, 16, torch.float32, num_groups=8)
     temperature = torch.nn.Parameter(torch.tensor(0.07, device=CUDA))
-    with kernel_settings("cuda"):
-        (grad,) = torch.autograd.grad(info_nce(q, p, qg, pg, temperature=temperature,
-                                               symmetric=True), temperature)
-        with torch.no_grad():
-            value = info_nce(q, p, qg, pg, symmetric=True)
+    (grad,) = torch.autograd.grad(info_nce(q, p, qg, pg, temperature=temperature,
+                                           symmetric=True, backend="cuda"), temperature)
+    with torch.no_grad():
+        value = info_nce(q, p, qg, pg, symmetric=True, backend="cuda")
     (want,) = torch.autograd.grad(info_nce_reference(q, p, qg, pg, temperature=temperature,
                                                      symmetric=True), temperature)
     torch.testing.assert_close(grad, want, rtol=1e-4, atol=1e-6)
@@ -254,13 +287,13 @@ def test_gpu_masks_and_non_finite_inputs(symmetric):
     gpu_or_skip()
     q, p, _, _ = make_batch(9, 9, 8, torch.float32)
     same = torch.zeros(9, dtype=torch.int64, device=CUDA)
-    with kernel_settings("cuda"):
-        loss, grad_q, grad_p = loss_and_grads(info_nce, q, p, same, same, symmetric=symmetric)
-        assert loss == 0 and (grad_q == 0).all() and (grad_p == 0).all()
-        with torch.no_grad():
-            p[3, 2] = math.nan
-        loss, grad_q, grad_p = loss_and_grads(info_nce, q, p, symmetric=symmetric,
-                                              normalize=False)
+    loss, grad_q, grad_p = loss_and_grads(info_nce, q, p, same, same, symmetric=symmetric,
+                                          backend="cuda")
+    assert loss == 0 and (grad_q == 0).all() and (grad_p == 0).all()
+    with torch.no_grad():
+        p[3, 2] = math.nan
+    loss, grad_q, grad_p = loss_and_grads(info_nce, q, p, symmetric=symmetric, normalize=False,
+                                          backend="cuda")
     assert loss.isnan() and grad_q.isnan().all() and grad_p.isnan().all()
 
 
@@ -271,38 +304,10 @@ def test_gpu_never_materialises_batch_by_batch():
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
-    with kernel_settings("cuda"):
-        info_nce(q, p).backward()
+    info_nce(q, p, backend="cuda").backward()
     torch.cuda.synchronize()
     grown = torch.cuda.max_memory_allocated() - before
     assert grown < 0.25 * num * num * 4, f"peak grew by {grown / 2**20:.0f} MiB"
-
-
-def test_gpu_speed_against_cross_entropy_is_reported():
-    gpu_or_skip()
-    q, p, _, _ = make_batch(8192, 8192, 768, torch.bfloat16)
-    labels = torch.arange(8192, device=CUDA)
-
-    def fused():
-        with kernel_settings("cuda"):
-            info_nce(q, p, temperature=0.05, normalize=False).backward()
-
-    def reference():
-        F.cross_entropy((q @ p.T) * 20.0, labels).backward()
-
-    def best(step):
-        times = []
-        for _ in range(4):
-            torch.cuda.synchronize()
-            start = time.perf_counter()
-            step()
-            torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-        return min(times[1:])
-
-    fused_s, reference_s = best(fused), best(reference)
-    print(f"B=8192 D=768 bf16: fused {fused_s * 1e3:.2f} ms, cross_entropy "
-          f"{reference_s * 1e3:.2f} ms, speed-up {reference_s / fused_s:.2f}x")
 
 
 def test_environment_variable_disables_the_kernel(monkeypatch):
@@ -310,7 +315,7 @@ def test_environment_variable_disables_the_kernel(monkeypatch):
     monkeypatch.setattr(_cuda, "_runtime_problem", "")
     monkeypatch.setenv(_cuda.DISABLE_VARIABLE, "1")
     assert _cuda.backend() == (None, f"{_cuda.load()[1]}, but disabled by HBT_DISABLE_CUDA_LOSS")
-    assert select_backend(CUDA, torch.float32) == "torch"
+    assert select_backend(CUDA, torch.float32) == "tiled"
     monkeypatch.setenv(_cuda.DISABLE_VARIABLE, "0")
     assert _cuda.backend()[0] is module
 

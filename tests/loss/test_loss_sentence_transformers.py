@@ -66,8 +66,52 @@ def test_same_value_and_gradients_as_original(num_hard_negative_columns, similar
 
 def test_unsupported_configuration_falls_back_to_original():
     pytest.importorskip("sentence_transformers")
+    from sentence_transformers.sentence_transformer.losses import (
+        MultipleNegativesRankingLoss as Original,
+    )
+
     from hbt_fast.losses import MultipleNegativesRankingLoss
 
-    loss_fn = MultipleNegativesRankingLoss(
-        TinyEncoder(), similarity_fct=torch.nn.functional.pairwise_distance)
-    assert loss_fn._fused_direction() is None
+    def negative_distance(a, b):
+        return -torch.cdist(a, b)
+
+    torch.manual_seed(0)
+    model = TinyEncoder()
+    columns = [torch.randn(5, 6, dtype=torch.float64) for _ in range(3)]
+    fused = MultipleNegativesRankingLoss(model, similarity_fct=negative_distance)
+    assert fused._fused_direction() is None
+    got = loss_and_grads(fused, columns)
+    want = loss_and_grads(Original(model, similarity_fct=negative_distance), columns)
+    torch.testing.assert_close(got[0], want[0])
+    for got_grad, want_grad in zip(got[1], want[1]):
+        torch.testing.assert_close(got_grad, want_grad)
+
+
+def test_ragged_embedding_columns_raise_like_the_original():
+    pytest.importorskip("sentence_transformers")
+    from sentence_transformers.sentence_transformer.losses import (
+        MultipleNegativesRankingLoss as Original,
+    )
+
+    from hbt_fast.losses import MultipleNegativesRankingLoss
+    from hbt_fast.losses.sentence_transformers_compat import EmbeddingCountError
+
+    model = TinyEncoder()
+    embeddings = [torch.randn(n, 8, dtype=torch.float64) for n in (4, 2, 2)]
+    with pytest.raises(IndexError):  # what the original raises
+        Original(model).compute_loss_from_embeddings(embeddings, None)
+    with pytest.raises(EmbeddingCountError, match="column 0 \\(anchors\\) has 4 rows") as caught:
+        MultipleNegativesRankingLoss(model).compute_loss_from_embeddings(embeddings, None)
+    assert isinstance(caught.value, IndexError) and isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize("column_lengths", [(4, 4, 2), (4, 5), (4, 3, 5)])
+def test_every_column_needs_one_row_per_anchor(column_lengths):
+    # The original silently computes something for some of these; the drop-in refuses all.
+    pytest.importorskip("sentence_transformers")
+    from hbt_fast.losses import MultipleNegativesRankingLoss
+    from hbt_fast.losses.sentence_transformers_compat import EmbeddingCountError
+
+    embeddings = [torch.randn(n, 8, dtype=torch.float64) for n in column_lengths]
+    with pytest.raises(EmbeddingCountError, match="one row per anchor"):
+        MultipleNegativesRankingLoss(TinyEncoder()).compute_loss_from_embeddings(embeddings, None)
