@@ -33,7 +33,7 @@ def test_pairs_are_read_with_ids(tmp_path):
     [
         ("{not json", r"pairs.jsonl:2: not valid JSON"),
         ('["a", "b"]', r"pairs.jsonl:2: expected a JSON object"),
-        ('{"group": "a", "lang": "en", "query": "q"}', r"pairs.jsonl:2: missing field\(s\) \['passage'\]"),
+        ('{"group": "a", "lang": "en", "query": "q"}', r"pairs.jsonl:2: missing field 'passage'"),
         ('{"group": "a", "lang": "en", "query": "", "passage": "p"}', r"pairs.jsonl:2: field 'query'"),
         ('{"group": 1.5, "lang": "en", "query": "q", "passage": "p"}', r"pairs.jsonl:2: field 'group'"),
         (pair("a", "en"), r"pairs.jsonl:2: group 'a' already has a pair in language 'en' \(line 1\)"),

@@ -3,6 +3,10 @@
 Any encoder with ``encode_queries(list[str])`` and ``encode_passages(list[str])`` returning
 ``[n, d]`` float arrays works; :class:`hbt_fast.models.TextEncoder` wraps Hugging Face models.
 Ties in every ranking are broken by candidate index, lower first (see ``search``).
+
+Each task module (``lareqa``, ``tatoeba``, ``miracl``) has ``load(dir)``, ``encode_jobs(data)``
+and ``score(data, query_embeddings, candidate_embeddings) -> TaskResult``; ``driver.run_task``
+encodes (one progress bar for the whole task) and scores; ``report`` renders a TaskResult.
 """
 
 from hbt_fast.evaluate.baselines import HashedNgramEncoder
