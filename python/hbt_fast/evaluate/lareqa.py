@@ -94,7 +94,7 @@ def _stack(embeddings, data: LareqaData, counts, name: str) -> np.ndarray:
     return as_embeddings(embeddings, int(np.sum(counts)), name=name)
 
 
-def _check_k(k) -> int:
+def check_k(k) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     return int(k)
@@ -107,7 +107,7 @@ def score_lareqa(data: LareqaData, query_embeddings, candidate_embeddings, *, k:
     Embeddings are either dicts ``{language: array}`` or single arrays stacked in
     ``data.languages`` order (queries in file order, candidates in file order).
     """
-    k = _check_k(k)
+    k = check_k(k)
     if not isinstance(data, LareqaData):
         raise TypeError(f"data must be LareqaData (from load_lareqa), got {type(data).__name__}")
     per = [data.by_language[lang] for lang in data.languages]
@@ -232,7 +232,7 @@ def evaluate_lareqa(
     ``candidate_text="sentence_context"`` appends the paragraph to each candidate sentence.
     ``progress=True`` shows one bar over all the texts, with an ETA.
     """
-    k = _check_k(k)
+    k = check_k(k)
     data = load_lareqa(data_dir, languages, task=task)
     result = run_task(score_lareqa, encoder, data, encode_jobs(data, candidate_text),
                       progress=progress, description=f"evaluating {task}", k=k,

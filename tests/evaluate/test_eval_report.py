@@ -7,6 +7,7 @@ import pytest
 
 from hbt_fast.evaluate import write_report
 from hbt_fast.cli.eval import add_parser
+from lareqa_files import paragraph, write_language
 
 
 def _parser():
@@ -17,13 +18,11 @@ def _parser():
 
 @pytest.fixture
 def tiny_xquad(tmp_path):
-    from test_evaluate_lareqa import _paragraph, _write
-
     folder = tmp_path / "xquad-r"
     folder.mkdir()
-    _write(folder, "aa", _paragraph(["Alpha one.", "Beta two.", "Gamma three."],
+    write_language(folder, "aa", paragraph(["Alpha one.", "Beta two.", "Gamma three."],
                                     [("q1", "alpha?", 0), ("q2", "gamma?", 22)]))
-    _write(folder, "bb", _paragraph(["Alfa uno.", "Gama tres."],
+    write_language(folder, "bb", paragraph(["Alfa uno.", "Gama tres."],
                                     [("q1", "alfa?", 0), ("q2", "gama?", 11)]))
     return folder
 
