@@ -6,6 +6,7 @@ import json
 import pytest
 
 from hbt_fast.evaluate import write_report
+from hbt_fast.cli import main
 from hbt_fast.cli.eval import add_parser
 from lareqa_files import paragraph, write_language
 
@@ -55,3 +56,46 @@ def test_report_writes_strict_json_for_empty_setups(tmp_path):
     paths = write_report(results, tmp_path)
     assert json.loads(paths["json"].read_text())["mean"]["xx->eng"] is None
     assert "heatmap" not in paths
+
+
+def test_results_md_and_heatmap_name_the_model_and_data(tiny_xquad, tmp_path):
+    out = tmp_path / "out"
+    args = _parser().parse_args(["eval", "--model", "hashed-ngrams", "--task", "xquad-r",
+                                 "--data", str(tiny_xquad), "--output", str(out), "--no-progress"])
+    assert args.func(args) == 0
+    markdown = (out / "results.md").read_text(encoding="utf-8")
+    assert "model: `hashed-ngrams`" in markdown and f"data: `{tiny_xquad}`" in markdown
+    assert "## map@20 by language pair" in markdown
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert set(results) >= {"task", "k", "languages", "mono", "cross", "multi", "matrix",
+                            "per_language", "candidate_text", "model", "data"}
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model", "./no/such/model"], "--model ./no/such/model: no such folder"),
+    (["--model", "hashed-ngrams", "--data", "{tmp}/missing"], "does not exist"),
+    (["--model", "hashed-ngrams", "--output", "{data}"], "is the --data folder"),
+    (["--model", "hashed-ngrams", "--output", "{tmp}"], "contains the --data folder"),
+    (["--model", "hashed-ngrams", "--languages", "aa,,bb"], "'' is not a language code"),
+    (["--model", "hashed-ngrams", "--languages", "aa,zz"], "'zz'"),
+    (["--model", "{data}"], "--model"),
+])
+def test_eval_misuse_is_one_line_on_stderr_with_exit_2(tiny_xquad, tmp_path, capsys, flags,
+                                                       message):
+    values = {"tmp": str(tmp_path), "data": str(tiny_xquad)}
+    flags = [f.format(**values) for f in flags]
+    command = ["eval", "--task", "xquad-r", "--no-progress"]
+    if "--data" not in flags:
+        command += ["--data", str(tiny_xquad)]
+    if "--output" not in flags:
+        command += ["--output", str(tmp_path / "out")]
+    assert main(command + flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hbt-fast eval: error: ") and err.count("\n") == 1, err
+    assert message in err
+
+
+def test_eval_help_lists_the_task_choices(capsys):
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["eval", "--help"])
+    assert "xquad-r, mlqa-r, tatoeba, miracl" in " ".join(capsys.readouterr().out.split())

@@ -77,7 +77,8 @@ def _encoder(args):
         return TextEncoder.from_pretrained(
             args.model, preset=args.preset, prefixes=args.prefixes, batch_size=args.batch_size,
             show_progress=False, device=args.device, **overrides)
-    except OSError as error:  # transformers: not a folder it can read, not on the hub, offline
+    except (OSError, ValueError) as error:  # transformers: unreadable folder, unknown model,
+        # not on the hub or offline
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise OSError(f"--model {args.model}: cannot load a model ({first})") from None
 
