@@ -10,7 +10,9 @@ encodes (one progress bar for the whole task) and scores; ``report`` renders a T
 """
 
 from hbt_fast.evaluate.baselines import HashedNgramEncoder
+from hbt_fast.evaluate.keys import higher_is_better
 from hbt_fast.evaluate.lareqa import evaluate_lareqa, load_lareqa, score_lareqa
+from hbt_fast.evaluate.lareqa import metric_names as lareqa_metric_names
 from hbt_fast.evaluate.miracl import evaluate_beir
 from hbt_fast.evaluate.report import write_report
 from hbt_fast.evaluate.result import TaskResult
@@ -27,6 +29,8 @@ __all__ = [
     "evaluate_lareqa",
     "evaluate_miracl",
     "evaluate_tatoeba",
+    "higher_is_better",
+    "lareqa_metric_names",
     "load_lareqa",
     "score_lareqa",
     "search",

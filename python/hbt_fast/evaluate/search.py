@@ -122,6 +122,12 @@ def _topk_by_partition(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarr
     return _order_by_score_then_index(top_scores, top, k)
 
 
+# faiss' heap runs a row batch on its OpenMP threads once rows x columns exceeds 1e5. Between
+# BLAS calls (whose own threads are still spinning) those threads only fight for the same cores,
+# so the heap is fed batches below that size and runs on the calling thread.
+_HEAP_SERIAL_ELEMENTS = 100_000
+
+
 def _heap_window(scores: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """faiss' C++ heap over a dense block: the top ``window`` scores of each row (any tie order)."""
     faiss = _faiss()
@@ -132,7 +138,10 @@ def _heap_window(scores: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarra
     heap.nh, heap.k = rows, window
     heap.val, heap.ids = faiss.swig_ptr(values), faiss.swig_ptr(ids)
     heap.heapify()
-    heap.addn(n, faiss.swig_ptr(scores))
+    batch = max(1, _HEAP_SERIAL_ELEMENTS // n)
+    for start in range(0, rows, batch):
+        count = min(batch, rows - start)
+        heap.addn(n, faiss.swig_ptr(scores[start:start + count]), 0, start, count)
     return values, ids
 
 
