@@ -120,3 +120,19 @@ def test_beir_queries_and_qrels_errors_name_file_and_line(tmp_path):
     _beir(tmp_path / "xx", ['{"docid": "d1", "text": "t"}'], qrels="q1 Q0 d1 1\nq1 Q0 d1 high\n")
     with pytest.raises(ValueError, match=r"qrels.txt:2: relevance grade 'high'"):
         load_beir(tmp_path)
+
+
+@settings(max_examples=60, deadline=None)
+@given(source=st.binary(max_size=30), english=st.binary(max_size=30))
+def test_tatoeba_files_load_aligned_or_fail_naming_file_or_language(tmp_path_factory, source,
+                                                                    english):
+    folder = tmp_path_factory.mktemp("t")
+    (folder / "tatoeba.deu-eng.deu").write_bytes(source)
+    (folder / "tatoeba.deu-eng.eng").write_bytes(english)
+    try:
+        data = load_tatoeba(folder)
+    except ValueError as error:
+        assert "tatoeba.deu-eng" in str(error) or "'deu'" in str(error)
+    else:
+        assert len(data.sentences["deu"]) == len(data.english["deu"]) >= 1
+        assert all("\n" not in line for line in data.sentences["deu"] + data.english["deu"])

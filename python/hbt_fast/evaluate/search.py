@@ -122,9 +122,10 @@ def _topk_by_partition(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarr
     return _order_by_score_then_index(top_scores, top, k)
 
 
-# faiss' heap runs a row batch on its OpenMP threads once rows x columns exceeds 1e5. Between
-# BLAS calls (whose own threads are still spinning) those threads only fight for the same cores,
-# so the heap is fed batches below that size and runs on the calling thread.
+# faiss' heap runs a row batch on its OpenMP threads once rows x columns exceeds 1e5 (and
+# heapify() always does). Between BLAS calls, whose own threads are still spinning, those threads
+# only fight for the same cores, so the heap is filled here and fed batches below that size: it
+# runs on the calling thread.
 _HEAP_SERIAL_ELEMENTS = 100_000
 
 
@@ -132,12 +133,11 @@ def _heap_window(scores: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarra
     """faiss' C++ heap over a dense block: the top ``window`` scores of each row (any tie order)."""
     faiss = _faiss()
     rows, n = scores.shape
-    values = np.empty((rows, window), dtype=np.float32)
-    ids = np.empty((rows, window), dtype=np.int64)
+    values = np.full((rows, window), -np.inf, dtype=np.float32)  # what heapify() would write
+    ids = np.full((rows, window), -1, dtype=np.int64)
     heap = faiss.float_minheap_array_t()
     heap.nh, heap.k = rows, window
     heap.val, heap.ids = faiss.swig_ptr(values), faiss.swig_ptr(ids)
-    heap.heapify()
     batch = max(1, _HEAP_SERIAL_ELEMENTS // n)
     for start in range(0, rows, batch):
         count = min(batch, rows - start)
