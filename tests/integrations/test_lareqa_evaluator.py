@@ -1,6 +1,5 @@
 """LAReQAEvaluator inside sentence-transformers: the same figures as our scorer, prompts used."""
 
-import numpy as np
 import pytest
 
 from lareqa_files import paragraph, write_language

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from hbt_fast.data.locations import DATA_ENV, DATA_SOURCES, resolve_data_dir  # noqa: F401
+# Re-exported: data locations moved to hbt_fast.data.locations.
+from hbt_fast.data.locations import DATA_ENV, DATA_SOURCES, resolve_data_dir
+
+__all__ = ["DATA_ENV", "DATA_SOURCES", "l2_normalize", "mean_or_nan", "resolve_data_dir"]
 
 
 def l2_normalize(embeddings: np.ndarray) -> np.ndarray:

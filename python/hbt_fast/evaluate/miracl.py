@@ -12,7 +12,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from hbt_fast.data.beir import BeirData, load_beir, load_beir_language
+from hbt_fast.data import beir as _beir
+from hbt_fast.data.beir import BeirData, load_beir
 from hbt_fast.evaluate import metrics
 from hbt_fast.evaluate._common import l2_normalize
 from hbt_fast.evaluate.driver import EncodeJob, run_task
@@ -23,6 +24,13 @@ from hbt_fast.evaluate.search import INDEX_KINDS, search
 __all__ = ["encode_jobs", "evaluate_beir", "load", "load_beir_language", "score"]
 
 load = load_beir
+
+
+def load_beir_language(folder) -> tuple:
+    """``(queries {qid: text}, qrels {qid: {docid: grade}}, doc_ids, doc_texts)`` of one folder
+    (the older tuple form of :func:`hbt_fast.data.load_beir_language`)."""
+    entry = _beir.load_beir_language(folder)
+    return entry.queries, entry.qrels, entry.doc_ids, entry.doc_texts
 
 
 def encode_jobs(data: BeirData) -> list:
