@@ -79,10 +79,11 @@ def test_results_md_and_heatmap_name_the_model_and_data(tiny_xquad, tmp_path):
     (["--model", "hashed-ngrams", "--languages", "aa,,bb"], "'' is not a language code"),
     (["--model", "hashed-ngrams", "--languages", "aa,zz"], "'zz'"),
     (["--model", "{data}"], "--model"),
+    (["--model", "{model}", "--device", "nonsense"], "--device nonsense:"),
 ])
-def test_eval_misuse_is_one_line_on_stderr_with_exit_2(tiny_xquad, tmp_path, capsys, flags,
-                                                       message):
-    values = {"tmp": str(tmp_path), "data": str(tiny_xquad)}
+def test_eval_misuse_is_one_line_on_stderr_with_exit_2(tiny_xquad, tiny_model_dir, tmp_path,
+                                                       capsys, flags, message):
+    values = {"tmp": str(tmp_path), "data": str(tiny_xquad), "model": str(tiny_model_dir)}
     flags = [f.format(**values) for f in flags]
     command = ["eval", "--task", "xquad-r", "--no-progress"]
     if "--data" not in flags:

@@ -68,8 +68,16 @@ def _encoder(args):
     model = Path(args.model)
     if not model.exists() and (args.model.startswith((".", "~", "/")) or args.model.count("/") > 1):
         raise FileNotFoundError(f"--model {args.model}: no such folder")
+    import torch
+
     from hbt_fast.models import TextEncoder
 
+    if args.device is not None:
+        try:
+            torch.empty(0, device=args.device)
+        except (RuntimeError, AssertionError) as error:  # unknown name, or not available here
+            raise ValueError(f"--device {args.device}: {str(error).strip().splitlines()[0]}") \
+                from None
     overrides = {name: getattr(args, name) for name in
                  ("max_query_length", "max_passage_length", "query_prefix", "passage_prefix")
                  if getattr(args, name) is not None}
