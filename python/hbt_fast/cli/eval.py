@@ -118,6 +118,7 @@ def _check_output(args) -> None:
 
 
 def run(args) -> int:
+    from hbt_fast.data import resolve_data_dir
     from hbt_fast.evaluate import write_report
 
     try:  # every input problem ends here in one line, before or after the (long) encoding
@@ -125,7 +126,7 @@ def run(args) -> int:
         encoder = _encoder(args)
         result = _evaluate(args, encoder)
         result.settings["model"] = args.model
-        result.settings["data"] = args.data or f"$HBT_DATA_DIR/{args.task}"
+        result.settings["data"] = str(resolve_data_dir(args.data, args.task, args.task))
         paths = write_report(result, args.output)
     except (ValueError, TypeError, OSError) as error:
         message = " ".join(str(error).split()) or type(error).__name__
