@@ -34,6 +34,21 @@ def _check_side(side: str) -> None:
         raise ValueError(f"side must be one of {SIDES}, got {side!r}")
 
 
+def _load_transformer(location: str, pooling: str):
+    from transformers import AutoModel
+
+    if pooling == "pooler":
+        return AutoModel.from_pretrained(location)
+    try:
+        # A pooler that is never used would be loaded (or, absent from the checkpoint, randomly
+        # initialised and reported as missing) for nothing.
+        return AutoModel.from_pretrained(location, add_pooling_layer=False)
+    except TypeError as error:
+        if "add_pooling_layer" not in str(error):
+            raise
+        return AutoModel.from_pretrained(location)  # an architecture without a pooler option
+
+
 class TextEncoder(torch.nn.Module):
     """A transformer + tokenizer + pooling head, with separate query and passage sides.
 
@@ -96,13 +111,13 @@ class TextEncoder(torch.nn.Module):
         adds the study's "Query: " / "Passage: "; ``query_prefix`` / ``passage_prefix`` and any
         other :class:`EncoderSettings` field override by keyword.
         """
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
         name = str(name_or_path)
         encoder_settings, dense, subfolder = resolve(
             name, preset, {**settings, "query_prefix": query_prefix, "passage_prefix": passage_prefix})
         location = str(Path(name) / subfolder) if subfolder and Path(name).is_dir() else name
-        model = AutoModel.from_pretrained(location)
+        model = _load_transformer(location, encoder_settings.pooling)
         tokenizer = AutoTokenizer.from_pretrained(location)
         encoder = cls(model, tokenizer, encoder_settings, dense=dense,
                       freeze_word_embeddings=freeze_word_embeddings, batch_size=batch_size,

