@@ -58,14 +58,21 @@ def test_tokenize_all_applies_prefix_and_truncation_without_padding(tiny_model_d
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.text(alphabet="abcdefghij rivercityÄéß问题", max_size=40), min_size=1, max_size=5),
-       st.sampled_from(["query", "passage"]))
-def test_embed_ids_equals_embed(encoder, texts, side):
-    """Pre-tokenised ids padded per batch give what embedding the texts gives."""
+       st.sampled_from(["query", "passage"]), st.sampled_from(["right", "left"]))
+def test_embed_ids_equals_the_tokenizers_own_padding(encoder, texts, side, padding_side):
+    """Pre-tokenised ids padded per batch embed as the tokenizer's padded batch does."""
     encoder.eval()
-    with torch.no_grad():
-        from_ids = encoder.embed_ids(encoder.tokenize_all(texts, side), side)
-        from_texts = encoder.embed(texts, side)
-    torch.testing.assert_close(from_ids, from_texts, atol=1e-6, rtol=0)
+    encoder.tokenizer.padding_side = padding_side
+    try:
+        with torch.no_grad():
+            from_ids = encoder.embed_ids(encoder.tokenize_all(texts, side), side)
+            batch = encoder.tokenizer([encoder.settings.prefix(side) + t for t in texts],
+                                      padding=True, truncation=True, return_tensors="pt",
+                                      max_length=encoder.settings.max_length(side))
+            expected = encoder.head(encoder.model(**batch), batch["attention_mask"])
+    finally:
+        encoder.tokenizer.padding_side = "right"
+    torch.testing.assert_close(from_ids, expected, atol=1e-6, rtol=0)
 
 
 def test_cache_serves_repeats_until_train_mode_changes(encoder):

@@ -34,6 +34,21 @@ def _check_side(side: str) -> None:
         raise ValueError(f"side must be one of {SIDES}, got {side!r}")
 
 
+def pad_ids(ids: Sequence[Sequence[int]], pad_id: Optional[int], *, left: bool = False) -> dict:
+    """``input_ids`` / ``attention_mask`` tensors padded to the longest row, as the tokenizer
+    pads (``left`` for tokenizers whose padding side is left)."""
+    if pad_id is None:
+        raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token")
+    longest = max(len(row) for row in ids)
+    input_ids = torch.full((len(ids), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), longest), dtype=torch.long)
+    for i, row in enumerate(ids):
+        span = slice(longest - len(row), longest) if left else slice(0, len(row))
+        input_ids[i, span] = torch.as_tensor(row, dtype=torch.long)
+        mask[i, span] = 1
+    return {"input_ids": input_ids, "attention_mask": mask}
+
+
 def _load_transformer(location: str, pooling: str):
     from transformers import AutoModel
 
@@ -163,20 +178,6 @@ class TextEncoder(torch.nn.Module):
                                  max_length=self.settings.max_length(side))
         return [list(ids) for ids in encoded["input_ids"]]
 
-    def _pad(self, ids: Sequence[Sequence[int]]) -> dict:
-        pad_id = self.tokenizer.pad_token_id
-        if pad_id is None:
-            raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token")
-        longest = max(len(row) for row in ids)
-        input_ids = torch.full((len(ids), longest), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), longest), dtype=torch.long)
-        left = getattr(self.tokenizer, "padding_side", "right") == "left"
-        for i, row in enumerate(ids):
-            span = slice(longest - len(row), longest) if left else slice(0, len(row))
-            input_ids[i, span] = torch.as_tensor(row, dtype=torch.long)
-            mask[i, span] = 1
-        return {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
-
     def embed_ids(self, ids: Sequence[Sequence[int]], side: str = "passage") -> torch.Tensor:
         """Embeddings ``[len(ids), dim]`` with gradients, from :meth:`tokenize_all` output;
         padded to the batch's longest row, the same result as :meth:`embed` on the texts."""
@@ -185,7 +186,9 @@ class TextEncoder(torch.nn.Module):
             return torch.zeros((0, self.dim), device=self.device)
         if any(len(row) == 0 for row in ids):
             raise ValueError("ids must not contain empty rows")
-        batch = self._pad(ids)
+        left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        batch = {k: v.to(self.device) for k, v in
+                 pad_ids(ids, self.tokenizer.pad_token_id, left=left).items()}
         outputs = self.model(**batch)
         return self.head(outputs, batch["attention_mask"])
 
