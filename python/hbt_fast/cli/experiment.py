@@ -17,9 +17,9 @@ from hbt_fast.experiments.sampling import (
 PRESET_CHOICES = ("xlmr", "labse", "e5")
 FULL = {"steps": 100, "seeds": [0], "eval_fraction": 0.25, "languages": None,
         "tatoeba_languages": list(TATOEBA_DEFAULT)}
-#: a few minutes on 2 cores with multilingual-e5-small: 5 languages in 5 scripts
-QUICK = {"steps": 20, "seeds": [0], "eval_fraction": 0.2, "languages": ["ar", "de", "en", "ru", "zh"],
-         "tatoeba_languages": ["deu", "rus"]}
+#: sized for <= 10 minutes on 2 cores with multilingual-e5-small: 4 languages in 3 scripts
+QUICK = {"steps": 16, "seeds": [0], "eval_fraction": 0.2, "languages": ["de", "en", "ru", "zh"],
+         "tatoeba_languages": ["deu"]}
 
 
 def add_parser(subparsers) -> None:
