@@ -247,3 +247,19 @@ def test_saved_encoder_loads_in_sentence_transformers(tiny_model_dir, tmp_path, 
                                rtol=1e-4, atol=1e-5)
     reloaded = TextEncoder.from_pretrained(tmp_path / "saved", show_progress=False)
     assert reloaded.settings == encoder.settings and len(reloaded.head.dense) == 0
+
+
+@pytest.mark.parametrize("modules_json, match", [
+    ('[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},'
+     ' {"idx": 1, "name": "1", "path": "1_LSTM", "type": "sentence_transformers.models.LSTM"}]',
+     r"modules\.json: module type .*LSTM.* is not supported"),
+    ('[{"idx": 0,\n "name": }]', r"modules\.json: line 2: invalid JSON"),
+])
+def test_unsupported_or_broken_modules_json_names_the_file(tiny_model_dir, tmp_path, modules_json,
+                                                           match):
+    import shutil
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    (folder / "modules.json").write_text(modules_json)
+    with pytest.raises(ValueError, match=match):
+        TextEncoder.from_pretrained(folder)
