@@ -16,10 +16,12 @@ from hbt_fast.experiments.sampling import (
 # Spelled out rather than imported from hbt_fast.models, so `hbt-fast --help` needs no torch.
 PRESET_CHOICES = ("xlmr", "labse", "e5")
 FULL = {"steps": 100, "seeds": [0], "eval_fraction": 0.25, "languages": None,
-        "tatoeba_languages": list(TATOEBA_DEFAULT)}
-#: sized for <= 10 minutes on 2 cores with multilingual-e5-small: 4 languages in 3 scripts
+        "tatoeba_languages": list(TATOEBA_DEFAULT), "batch_size": 32, "max_query_length": 48,
+        "max_passage_length": 96}
+#: sized for <= 10 minutes on 2 cores with multilingual-e5-small: 4 languages in 3 scripts,
+#: shorter texts and batches, no Tatoeba
 QUICK = {"steps": 16, "seeds": [0], "eval_fraction": 0.2, "languages": ["de", "en", "ru", "zh"],
-         "tatoeba_languages": ["deu"]}
+         "tatoeba_languages": [], "batch_size": 16, "max_query_length": 32, "max_passage_length": 64}
 
 
 def add_parser(subparsers) -> None:
@@ -37,20 +39,20 @@ def add_parser(subparsers) -> None:
                         help="train everything but the word embeddings (halves an e5 step on CPU)")
     parser.add_argument("--quick", action="store_true",
                         help="a run of a few minutes: " + ", ".join(
-                            f"{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                            f"{k.replace('_', '-')} {(' '.join(map(str, v)) or 'none') if isinstance(v, list) else v}"
                             for k, v in QUICK.items()) + " (flags given explicitly still win)")
     parser.add_argument("--languages", nargs="+", default=None,
                         help="XQuAD-R languages to split, train and evaluate on (default: all)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default 0)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the article split")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default 100)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=None, help="default 32")
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--eval-fraction", type=float, default=None,
                         help="share of articles held out (default 0.25)")
-    parser.add_argument("--max-query-length", type=int, default=48)
-    parser.add_argument("--max-passage-length", type=int, default=96)
+    parser.add_argument("--max-query-length", type=int, default=None, help="default 48")
+    parser.add_argument("--max-passage-length", type=int, default=None, help="default 96")
     parser.add_argument("--tatoeba-languages", nargs="*", default=None,
                         help=f"Tatoeba languages (none to skip; default {' '.join(TATOEBA_DEFAULT)}); "
                              f"XQuAD-R's: {' '.join(TATOEBA_XQUAD_LANGUAGES)}")
