@@ -250,12 +250,3 @@ def load_lareqa(data_dir=None, languages: Optional[Sequence[str]] = None, *,
             raise FileNotFoundError(f"language {language!r}: file {path} does not exist")
         by_language[language] = read_lareqa_language(path, language)
     return LareqaData(list(languages), by_language)
-
-
-def __getattr__(name):
-    # ``split_lareqa`` lived here before it got its own module; it imports this one, hence lazily.
-    if name == "split_lareqa":
-        from hbt_fast.data.lareqa_split import split_lareqa
-
-        return split_lareqa
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
