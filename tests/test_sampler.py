@@ -338,3 +338,19 @@ def test_xy_epoch_uses_each_pair_once_under_skewed_coverage(batch_size):
     layers = group_sizes.max()
     assert len(queries) - len(np.unique(queries)) <= layers * batch_size
     assert len(np.unique(queries)) >= cross_pairs - 2 * layers * batch_size
+
+
+@pytest.mark.parametrize("mode", ["xx", "xy", "hybrid"])
+def test_batches_carry_their_kind_and_language(mode):
+    languages, groups = make_pairs(200, 4, [1, 1, 0.8, 0.6], seed=9)
+    sampler = HybridSampler(languages, groups, 8, mode=mode, seed=3)
+    batches = list(sampler)
+    assert [b.language for b in batches] == sampler.batch_languages().tolist()
+    for batch in batches:
+        query_rows, passage_rows = batch  # still unpacks as the pinned pair
+        assert batch.kind == check_batch(query_rows, passage_rows, languages, groups, 8)
+        assert batch.query_rows is query_rows and batch.passage_rows is passage_rows
+        if batch.kind == "xx":
+            assert batch.language == languages[query_rows[0]]
+        else:
+            assert batch.language == -1

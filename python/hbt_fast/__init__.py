@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 import scipy_openblas32 as _scipy_openblas32  # noqa: F401
 
 from hbt_fast._info import info
-from hbt_fast.sampler import HybridBatchSampler, HybridSampler, PairDataset, PairIds, labels_to_ids
+from hbt_fast.sampler import Batch, HybridBatchSampler, HybridSampler, PairDataset, PairIds, labels_to_ids
 
 _LAZY = {
     "InfoNCELoss": "hbt_fast.losses",
@@ -19,6 +19,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "Batch",
     "HybridBatchSampler",
     "HybridSampler",
     "InfoNCELoss",

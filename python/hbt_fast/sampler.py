@@ -63,6 +63,35 @@ _MODES = ("xx", "xy", "hybrid")
 _CHUNK_BATCHES = 64  # batches fetched from C++ per call while iterating
 
 
+class Batch(tuple):
+    """One rank's batch: unpacks as ``(query_rows, passage_rows)`` and says what kind it is.
+
+    ``kind`` is "xx" (one language, query_rows == passage_rows) or "xy"; ``language`` is the
+    language id of an X-X batch and -1 for an X-Y batch. A tuple subclass, so code written
+    for plain ``(query_rows, passage_rows)`` tuples keeps working.
+    """
+
+    def __new__(cls, query_rows: np.ndarray, passage_rows: np.ndarray, language: int) -> "Batch":
+        batch = super().__new__(cls, (query_rows, passage_rows))
+        batch.language = int(language)
+        return batch
+
+    def __reduce__(self):
+        return (Batch, (self[0], self[1], self.language))
+
+    @property
+    def query_rows(self) -> np.ndarray:
+        return self[0]
+
+    @property
+    def passage_rows(self) -> np.ndarray:
+        return self[1]
+
+    @property
+    def kind(self) -> str:
+        return "xx" if self.language >= 0 else "xy"
+
+
 class PairIds(NamedTuple):
     """Integer ids for pairs labelled with strings (see :func:`labels_to_ids`)."""
 
@@ -114,7 +143,8 @@ def _integer(value, name: str, minimum: int) -> int:
 
 
 class HybridSampler:
-    """Yields ``(query_rows, passage_rows)``: two np.int64 arrays of length ``batch_size``.
+    """Yields :class:`Batch` ``(query_rows, passage_rows)``: two np.int64 arrays of length
+    ``batch_size``, with ``.kind`` ("xx" or "xy") and ``.language`` (X-X language id or -1).
 
     Args:
         languages: int array [N], language id of training pair i.
@@ -207,14 +237,16 @@ class HybridSampler:
         self._core.set_epoch(_integer(epoch, "epoch", 0))
         self._position = self._resume_at = 0
 
-    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def __iter__(self) -> Iterator[Batch]:
         self._position, self._resume_at = self._resume_at, 0
+        batch_languages = self._core.batch_languages().tolist()
         while self._position < len(self):
             count = min(_CHUNK_BATCHES, len(self) - self._position)
             queries, passages = self._core.batches(self._position, count)
             for query_rows, passage_rows in zip(queries, passages):
+                language = batch_languages[self._position]
                 self._position += 1
-                yield query_rows, passage_rows
+                yield Batch(query_rows, passage_rows, language)
         self._position = 0
 
     def epoch_batches(self) -> tuple[np.ndarray, np.ndarray]:
