@@ -71,7 +71,7 @@ def run(args) -> int:
         results = evaluate_tatoeba(encoder, args.data, languages=languages)
     else:
         results = evaluate_beir(encoder, args.data, languages=languages, index=args.index)
-    results["model"] = args.model
+    results.settings["model"] = args.model
     paths = write_report(results, args.output)
     headline = {k: results[k] for k in ("mono", "cross", "multi", "mean") if k in results}
     print(json.dumps(headline, indent=2))

@@ -9,6 +9,7 @@ from hbt_fast.evaluate.baselines import HashedNgramEncoder
 from hbt_fast.evaluate.lareqa import evaluate_lareqa, load_lareqa, score_lareqa
 from hbt_fast.evaluate.miracl import evaluate_beir
 from hbt_fast.evaluate.report import write_report
+from hbt_fast.evaluate.result import TaskResult
 from hbt_fast.evaluate.search import SearchResult, search
 from hbt_fast.evaluate.tatoeba import evaluate_tatoeba
 
@@ -17,6 +18,7 @@ evaluate_miracl = evaluate_beir
 __all__ = [
     "HashedNgramEncoder",
     "SearchResult",
+    "TaskResult",
     "evaluate_beir",
     "evaluate_lareqa",
     "evaluate_miracl",

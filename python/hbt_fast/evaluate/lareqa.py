@@ -37,6 +37,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from hbt_fast.evaluate import metrics
+from hbt_fast.evaluate.result import TaskResult
 from hbt_fast.evaluate._common import encode, l2_normalize, mean_or_nan, resolve_data_dir
 from hbt_fast.evaluate.search import as_embeddings, iter_score_blocks, topk_from_scores
 
@@ -297,7 +298,7 @@ def score_lareqa(
     k: int = 20,
     normalize: bool = False,
     block_bytes: int = 64 * 2**20,
-) -> dict:
+) -> TaskResult:
     """All LAReQA figures from precomputed embeddings.
 
     Embeddings are either dicts ``{language: array}`` or single arrays stacked in
@@ -329,7 +330,7 @@ def _per_query_language_means(values: np.ndarray, data: LareqaData) -> np.ndarra
     return sums / counts
 
 
-def _summarise(data, k, block_ranks, multi_ids, best_rank, worst_rank) -> dict:
+def _summarise(data, k, block_ranks, multi_ids, best_rank, worst_rank) -> TaskResult:
     num_languages = len(data.languages)
     present = block_ranks > 0
     ap = np.where(present, np.where(block_ranks <= k, 1.0 / np.maximum(block_ranks, 1), 0.0), 0)
@@ -371,34 +372,36 @@ def _summarise(data, k, block_ranks, multi_ids, best_rank, worst_rank) -> dict:
             f"multi_recall@{MULTI_RECALL_K}": float(per_multi_recall[x]),
             "rank_distance": float(per_distance[x]),
         }
-    return {
-        "task": "lareqa",
-        "k": k,
-        "languages": list(data.languages),
-        "mono": {
-            map_key: mean_or_nan(map_matrix[diagonal]),
-            "recall@1": mean_or_nan(recall_matrix[diagonal]),
-            "setups": int(np.count_nonzero(counts[diagonal])),
+    return TaskResult(
+        task="lareqa",
+        languages=list(data.languages),
+        headline={
+            "mono": {
+                map_key: mean_or_nan(map_matrix[diagonal]),
+                "recall@1": mean_or_nan(recall_matrix[diagonal]),
+                "setups": int(np.count_nonzero(counts[diagonal])),
+            },
+            "cross": {
+                map_key: mean_or_nan(off),
+                "recall@1": mean_or_nan(off_recall),
+                "setups": int(np.count_nonzero(counts[~diagonal])),
+            },
+            "multi": {
+                map_key: float(per_multi_ap.mean()),
+                f"recall@{MULTI_RECALL_K}": float(per_multi_recall.mean()),
+                "rank_distance": float(per_distance.mean()),
+                "setups": num_languages,
+            },
         },
-        "cross": {
-            map_key: mean_or_nan(off),
-            "recall@1": mean_or_nan(off_recall),
-            "setups": int(np.count_nonzero(counts[~diagonal])),
-        },
-        "multi": {
-            map_key: float(per_multi_ap.mean()),
-            f"recall@{MULTI_RECALL_K}": float(per_multi_recall.mean()),
-            "rank_distance": float(per_distance.mean()),
-            "setups": num_languages,
-        },
-        "matrix": {
+        matrix={
             "rows": "query language",
             "columns": "candidate language",
             map_key: _nan_to_none(map_matrix),
             "recall@1": _nan_to_none(recall_matrix),
         },
-        "per_language": per_language,
-    }
+        per_language=per_language,
+        settings={"k": k},
+    )
 
 
 def _nan_to_none(matrix: np.ndarray) -> list:
@@ -416,7 +419,7 @@ def evaluate_lareqa(
     normalize: bool = False,
     task: str = "xquad-r",
     block_bytes: int = 64 * 2**20,
-) -> dict:
+) -> TaskResult:
     """Evaluate ``encoder`` on a LAReQA-layout folder (XQuAD-R, MLQA-R); see the module doc.
 
     The encoder needs ``encode_queries(list[str])`` and ``encode_passages(list[str])`` returning
@@ -440,6 +443,6 @@ def evaluate_lareqa(
         data, query_embeddings, candidate_embeddings, k=k, normalize=normalize,
         block_bytes=block_bytes,
     )
-    results["task"] = task
-    results["candidate_text"] = candidate_text
+    results.task = task
+    results.settings["candidate_text"] = candidate_text
     return results

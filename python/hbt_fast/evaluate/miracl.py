@@ -24,6 +24,7 @@ import numpy as np
 
 from hbt_fast.evaluate import metrics
 from hbt_fast.evaluate._common import encode, l2_normalize, resolve_data_dir
+from hbt_fast.evaluate.result import TaskResult
 from hbt_fast.evaluate.search import search
 
 __all__ = ["evaluate_beir", "load_beir_language"]
@@ -146,7 +147,7 @@ def evaluate_beir(
     index: str = "exact",
     ndcg_k: int = 10,
     recall_k: int = 100,
-) -> dict:
+) -> TaskResult:
     """nDCG@``ndcg_k`` and Recall@``recall_k`` per language (folder) and their means."""
     root = resolve_data_dir(data_dir, "miracl", "miracl")
     if languages is None:
@@ -186,9 +187,10 @@ def evaluate_beir(
         if result.recall_vs_exact is not None:
             per_language[language]["recall_vs_exact"] = result.recall_vs_exact
     keys = [f"ndcg@{ndcg_k}", f"recall@{recall_k}"]
-    return {
-        "task": "miracl",
-        "languages": list(per_language),
-        "mean": {key: float(np.mean([v[key] for v in per_language.values()])) for key in keys},
-        "per_language": per_language,
-    }
+    return TaskResult(
+        task="miracl",
+        languages=list(per_language),
+        headline={"mean": {key: float(np.mean([v[key] for v in per_language.values()]))
+                           for key in keys}},
+        per_language=per_language,
+    )

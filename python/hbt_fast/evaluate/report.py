@@ -107,6 +107,8 @@ def _jsonable(value):
 
 def write_report(results: dict, output_dir) -> dict:
     """Write ``results.json``, ``results.md`` and (LAReQA) ``heatmap.png``; return their paths."""
+    if hasattr(results, "to_dict"):
+        results = results.to_dict()
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     paths = {"json": output / "results.json", "markdown": output / "results.md"}

@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from hbt_fast.evaluate._common import encode, l2_normalize, resolve_data_dir
+from hbt_fast.evaluate.result import TaskResult
 from hbt_fast.evaluate.search import search
 
 __all__ = ["evaluate_tatoeba", "tatoeba_languages"]
@@ -62,7 +63,7 @@ def evaluate_tatoeba(
     languages: Optional[Sequence[str]] = None,
     normalize: bool = False,
     side: str = "passage",
-) -> dict:
+) -> TaskResult:
     """Accuracy@1 per language in both directions and their means; see the module doc."""
     if side not in ("passage", "query"):
         raise ValueError(f"side must be 'passage' or 'query', got {side!r}")
@@ -89,13 +90,13 @@ def evaluate_tatoeba(
         }
     to_english = [v["xx->eng"] for v in per_language.values()]
     from_english = [v["eng->xx"] for v in per_language.values()]
-    return {
-        "task": "tatoeba",
-        "languages": list(per_language),
-        "mean": {
+    return TaskResult(
+        task="tatoeba",
+        languages=list(per_language),
+        headline={"mean": {
             "xx->eng": float(np.mean(to_english)),
             "eng->xx": float(np.mean(from_english)),
             "both": float(np.mean(to_english + from_english)),
-        },
-        "per_language": per_language,
-    }
+        }},
+        per_language=per_language,
+    )
