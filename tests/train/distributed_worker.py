@@ -1,4 +1,5 @@
-"""Run by test_train.py under torchrun: one gradient step on this rank's slice of batch 8."""
+"""Run by test_trainer.py under torchrun: one gradient step on this rank's share of batch 8 for
+each case, saved by rank 0 for comparison with a single process."""
 
 import sys
 from pathlib import Path
@@ -6,20 +7,31 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train import gradients, make_trainer, without_dropout  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from train_helpers import first_batch_gradients, make_trainer, synthetic_corpus, without_dropout  # noqa: E402
 
 from hbt_fast.train import init_distributed  # noqa: E402
+
+CASES = {"one-pass": {}, "gradcache": {"chunk_size": 3}, "negatives": {"chunk_size": 3, "hard_negatives": 2}}
+
+
+def case_corpus(name):
+    if name != "negatives":
+        return synthetic_corpus()
+    corpus = synthetic_corpus(negatives=2)
+    corpus.negatives = [texts[: i % 3] for i, texts in enumerate(corpus.negatives)]  # 0, 1 or 2 per pair
+    return corpus
 
 
 def main(model_dir: str, output: str) -> None:
     init_distributed()
-    trainer = without_dropout(make_trainer(model_dir, Path(output)))
-    assert trainer.world_size == 2
-    query_rows, passage_rows = next(iter(trainer.sampler))
-    loss = trainer.compute_gradients(*trainer.corpus.texts(query_rows, passage_rows))
-    if trainer.rank == 0:
-        Path(output).mkdir(parents=True, exist_ok=True)
-        torch.save({"loss": loss, "gradients": gradients(trainer)}, Path(output) / "rank0.pt")
+    for name, overrides in CASES.items():
+        trainer = without_dropout(make_trainer(model_dir, Path(output) / name / str(torch.distributed.get_rank()),
+                                               corpus=case_corpus(name), **overrides))
+        assert trainer.world_size == 2 and trainer.ddp is not None
+        loss, grads = first_batch_gradients(trainer)
+        if trainer.rank == 0:
+            torch.save({"loss": loss, "gradients": grads}, Path(output) / f"{name}.pt")
     torch.distributed.barrier()  # leave together: a rank exiting early breaks the peer's socket
     torch.distributed.destroy_process_group()
 
