@@ -145,9 +145,14 @@ def test_resume_refuses_changed_settings_naming_each(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match=r"lr \(saved 0.001, now 0.01\), temperature \(saved 0.05, now 0.1\).*"
                                          r"--override lr,temperature"):
         make_trainer(tiny_model_dir, tmp_path, steps=4, resume=True, lr=1e-2, temperature=0.1)
-    resumed = make_trainer(tiny_model_dir, tmp_path, steps=4, resume=True, lr=1e-2, override=("lr",),
-                           log_every=2, keep_checkpoints=3)  # free settings need no override
-    assert resumed.step == 4 and resumed.config.lr == 1e-2
+    resumed = make_trainer(tiny_model_dir, tmp_path, steps=6, resume=True, lr=1e-2, weight_decay=0.5,
+                           override=("lr", "steps", "weight_decay"), log_every=2)  # free: no override needed
+    assert resumed.step == 4
+    # Linear decay to 0 at step 6 (warm-up 0): at step 4 the new lr's third.
+    assert [g["lr"] for g in resumed.optimizer.param_groups] == pytest.approx([1e-2 / 3] * 2)
+    assert resumed.optimizer.param_groups[0]["weight_decay"] == 0.5
+    resumed.train()
+    assert [r["step"] for r in log_records(tmp_path)] == [1, 2, 3, 4, 6]
 
 
 def test_kill_during_the_write_leaves_only_a_temporary_folder(tmp_path):

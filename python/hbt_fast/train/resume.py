@@ -13,16 +13,39 @@ from typing import Optional
 import torch
 
 from hbt_fast.train.callbacks import LOG_FILE
-from hbt_fast.train.checkpoint import MANIFEST, STATE_FILE, CheckpointDirectory, CheckpointError
+from hbt_fast.train.checkpoint import (MANIFEST, STATE_FILE, CheckpointDirectory, CheckpointError,
+                                       write_text_atomically)
 from hbt_fast.train.config import TrainConfig, config_differences
 
-__all__ = ["RUN_CONFIG", "Start", "random_state_file", "starting_point"]
+__all__ = ["RUN_CONFIG", "Start", "drop_log_after", "random_state_file", "random_states", "starting_point"]
 
 RUN_CONFIG = "run_config.json"
 
 
 def random_state_file(rank: int) -> str:
     return f"random-rank{rank}.pt"
+
+
+def random_states(device: torch.device) -> dict:
+    """This process's generator states (dropout continues exactly after a resume)."""
+    states = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def drop_log_after(log: Path, step: int) -> None:
+    """A resumed run repeats the steps after its checkpoint: forget their old log lines."""
+    if not log.exists():
+        return
+    kept = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except ValueError:  # a line cut short by a kill
+            continue
+    write_text_atomically(log, "".join(line + "\n" for line in kept))
 
 
 @dataclass

