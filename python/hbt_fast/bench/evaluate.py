@@ -4,7 +4,8 @@
   XQuAD-R multilingual size), from the search result: our array code against building
   pytrec_eval's dict input and evaluating (values compared exactly, to 1e-9).
 * LAReQA: the full evaluation (121 setups + multi + rank distance) from cached embeddings,
-  against the bare faiss flat search it needs (top-20 of every query in the whole pool).
+  against the bare faiss flat search it needs (top-20 of every query in the whole pool); the
+  target is at most 2x. The two are timed alternately, so both see the same machine load.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import numpy as np
 
 from hbt_fast.bench import best_time
 from hbt_fast.evaluate import metrics
-from hbt_fast.evaluate.lareqa import LareqaData, LareqaLanguage, score_lareqa
+from hbt_fast.data.lareqa import LareqaData, LareqaLanguage
+from hbt_fast.evaluate.lareqa import score_lareqa
 from hbt_fast.evaluate.search import search
 
 XQUAD_R_CANDIDATES = {"ar": 1222, "de": 1276, "el": 1234, "en": 1180, "es": 1215, "hi": 1244,
@@ -98,11 +100,17 @@ def faiss_search_only(queries, candidates, k: int = 20):
     return index.search(queries, k)
 
 
+LAREQA_TARGET_RATIO = 2.0
+
+
 def compare_lareqa_with_faiss(repeat: int = 3, dim: int = 768, seed: int = 0):
-    """(bare faiss search seconds, full evaluation seconds, results) from cached embeddings."""
+    """(bare faiss search seconds, full evaluation seconds, results) from cached embeddings,
+    each the best of ``repeat`` runs taken alternately."""
     data, queries, candidates = synthetic_xquad_r(dim, seed)
-    faiss_s = best_time(lambda: faiss_search_only(queries, candidates), repeat)
-    ours_s = best_time(lambda: score_lareqa(data, queries, candidates), repeat)
+    faiss_s = ours_s = float("inf")
+    for _ in range(repeat):
+        faiss_s = min(faiss_s, best_time(lambda: faiss_search_only(queries, candidates), 1))
+        ours_s = min(ours_s, best_time(lambda: score_lareqa(data, queries, candidates), 1))
     return faiss_s, ours_s, score_lareqa(data, queries, candidates)
 
 
@@ -124,5 +132,6 @@ def run(quick: bool = False) -> list:
                                                    dim=256 if quick else 768)
     rows.append(Result("lareqa", "XQuAD-R 121 setups + multi from embeddings (vs faiss search)",
                        faiss_s, ours_s,
-                       note=f"{ours_s / faiss_s:.2f}x the bare faiss top-20 search"))
+                       note=f"{ours_s / faiss_s:.2f}x the bare faiss top-20 search "
+                            f"(target <= {LAREQA_TARGET_RATIO:.0f}x)"))
     return rows

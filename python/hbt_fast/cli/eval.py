@@ -5,8 +5,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 TASKS = ("xquad-r", "mlqa-r", "tatoeba", "miracl")
+PRESETS = ("xlmr", "labse", "e5")
+BASELINE = "hashed-ngrams"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -16,25 +30,30 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", required=True,
                         help="Hugging Face name or directory (e.g. saved by 'hbt-fast train'); "
-                             "'hashed-ngrams' for the model-free baseline")
-    parser.add_argument("--task", required=True, choices=TASKS)
+                             f"'{BASELINE}' for the model-free baseline")
+    parser.add_argument("--task", required=True, choices=TASKS,
+                        help=f"what to evaluate: {', '.join(TASKS)} (miracl: any BEIR layout)")
     parser.add_argument("--data", default=None,
                         help="data folder of the task (default: $HBT_DATA_DIR/<task>)")
-    parser.add_argument("--output", required=True, help="folder for the report files")
+    parser.add_argument("--output", required=True,
+                        help="folder for the report files (outside the data and model folders)")
     parser.add_argument("--languages", default=None,
                         help="comma-separated language codes (default: all found)")
-    parser.add_argument("--k", type=int, default=20, help="mAP cut-off for LAReQA tasks")
-    parser.add_argument("--preset", choices=("xlmr", "labse"), default=None)
+    parser.add_argument("--k", type=_positive_int, default=20, help="mAP cut-off for LAReQA tasks")
+    parser.add_argument("--preset", choices=PRESETS, default=None,
+                        help=f"encoder preset: {', '.join(PRESETS)} (default: from the model)")
     parser.add_argument("--prefixes", action="store_true",
                         help="prepend 'Query: ' / 'Passage: ' as in the study")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--max-query-length", type=int, default=None)
-    parser.add_argument("--max-passage-length", type=int, default=None)
+    parser.add_argument("--query-prefix", default=None, help="text put before every query")
+    parser.add_argument("--passage-prefix", default=None, help="text put before every passage")
+    parser.add_argument("--batch-size", type=_positive_int, default=64)
+    parser.add_argument("--max-query-length", type=_positive_int, default=None)
+    parser.add_argument("--max-passage-length", type=_positive_int, default=None)
     parser.add_argument("--candidate-text", choices=("sentence", "sentence_context"),
-                        default="sentence")
+                        default="sentence", help="LAReQA candidates: sentence, sentence_context")
     parser.add_argument("--index", choices=("exact", "ivf", "hnsw"), default="exact",
-                        help="search index for MIRACL/BEIR (approximate ones report their "
-                             "recall against exact search)")
+                        help="search index for MIRACL/BEIR: exact, ivf, hnsw (approximate ones "
+                             "report their recall against exact search)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
@@ -42,38 +61,68 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _encoder(args):
-    if args.model == "hashed-ngrams":
+    if args.model == BASELINE:
         from hbt_fast.evaluate.baselines import HashedNgramEncoder
 
         return HashedNgramEncoder()
+    model = Path(args.model)
+    if not model.exists() and (args.model.startswith((".", "~", "/")) or args.model.count("/") > 1):
+        raise FileNotFoundError(f"--model {args.model}: no such folder")
     from hbt_fast.models import TextEncoder
 
-    overrides = {}
-    if args.max_query_length is not None:
-        overrides["max_query_length"] = args.max_query_length
-    if args.max_passage_length is not None:
-        overrides["max_passage_length"] = args.max_passage_length
-    return TextEncoder.from_pretrained(
-        args.model, preset=args.preset, prefixes=args.prefixes, batch_size=args.batch_size,
-        show_progress=not args.no_progress, device=args.device, **overrides,
-    )
+    overrides = {name: getattr(args, name) for name in
+                 ("max_query_length", "max_passage_length", "query_prefix", "passage_prefix")
+                 if getattr(args, name) is not None}
+    try:
+        return TextEncoder.from_pretrained(
+            args.model, preset=args.preset, prefixes=args.prefixes, batch_size=args.batch_size,
+            show_progress=False, device=args.device, **overrides)
+    except (OSError, ValueError) as error:  # transformers: unreadable folder, unknown model,
+        # not on the hub or offline
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise OSError(f"--model {args.model}: cannot load a model ({first})") from None
+
+
+def _evaluate(args, encoder):
+    from hbt_fast.evaluate import evaluate_beir, evaluate_lareqa, evaluate_tatoeba
+
+    languages = args.languages.split(",") if args.languages else None
+    progress = not args.no_progress
+    if args.task in ("xquad-r", "mlqa-r"):
+        return evaluate_lareqa(encoder, args.data, languages=languages, k=args.k,
+                               candidate_text=args.candidate_text, task=args.task,
+                               progress=progress)
+    if args.task == "tatoeba":
+        return evaluate_tatoeba(encoder, args.data, languages=languages, progress=progress)
+    return evaluate_beir(encoder, args.data, languages=languages, index=args.index,
+                         progress=progress)
+
+
+def _check_output(args) -> None:
+    from hbt_fast.data.files import refuse_overlap
+
+    inputs = {"the --data folder": args.data} if args.data else {}
+    if args.model != BASELINE and Path(args.model).exists():
+        inputs["the --model folder"] = args.model
+    refuse_overlap(args.output, inputs)
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise NotADirectoryError(f"--output {args.output} exists and is not a folder")
 
 
 def run(args) -> int:
-    from hbt_fast.evaluate import evaluate_beir, evaluate_lareqa, evaluate_tatoeba, write_report
+    from hbt_fast.evaluate import write_report
 
-    languages = args.languages.split(",") if args.languages else None
-    encoder = _encoder(args)
-    if args.task in ("xquad-r", "mlqa-r"):
-        results = evaluate_lareqa(encoder, args.data, languages=languages, k=args.k,
-                                  candidate_text=args.candidate_text, task=args.task)
-    elif args.task == "tatoeba":
-        results = evaluate_tatoeba(encoder, args.data, languages=languages)
-    else:
-        results = evaluate_beir(encoder, args.data, languages=languages, index=args.index)
-    results.settings["model"] = args.model
-    paths = write_report(results, args.output)
-    headline = {k: results[k] for k in ("mono", "cross", "multi", "mean") if k in results}
-    print(json.dumps(headline, indent=2))
+    try:  # every input problem ends here in one line, before or after the (long) encoding
+        _check_output(args)
+        encoder = _encoder(args)
+        result = _evaluate(args, encoder)
+        result.settings["model"] = args.model
+        result.settings["data"] = args.data or f"$HBT_DATA_DIR/{args.task}"
+        paths = write_report(result, args.output)
+    except (ValueError, TypeError, OSError) as error:
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"hbt-fast eval: error: {message}", file=sys.stderr)
+        return 2
+    print(json.dumps(result.headline, indent=2))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

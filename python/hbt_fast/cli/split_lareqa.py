@@ -14,12 +14,13 @@ def add_parser(subparsers) -> None:
                     "OUTPUT/eval/<lang>.json for hbt-fast eval.",
     )
     parser.add_argument("--data", required=True, help="folder with one <lang>.json per language")
-    parser.add_argument("--output", required=True, help="folder to write train.jsonl and eval/")
+    parser.add_argument("--output", required=True,
+                        help="folder to write train.jsonl, eval/ and split.json (must not be, "
+                             "or hold, the --data folder)")
     parser.add_argument("--eval-fraction", type=float, default=0.25, help="share of articles held out")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--languages", nargs="+", help="default: every <lang>.json")
     parser.set_defaults(func=run)
-
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = split_lareqa(args.data, args.output, eval_fraction=args.eval_fraction,
                                seed=args.seed, languages=args.languages)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"hbt-fast split-lareqa: error: {error}", file=sys.stderr)
+    except (ValueError, TypeError, OSError) as error:
+        print(f"hbt-fast split-lareqa: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     print(json.dumps({k: v for k, v in summary.items() if k != "eval_articles"}, indent=2))
     return 0

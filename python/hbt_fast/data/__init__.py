@@ -1,7 +1,37 @@
-"""Training data: pair files, the mMARCO layout, and LAReQA-layout conversion."""
+"""Every file format and data location: training pairs (JSONL, Parquet, ``datasets``), the
+LAReQA layout (XQuAD-R, MLQA-R) and its article split, mMARCO, Tatoeba and MIRACL/BEIR.
 
-from hbt_fast.data.lareqa import split_lareqa
+Readers validate as they read: every error names the file and the line (or row).
+"""
+
+from hbt_fast.data.beir import BeirData, BeirLanguage, load_beir, load_beir_language
+from hbt_fast.data.lareqa import LareqaData, LareqaLanguage, load_lareqa
+from hbt_fast.data.lareqa_split import split_lareqa
+from hbt_fast.data.locations import DATA_ENV, resolve_data_dir
 from hbt_fast.data.mmarco import read_mmarco
-from hbt_fast.data.pairs import PairCorpus, read_pairs_jsonl, write_pairs_jsonl
+from hbt_fast.data.pairs import PairCorpus, corpus_from_records, read_pairs_jsonl, write_pairs_jsonl
+from hbt_fast.data.tables import corpus_from_dataset, read_pairs
+from hbt_fast.data.tatoeba import TatoebaData, load_tatoeba, tatoeba_languages
 
-__all__ = ["PairCorpus", "read_mmarco", "read_pairs_jsonl", "split_lareqa", "write_pairs_jsonl"]
+__all__ = [
+    "DATA_ENV",
+    "BeirData",
+    "BeirLanguage",
+    "LareqaData",
+    "LareqaLanguage",
+    "PairCorpus",
+    "TatoebaData",
+    "corpus_from_dataset",
+    "corpus_from_records",
+    "load_beir",
+    "load_beir_language",
+    "load_lareqa",
+    "load_tatoeba",
+    "read_mmarco",
+    "read_pairs",
+    "read_pairs_jsonl",
+    "resolve_data_dir",
+    "split_lareqa",
+    "tatoeba_languages",
+    "write_pairs_jsonl",
+]

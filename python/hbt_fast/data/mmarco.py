@@ -15,6 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
+from hbt_fast.data.files import text_lines
+from hbt_fast.data.locations import check_languages
 from hbt_fast.data.pairs import PairCorpus
 
 
@@ -22,15 +24,14 @@ def _read_tsv_ids(path: Path, wanted: Optional[set] = None) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
     table = {}
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) < 2:
-                raise ValueError(f"{path}:{line_number}: expected 'id<TAB>text'")
-            if wanted is None or parts[0] in wanted:
-                table[parts[0]] = parts[1]
+    for line_number, line in text_lines(path):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) < 2:
+            raise ValueError(f"{path}:{line_number}: expected 'id<TAB>text'")
+        if wanted is None or parts[0] in wanted:
+            table[parts[0]] = parts[1]
     return table
 
 
@@ -39,16 +40,15 @@ def read_train_pairs(path: Path, limit: Optional[int] = None) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"training pairs file {path} does not exist")
     positives = {}
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) < 2:
-                raise ValueError(f"{path}:{line_number}: expected 'qid<TAB>pid'")
-            positives.setdefault(parts[0], parts[1])
-            if limit is not None and len(positives) >= limit:
-                break
+    for line_number, line in text_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 2:
+            raise ValueError(f"{path}:{line_number}: expected 'qid<TAB>pid'")
+        positives.setdefault(parts[0], parts[1])
+        if limit is not None and len(positives) >= limit:
+            break
     if not positives:
         raise ValueError(f"{path}: no training pairs found")
     return positives
@@ -59,8 +59,13 @@ def read_mmarco(root, languages: Sequence[str], *, pairs_file: str = "train_pair
                 max_queries: Optional[int] = None) -> PairCorpus:
     """Pairs for every (qid, language) whose query and positive passage exist in that language."""
     root = Path(root)
-    if isinstance(languages, str) or not languages:
-        raise ValueError("languages must be a non-empty list of language folder names")
+    languages = check_languages(languages)
+    if max_queries is not None and (isinstance(max_queries, bool) or not isinstance(max_queries, int)
+                                    or max_queries < 1):
+        raise ValueError(f"max_queries must be a positive integer (or None for all), "
+                         f"got {max_queries!r}")
+    if not root.is_dir():
+        raise FileNotFoundError(f"mMARCO folder {root} does not exist")
     positives = read_train_pairs(root / pairs_file, max_queries)
     wanted_pids = set(positives.values())
     queries, passages, langs, groups = [], [], [], []

@@ -1,12 +1,34 @@
-"""Readable output of an evaluation: results.json, a Markdown table, a heatmap PNG."""
+"""Readable output of an evaluation: results.json, a Markdown summary, a heatmap PNG.
+
+Everything is rendered from a :class:`~hbt_fast.evaluate.TaskResult` as it is: a table of the
+headline sections, the language x language matrices when the task has them, one row per
+language. Each file is written under a temporary name and renamed once complete.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
+from typing import Union
+
+from hbt_fast.data.files import atomic_output
+from hbt_fast.evaluate.result import TaskResult
 
 __all__ = ["markdown_table", "save_heatmap", "write_report"]
+
+
+def _as_result(results: Union[TaskResult, dict]) -> TaskResult:
+    if isinstance(results, TaskResult):
+        return results
+    if not isinstance(results, dict) or "per_language" not in results:
+        raise TypeError(f"results must be a TaskResult, got {type(results).__name__}")
+    fixed = {"task", "languages", "per_language", "matrix"}
+    headline = {k: v for k, v in results.items() if k not in fixed and isinstance(v, dict)}
+    settings = {k: v for k, v in results.items() if k not in fixed and k not in headline}
+    return TaskResult(task=results.get("task", "evaluation"), languages=results["languages"],
+                      headline=headline, per_language=results["per_language"],
+                      matrix=results.get("matrix"), settings=settings)
 
 
 def _fmt(value) -> str:
@@ -14,72 +36,80 @@ def _fmt(value) -> str:
         return "–"
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
-    return str(value)
+    return str(value).replace("|", "\\|")
 
 
 def _table(header, rows) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(_fmt(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def markdown_table(results: dict) -> str:
-    """A Markdown summary: headline figures, then per-language figures (and the matrix)."""
-    title = f"# {results.get('task', 'evaluation')} results\n"
-    if "mono" in results:  # LAReQA
-        map_key = f"map@{results['k']}"
-        summary = _table(
-            ["setting", map_key, "recall", "rank distance", "setups"],
-            [
-                ["mono", results["mono"][map_key], results["mono"]["recall@1"], None,
-                 results["mono"]["setups"]],
-                ["cross", results["cross"][map_key], results["cross"]["recall@1"], None,
-                 results["cross"]["setups"]],
-                ["multi", results["multi"][map_key], results["multi"]["recall@10"],
-                 results["multi"]["rank_distance"], results["multi"]["setups"]],
-            ],
-        )
-        summary += "\n\nRecall is Recall@1 for mono/cross and Recall@10 for multi.\n"
-        languages = results["languages"]
-        matrix = _table(
-            ["query \\ candidate"] + languages,
-            [[lang] + row for lang, row in zip(languages, results["matrix"][map_key])],
-        )
-        return f"{title}\n{summary}\n## {map_key} by language pair\n\n{matrix}\n\n" + \
-            _per_language(results)
-    summary = _table(list(results["mean"]), [list(results["mean"].values())])
-    return f"{title}\nMean over {len(results['languages'])} languages:\n\n{summary}\n\n" + \
-        _per_language(results)
+def _union(dicts) -> list:
+    return list(dict.fromkeys(key for d in dicts for key in d))
 
 
-def _per_language(results: dict) -> str:
-    per = results["per_language"]
-    columns = list(next(iter(per.values())))
-    rows = [[lang] + [values.get(c) for c in columns] for lang, values in per.items()]
-    return "## Per language\n\n" + _table(["language"] + columns, rows) + "\n"
+def _matrix_tables(result: TaskResult) -> list:
+    """``(name, rows)`` of each language x language table in ``result.matrix``."""
+    if result.matrix is None:
+        return []
+    return [(name, rows) for name, rows in result.matrix.items() if isinstance(rows, list)]
 
 
-def save_heatmap(results: dict, path) -> Path:
-    """Heatmap of the language x language mAP matrix (rows: query language)."""
+def _subject(result: TaskResult) -> str:
+    parts = [f"{name}: `{result.settings[name]}`" for name in ("model", "data")
+             if result.settings.get(name) is not None]
+    return ("; ".join(parts) + "\n\n") if parts else ""
+
+
+def markdown_table(results: Union[TaskResult, dict]) -> str:
+    """A Markdown summary: headline sections, the matrices, then one row per language."""
+    result = _as_result(results)
+    sections = result.headline
+    columns = _union(sections.values())
+    text = f"# {result.task} results\n\n{_subject(result)}"
+    text += _table(["section"] + columns,
+                   [[name] + [values.get(c) for c in columns] for name, values in sections.items()])
+    settings = {k: v for k, v in result.settings.items() if k not in ("model", "data")}
+    if settings:
+        text += "\n\nSettings: " + ", ".join(f"{k} = {v}" for k, v in settings.items())
+    for name, rows in _matrix_tables(result):
+        text += f"\n\n## {name} by language pair (rows: {result.matrix.get('rows', 'query')})\n\n"
+        text += _table(["query \\ candidate"] + result.languages,
+                       [[lang] + list(row) for lang, row in zip(result.languages, rows)])
+    per = result.per_language
+    per_columns = _union(per.values())
+    text += "\n\n## Per language\n\n" + _table(
+        ["language"] + per_columns, [[lang] + [v.get(c) for c in per_columns]
+                                     for lang, v in per.items()])
+    return text + "\n"
+
+
+def save_heatmap(results: Union[TaskResult, dict], path) -> Path:
+    """Heatmap of the first language x language matrix (rows: query language)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    map_key = f"map@{results['k']}"
-    languages = results["languages"]
-    matrix = np.array(
-        [[np.nan if v is None else v for v in row] for row in results["matrix"][map_key]]
-    )
+    result = _as_result(results)
+    tables = _matrix_tables(result)
+    if not tables:
+        raise ValueError(f"task {result.task!r} has no language x language matrix to draw")
+    name, rows = tables[0]
+    languages = result.languages
+    matrix = np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
     size = 1.0 + 0.55 * len(languages)
-    figure, axes = plt.subplots(figsize=(size + 1.5, size))
+    figure, axes = plt.subplots(figsize=(size + 1.5, size + 0.4))
     image = axes.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
     axes.set_xticks(range(len(languages)), languages)
     axes.set_yticks(range(len(languages)), languages)
     axes.set_xlabel("candidate language")
     axes.set_ylabel("query language")
-    axes.set_title(f"{results.get('task', '')} {map_key}")
+    subject = " | ".join(str(result.settings[k]) for k in ("model", "data")
+                         if result.settings.get(k) is not None)
+    axes.set_title(f"{result.task} {name}" + (f"\n{subject}" if subject else ""), fontsize=8)
     for (row, col), value in np.ndenumerate(matrix):
         if not np.isnan(value):
             axes.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
@@ -87,7 +117,8 @@ def save_heatmap(results: dict, path) -> Path:
     figure.colorbar(image, ax=axes)
     figure.tight_layout()
     path = Path(path)
-    figure.savefig(path, dpi=120)
+    with atomic_output(path, "wb") as handle:
+        figure.savefig(handle, dpi=120, format="png")
     plt.close(figure)
     return path
 
@@ -105,17 +136,21 @@ def _jsonable(value):
     return value
 
 
-def write_report(results: dict, output_dir) -> dict:
-    """Write ``results.json``, ``results.md`` and (LAReQA) ``heatmap.png``; return their paths."""
-    if hasattr(results, "to_dict"):
-        results = results.to_dict()
+def write_report(results: Union[TaskResult, dict], output_dir) -> dict:
+    """Write ``results.json``, ``results.md`` and (tasks with a matrix) ``heatmap.png``; return
+    their paths."""
+    result = _as_result(results)
     output = Path(output_dir)
+    if output.exists() and not output.is_dir():
+        raise NotADirectoryError(f"output {output} exists and is not a folder")
     output.mkdir(parents=True, exist_ok=True)
     paths = {"json": output / "results.json", "markdown": output / "results.md"}
-    with open(paths["json"], "w", encoding="utf-8") as handle:
-        json.dump(_jsonable(results), handle, indent=2, ensure_ascii=False, allow_nan=False)
+    with atomic_output(paths["json"]) as handle:
+        json.dump(_jsonable(result.to_dict()), handle, indent=2, ensure_ascii=False,
+                  allow_nan=False)
         handle.write("\n")
-    paths["markdown"].write_text(markdown_table(results), encoding="utf-8")
-    if "matrix" in results:
-        paths["heatmap"] = save_heatmap(results, output / "heatmap.png")
+    with atomic_output(paths["markdown"]) as handle:
+        handle.write(markdown_table(result))
+    if _matrix_tables(result):
+        paths["heatmap"] = save_heatmap(result, output / "heatmap.png")
     return paths

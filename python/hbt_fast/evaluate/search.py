@@ -99,13 +99,9 @@ def _order_by_score_then_index(scores: np.ndarray, ids: np.ndarray, k: int):
     return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
 
 
-def topk_from_scores(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k of each row of a dense score block under the tie rule (lower index first)."""
-    scores = np.asarray(scores)
+def _topk_by_partition(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Plain numpy top-k under the tie rule: the reference the heap path is tested against."""
     n = scores.shape[1]
-    k = min(int(k), n)
-    if k < 1:
-        raise ValueError(f"k must be positive, got {k}")
     top = np.argpartition(scores, n - k, axis=1)[:, n - k :]
     top_scores = np.take_along_axis(scores, top, 1)
     kth = top_scores.min(axis=1, keepdims=True)
@@ -124,6 +120,52 @@ def topk_from_scores(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray
         top[straddling] = np.nonzero(keep)[1].reshape(len(straddling), k)
         top_scores[straddling] = np.take_along_axis(sub, top[straddling], 1)
     return _order_by_score_then_index(top_scores, top, k)
+
+
+# faiss' heap runs a row batch on its OpenMP threads once rows x columns exceeds 1e5. Between
+# BLAS calls (whose own threads are still spinning) those threads only fight for the same cores,
+# so the heap is fed batches below that size and runs on the calling thread.
+_HEAP_SERIAL_ELEMENTS = 100_000
+
+
+def _heap_window(scores: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """faiss' C++ heap over a dense block: the top ``window`` scores of each row (any tie order)."""
+    faiss = _faiss()
+    rows, n = scores.shape
+    values = np.empty((rows, window), dtype=np.float32)
+    ids = np.empty((rows, window), dtype=np.int64)
+    heap = faiss.float_minheap_array_t()
+    heap.nh, heap.k = rows, window
+    heap.val, heap.ids = faiss.swig_ptr(values), faiss.swig_ptr(ids)
+    heap.heapify()
+    batch = max(1, _HEAP_SERIAL_ELEMENTS // n)
+    for start in range(0, rows, batch):
+        count = min(batch, rows - start)
+        heap.addn(n, faiss.swig_ptr(scores[start:start + count]), 0, start, count)
+    return values, ids
+
+
+def topk_from_scores(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of each row of a dense score block under the tie rule (lower index first).
+
+    One pass of faiss' heap keeps ``k`` plus a margin per row; a row whose k-th score equals the
+    last kept one (a tie that may run past the margin) is redone exactly in numpy.
+    """
+    scores = np.ascontiguousarray(scores, dtype=np.float32)
+    n = scores.shape[1]
+    k = min(int(k), n)
+    if k < 1:
+        raise ValueError(f"k must be positive, got {k}")
+    window = min(n, k + _TIE_MARGIN)
+    if window == n:
+        return _topk_by_partition(scores, k)
+    values, ids = _heap_window(scores, window)
+    top_scores, top_ids = _order_by_score_then_index(values, ids, window)
+    top_scores, top_ids = top_scores[:, :k].copy(), top_ids[:, :k].copy()
+    unsure = np.flatnonzero(top_scores[:, k - 1] <= values.min(axis=1))
+    if unsure.size:
+        top_scores[unsure], top_ids[unsure] = _topk_by_partition(scores[unsure], k)
+    return top_scores, top_ids
 
 
 def _faiss():

@@ -1,54 +1,45 @@
 """Tatoeba bitext retrieval: accuracy@1 of nearest-neighbour search, xx->eng and eng->xx.
 
-Data: ``tatoeba.<xxx>-eng.<xxx>`` and ``tatoeba.<xxx>-eng.eng``, line-aligned (LASER layout).
-Sentence ``i`` of one side is the translation of sentence ``i`` of the other; a query is correct
-when its nearest neighbour (ties: lower line number first, as ``argmax``) is its own line.
+Data (read by :mod:`hbt_fast.data.tatoeba`): ``tatoeba.<xxx>-eng.<xxx>`` and
+``tatoeba.<xxx>-eng.eng``, line-aligned. A query is correct when its nearest neighbour (ties:
+lower line number first) is its own line.
 
 Both sides are sentences of the same kind, so both are encoded with ``encode_passages`` by
 default (``side="query"`` uses ``encode_queries``); one embedding per sentence serves both
-directions.
+directions: the ``xx`` sentences are the "queries", the English ones the "candidates".
 """
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from hbt_fast.evaluate._common import encode, l2_normalize, resolve_data_dir
+from hbt_fast.data.tatoeba import TatoebaData, load_tatoeba, tatoeba_languages
+from hbt_fast.evaluate._common import l2_normalize
+from hbt_fast.evaluate.driver import EncodeJob, run_task
 from hbt_fast.evaluate.result import TaskResult
-from hbt_fast.evaluate.search import search
+from hbt_fast.evaluate.search import as_embeddings, search
 
-__all__ = ["evaluate_tatoeba", "tatoeba_languages"]
+__all__ = ["encode_jobs", "evaluate_tatoeba", "load", "score", "tatoeba_languages"]
 
-_PAIR = re.compile(r"^tatoeba\.([a-z]+)-eng\.\1$")
+SIDES = ("passage", "query")
+TO_ENGLISH, FROM_ENGLISH, BOTH = "xx->eng", "eng->xx", "both"
 
-
-def tatoeba_languages(folder) -> list:
-    """Language codes with a ``tatoeba.<xxx>-eng.<xxx>`` file in ``folder``, sorted."""
-    return sorted(m.group(1) for p in Path(folder).iterdir() if (m := _PAIR.match(p.name)))
+load = load_tatoeba
 
 
-def _read_lines(path: Path, language: str) -> list:
-    if not path.is_file():
-        raise FileNotFoundError(f"language {language!r}: file {path} does not exist")
-    with open(path, encoding="utf-8") as handle:
-        return [line.rstrip("\n") for line in handle]
-
-
-def _load_pair(folder: Path, language: str):
-    source = _read_lines(folder / f"tatoeba.{language}-eng.{language}", language)
-    english = _read_lines(folder / f"tatoeba.{language}-eng.eng", language)
-    if len(source) != len(english):
-        raise ValueError(
-            f"language {language!r}: {len(source)} lines in tatoeba.{language}-eng.{language} but "
-            f"{len(english)} in tatoeba.{language}-eng.eng (files must be line-aligned)"
-        )
-    if not source:
-        raise ValueError(f"language {language!r}: tatoeba files are empty")
-    return source, english
+def encode_jobs(data: TatoebaData, side: str = "passage") -> list:
+    if side not in SIDES:
+        raise ValueError(f"side must be 'passage' or 'query', got {side!r}")
+    jobs = []
+    for language in data.languages:
+        what = f"language {language!r} ({data.folder})"
+        jobs.append(EncodeJob("query", language, side, data.sentences[language],
+                              f"{what}, {language} side"))
+        jobs.append(EncodeJob("candidate", language, side, data.english[language],
+                              f"{what}, eng side"))
+    return jobs
 
 
 def _accuracy_at_1(queries: np.ndarray, candidates: np.ndarray) -> float:
@@ -56,47 +47,36 @@ def _accuracy_at_1(queries: np.ndarray, candidates: np.ndarray) -> float:
     return float(np.mean(nearest == np.arange(len(queries))))
 
 
-def evaluate_tatoeba(
-    encoder,
-    data_dir=None,
-    *,
-    languages: Optional[Sequence[str]] = None,
-    normalize: bool = False,
-    side: str = "passage",
-) -> TaskResult:
-    """Accuracy@1 per language in both directions and their means; see the module doc."""
-    if side not in ("passage", "query"):
-        raise ValueError(f"side must be 'passage' or 'query', got {side!r}")
-    folder = resolve_data_dir(data_dir, "tatoeba", "tatoeba")
-    if languages is None:
-        languages = tatoeba_languages(folder)
-        if not languages:
-            raise FileNotFoundError(f"no tatoeba.<xxx>-eng.<xxx> files in {folder}")
-    elif isinstance(languages, str):
-        raise TypeError("languages must be a list of language codes, not a single string")
-    per_language, dim = {}, None
-    for language in languages:
-        source, english = _load_pair(folder, language)
-        what = f"language {language!r} ({folder})"
-        source_emb = encode(encoder, side, source, f"{what}, {language} side", dim)
-        dim = source_emb.shape[1]
-        english_emb = encode(encoder, side, english, f"{what}, eng side", dim)
+def score(data: TatoebaData, query_embeddings: dict, candidate_embeddings: dict, *,
+          normalize: bool = False) -> TaskResult:
+    """Accuracy@1 per language in both directions from ``{language: embeddings}`` of the
+    ``xx`` sentences (queries) and of the English ones (candidates)."""
+    per_language = {}
+    for language in data.languages:
+        n = len(data.sentences[language])
+        source = as_embeddings(query_embeddings[language], n, name=f"{language} embeddings")
+        english = as_embeddings(candidate_embeddings[language], n,
+                                name=f"eng embeddings of {language}")
         if normalize:
-            source_emb, english_emb = l2_normalize(source_emb), l2_normalize(english_emb)
-        per_language[language] = {
-            "xx->eng": _accuracy_at_1(source_emb, english_emb),
-            "eng->xx": _accuracy_at_1(english_emb, source_emb),
-            "sentences": len(source),
-        }
-    to_english = [v["xx->eng"] for v in per_language.values()]
-    from_english = [v["eng->xx"] for v in per_language.values()]
-    return TaskResult(
-        task="tatoeba",
-        languages=list(per_language),
-        headline={"mean": {
-            "xx->eng": float(np.mean(to_english)),
-            "eng->xx": float(np.mean(from_english)),
-            "both": float(np.mean(to_english + from_english)),
-        }},
-        per_language=per_language,
-    )
+            source, english = l2_normalize(source), l2_normalize(english)
+        per_language[language] = {TO_ENGLISH: _accuracy_at_1(source, english),
+                                  FROM_ENGLISH: _accuracy_at_1(english, source),
+                                  "sentences": n}
+    to_english = [v[TO_ENGLISH] for v in per_language.values()]
+    from_english = [v[FROM_ENGLISH] for v in per_language.values()]
+    headline = {"mean": {TO_ENGLISH: float(np.mean(to_english)),
+                         FROM_ENGLISH: float(np.mean(from_english)),
+                         BOTH: float(np.mean(to_english + from_english))}}
+    return TaskResult(task="tatoeba", languages=list(per_language), headline=headline,
+                      per_language=per_language)
+
+
+def evaluate_tatoeba(encoder, data_dir=None, *, languages: Optional[Sequence[str]] = None,
+                     normalize: bool = False, side: str = "passage",
+                     progress: bool = False) -> TaskResult:
+    """Accuracy@1 per language in both directions and their means; see the module doc."""
+    if side not in SIDES:
+        raise ValueError(f"side must be 'passage' or 'query', got {side!r}")
+    data = load_tatoeba(data_dir, languages)
+    return run_task(score, encoder, data, encode_jobs(data, side), progress=progress,
+                    description="evaluating tatoeba", normalize=normalize)

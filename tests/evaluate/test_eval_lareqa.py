@@ -1,11 +1,10 @@
 """LAReQA evaluator: a hand-worked fixture, bad input, and the real XQuAD-R."""
 
-import json
-
 import numpy as np
 import pytest
 
 from hbt_fast.evaluate import HashedNgramEncoder, evaluate_lareqa, load_lareqa, score_lareqa
+from lareqa_files import paragraph as _paragraph, write_language
 
 CANDIDATES = {"A0.": [1, 0, 0, 0], "A1.": [0, 1, 0, 0], "A2.": [0, 0, 1, 0],
               "B0.": [0, 0, 0, 1], "B1.": [1, 0, 0, 0]}
@@ -30,28 +29,15 @@ class DictEncoder:
         return self._encode(texts)
 
 
-def _paragraph(sentences, qas, breaks=True):
-    context = " ".join(sentences)
-    paragraph = {"context": context, "sentences": sentences, "qas": [
-        {"id": qid, "question": q, "answers": [{"answer_start": start, "text": "x"}]}
-        for qid, q, start in qas]}
-    if breaks:
-        starts = np.cumsum([0] + [len(s) + 1 for s in sentences[:-1]])
-        paragraph["sentence_breaks"] = [[int(s), int(s) + len(t)] for s, t in zip(starts, sentences)]
-    return paragraph
-
-
-def _write(folder, language, paragraph):
-    (folder / f"{language}.json").write_text(
-        json.dumps({"version": "1.1", "data": [{"title": "t", "paragraphs": [paragraph]}]}),
-        encoding="utf-8")
+def _write_one(folder, language, paragraph):
+    write_language(folder, language, paragraph)
 
 
 @pytest.fixture
 def tiny_lareqa(tmp_path):
     # aa: q2's answer_start 8 is in "A2."; bb has no sentence_breaks (sentences are located).
-    _write(tmp_path, "aa", _paragraph(["A0.", "A1.", "A2."], [("q1", "aa q1", 4), ("q2", "aa q2", 8)]))
-    _write(tmp_path, "bb", _paragraph(["B0.", "B1."], [("q1", "bb q1", 0), ("q2", "bb q2", 4)],
+    _write_one(tmp_path, "aa", _paragraph(["A0.", "A1.", "A2."], [("q1", "aa q1", 4), ("q2", "aa q2", 8)]))
+    _write_one(tmp_path, "bb", _paragraph(["B0.", "B1."], [("q1", "bb q1", 0), ("q2", "bb q2", 4)],
                                       breaks=False))
     return tmp_path
 
@@ -99,7 +85,7 @@ def test_hand_worked_fixture(tiny_lareqa):
 
 
 def test_answer_in_whitespace_belongs_to_next_sentence(tmp_path):
-    _write(tmp_path, "aa", _paragraph(["A0.", "A1."], [("q", "aa q1", 3)]))
+    _write_one(tmp_path, "aa", _paragraph(["A0.", "A1."], [("q", "aa q1", 3)]))
     assert load_lareqa(tmp_path).by_language["aa"].relevant.tolist() == [1]
 
 
@@ -114,11 +100,11 @@ def test_bad_input_errors_name_file_question_or_language(tiny_lareqa, monkeypatc
     with pytest.raises(TypeError, match="encode_queries"):
         evaluate_lareqa(object(), tiny_lareqa)
     broken = _paragraph(["A0."], [("q9", "x", 40)])
-    _write(tiny_lareqa, "cc", broken)
+    _write_one(tiny_lareqa, "cc", broken)
     with pytest.raises(ValueError, match="cc.json.*'q9'.*outside its context"):
         load_lareqa(tiny_lareqa, ["cc"])
     del broken["sentences"]
-    _write(tiny_lareqa, "cc", broken)
+    _write_one(tiny_lareqa, "cc", broken)
     with pytest.raises(ValueError, match="cc.json.*'sentences'"):
         load_lareqa(tiny_lareqa, ["cc"])
     monkeypatch.delenv("HBT_DATA_DIR", raising=False)

@@ -1,0 +1,157 @@
+"""MIRACL / BEIR layout: queries, relevance judgements (qrels) and a corpus per language.
+
+Layout of one language folder (``data_dir/<lang>/``, or ``data_dir`` itself for one language):
+
+* queries: ``queries.tsv`` / ``topics.tsv`` (``qid<TAB>query`` per line) or BEIR
+  ``queries.jsonl`` (``_id``/``text``);
+* qrels: ``qrels.txt`` / ``qrels.trec`` / ``qrels.tsv`` (TREC ``qid Q0 docid grade``, or BEIR
+  ``qid docid grade`` with an optional header), or BEIR ``qrels/test.tsv``;
+* corpus: ``corpus.jsonl`` with ``docid`` (or BEIR ``_id``), ``title`` and ``text``; a passage
+  is ``title + " " + text`` (just ``text`` when the title is empty).
+
+Only queries with at least one positive judgement are kept (``judged``), as trec_eval scores.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from hbt_fast.data.files import text_lines
+from hbt_fast.data.locations import check_languages, resolve_data_dir
+
+__all__ = ["BeirData", "BeirLanguage", "load_beir", "load_beir_language"]
+
+QUERY_FILES = ("queries.tsv", "topics.tsv", "queries.jsonl")
+QREL_FILES = ("qrels.txt", "qrels.trec", "qrels.tsv", "qrels/test.tsv")
+
+
+@dataclass
+class BeirLanguage:
+    folder: Path
+    judged: list  # ids of the queries with at least one positive judgement, in file order
+    queries: dict  # qid -> text
+    qrels: dict  # qid -> {docid: grade}
+    doc_ids: list
+    doc_texts: list
+
+
+@dataclass
+class BeirData:
+    languages: list
+    by_language: dict
+
+
+def _first_existing(folder: Path, names, what: str) -> Path:
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"{folder}: no {what} file (looked for {', '.join(names)})")
+
+
+def _json_object(line: str, where: str) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where}: not valid JSON ({error.msg})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object")
+    return record
+
+
+def _read_queries(path: Path) -> dict:
+    queries = {}
+    for line_no, line in text_lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_no}"
+        if path.suffix == ".jsonl":
+            record = _json_object(line, where)
+            if "_id" not in record or not isinstance(record.get("text"), str):
+                raise ValueError(f"{where}: a query needs '_id' and a string 'text'")
+            qid, text = str(record["_id"]), record["text"]
+        else:
+            parts = line.split("\t")
+            if len(parts) < 2:
+                raise ValueError(f"{where}: expected 'qid<TAB>query'")
+            qid, text = parts[0], parts[1]
+        if qid in queries:
+            raise ValueError(f"{where}: query id {qid!r} appears twice")
+        queries[qid] = text
+    return queries
+
+
+def _read_qrels(path: Path) -> dict:
+    qrels: dict = {}
+    for line_no, line in text_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) == 4:
+            qid, _, docid, grade = parts
+        elif len(parts) == 3:
+            qid, docid, grade = parts
+        else:
+            raise ValueError(f"{path}:{line_no}: expected 'qid Q0 docid grade'")
+        try:
+            grade = int(grade)
+        except ValueError:
+            if line_no == 1:  # BEIR header "query-id corpus-id score"
+                continue
+            raise ValueError(f"{path}:{line_no}: relevance grade {grade!r} is not an integer") \
+                from None
+        qrels.setdefault(qid, {})[docid] = grade
+    return qrels
+
+
+def _read_corpus(path: Path):
+    ids, texts, seen = [], [], {}
+    for line_no, line in text_lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_no}"
+        record = _json_object(line, where)
+        docid = record.get("docid", record.get("_id"))
+        if docid is None:
+            raise ValueError(f"{where}: corpus record has no 'docid' or '_id'")
+        title, text = record.get("title") or "", record.get("text") or ""
+        if not isinstance(title, str) or not isinstance(text, str):
+            raise ValueError(f"{where}: 'title' and 'text' must be strings")
+        docid = str(docid)
+        if docid in seen:
+            raise ValueError(f"{where}: document id {docid!r} already on line {seen[docid]}")
+        seen[docid] = line_no
+        ids.append(docid)
+        texts.append(f"{title} {text}" if title else text)
+    if not ids:
+        raise ValueError(f"{path}: the corpus is empty")
+    return ids, texts
+
+
+def load_beir_language(folder) -> BeirLanguage:
+    """Queries, qrels and corpus of one language folder."""
+    folder = Path(folder)
+    queries = _read_queries(_first_existing(folder, QUERY_FILES, "queries"))
+    qrels = _read_qrels(_first_existing(folder, QREL_FILES, "qrels"))
+    doc_ids, doc_texts = _read_corpus(_first_existing(folder, ("corpus.jsonl",), "corpus"))
+    judged = [q for q in queries if any(g > 0 for g in qrels.get(q, {}).values())]
+    if not judged:
+        raise ValueError(f"{folder}: no query has a positive qrel")
+    return BeirLanguage(folder, judged, queries, qrels, doc_ids, doc_texts)
+
+
+def load_beir(data_dir=None, languages: Optional[Sequence[str]] = None) -> BeirData:
+    """Every language folder of ``data_dir`` (or ``data_dir`` itself when it is one language)."""
+    root = resolve_data_dir(data_dir, "miracl", "miracl")
+    if languages is None:
+        languages = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "qrels")
+        folders = {lang: root / lang for lang in languages} or {root.name: root}
+    else:
+        folders = {lang: root / lang for lang in check_languages(languages)}
+        for lang, folder in folders.items():
+            if not folder.is_dir():
+                raise FileNotFoundError(f"language {lang!r}: folder {folder} does not exist")
+    by_language = {lang: load_beir_language(folder) for lang, folder in folders.items()}
+    return BeirData(list(by_language), by_language)

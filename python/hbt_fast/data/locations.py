@@ -1,0 +1,60 @@
+"""Where evaluation data lives: an explicit folder, or ``$HBT_DATA_DIR/<task>``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["DATA_ENV", "DATA_SOURCES", "check_languages", "resolve_data_dir"]
+
+DATA_ENV = "HBT_DATA_DIR"
+
+DATA_SOURCES = {
+    "xquad-r": "https://github.com/google-research-datasets/lareqa (folder xquad-r/)",
+    "mlqa-r": "https://github.com/google-research-datasets/lareqa (folder mlqa-dev-r/)",
+    "tatoeba": "https://github.com/facebookresearch/LASER/tree/main/data/tatoeba/v1",
+    "miracl": "https://github.com/project-miracl/miracl (or any BEIR-layout dataset)",
+}
+
+
+def resolve_data_dir(data_dir, task: str, subdir: str) -> Path:
+    """Return the task's data folder: ``data_dir`` if given, else ``$HBT_DATA_DIR/<subdir>``.
+
+    Raises FileNotFoundError saying where to obtain the data when the folder is missing.
+    """
+    source = DATA_SOURCES.get(task, "")
+    if data_dir is None:
+        root = os.environ.get(DATA_ENV)
+        if not root:
+            raise FileNotFoundError(
+                f"no data directory given for {task} and ${DATA_ENV} is not set; pass data_dir= "
+                f"or set {DATA_ENV} to a folder holding {subdir}/. Obtain the data from {source}"
+            )
+        data_dir = Path(root) / subdir
+    if not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(f"data_dir must be a path, got {type(data_dir).__name__}")
+    path = Path(data_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{task} data directory {str(path)!r} does not exist. Obtain the data from {source}"
+        )
+    return path
+
+
+def check_languages(languages, *, found=None) -> list:
+    """A non-empty list of distinct language codes (strings)."""
+    if isinstance(languages, (str, bytes)):
+        raise TypeError("languages must be a list of language codes, not a single string")
+    try:
+        languages = list(languages)
+    except TypeError:
+        raise TypeError(f"languages must be a list of language codes, got {languages!r}") from None
+    if not languages:
+        raise ValueError("languages must not be empty (leave it out to use every language found)")
+    for language in languages:
+        if not isinstance(language, str) or not language or "/" in language or "\\" in language:
+            raise ValueError(f"languages: {language!r} is not a language code")
+    duplicates = sorted({lang for lang in languages if languages.count(lang) > 1})
+    if duplicates:
+        raise ValueError(f"languages lists {duplicates} more than once")
+    return languages
