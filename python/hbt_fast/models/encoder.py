@@ -34,6 +34,36 @@ def _check_side(side: str) -> None:
         raise ValueError(f"side must be one of {SIDES}, got {side!r}")
 
 
+def pad_ids(ids: Sequence[Sequence[int]], pad_id: Optional[int], *, left: bool = False) -> dict:
+    """``input_ids`` / ``attention_mask`` tensors padded to the longest row, as the tokenizer
+    pads (``left`` for tokenizers whose padding side is left)."""
+    if pad_id is None:
+        raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token")
+    longest = max(len(row) for row in ids)
+    input_ids = torch.full((len(ids), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), longest), dtype=torch.long)
+    for i, row in enumerate(ids):
+        span = slice(longest - len(row), longest) if left else slice(0, len(row))
+        input_ids[i, span] = torch.as_tensor(row, dtype=torch.long)
+        mask[i, span] = 1
+    return {"input_ids": input_ids, "attention_mask": mask}
+
+
+def _load_transformer(location: str, pooling: str):
+    from transformers import AutoModel
+
+    if pooling == "pooler":
+        return AutoModel.from_pretrained(location)
+    try:
+        # A pooler that is never used would be loaded (or, absent from the checkpoint, randomly
+        # initialised and reported as missing) for nothing.
+        return AutoModel.from_pretrained(location, add_pooling_layer=False)
+    except TypeError as error:
+        if "add_pooling_layer" not in str(error):
+            raise
+        return AutoModel.from_pretrained(location)  # an architecture without a pooler option
+
+
 class TextEncoder(torch.nn.Module):
     """A transformer + tokenizer + pooling head, with separate query and passage sides.
 
@@ -96,13 +126,13 @@ class TextEncoder(torch.nn.Module):
         adds the study's "Query: " / "Passage: "; ``query_prefix`` / ``passage_prefix`` and any
         other :class:`EncoderSettings` field override by keyword.
         """
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
         name = str(name_or_path)
         encoder_settings, dense, subfolder = resolve(
             name, preset, {**settings, "query_prefix": query_prefix, "passage_prefix": passage_prefix})
         location = str(Path(name) / subfolder) if subfolder and Path(name).is_dir() else name
-        model = AutoModel.from_pretrained(location)
+        model = _load_transformer(location, encoder_settings.pooling)
         tokenizer = AutoTokenizer.from_pretrained(location)
         encoder = cls(model, tokenizer, encoder_settings, dense=dense,
                       freeze_word_embeddings=freeze_word_embeddings, batch_size=batch_size,
@@ -148,20 +178,6 @@ class TextEncoder(torch.nn.Module):
                                  max_length=self.settings.max_length(side))
         return [list(ids) for ids in encoded["input_ids"]]
 
-    def _pad(self, ids: Sequence[Sequence[int]]) -> dict:
-        pad_id = self.tokenizer.pad_token_id
-        if pad_id is None:
-            raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token")
-        longest = max(len(row) for row in ids)
-        input_ids = torch.full((len(ids), longest), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), longest), dtype=torch.long)
-        left = getattr(self.tokenizer, "padding_side", "right") == "left"
-        for i, row in enumerate(ids):
-            span = slice(longest - len(row), longest) if left else slice(0, len(row))
-            input_ids[i, span] = torch.as_tensor(row, dtype=torch.long)
-            mask[i, span] = 1
-        return {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
-
     def embed_ids(self, ids: Sequence[Sequence[int]], side: str = "passage") -> torch.Tensor:
         """Embeddings ``[len(ids), dim]`` with gradients, from :meth:`tokenize_all` output;
         padded to the batch's longest row, the same result as :meth:`embed` on the texts."""
@@ -170,7 +186,9 @@ class TextEncoder(torch.nn.Module):
             return torch.zeros((0, self.dim), device=self.device)
         if any(len(row) == 0 for row in ids):
             raise ValueError("ids must not contain empty rows")
-        batch = self._pad(ids)
+        left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        batch = {k: v.to(self.device) for k, v in
+                 pad_ids(ids, self.tokenizer.pad_token_id, left=left).items()}
         outputs = self.model(**batch)
         return self.head(outputs, batch["attention_mask"])
 

@@ -85,6 +85,10 @@ def _read_dense(name_or_path: str, folder: str) -> Dense:
     config = _read_json(config_path)
     if config.get("use_residual"):
         raise ValueError(f"{config_path}: Dense with use_residual is not supported")
+    for key in ("module_input_name", "module_output_name"):
+        if config.get(key, "sentence_embedding") not in (None, "sentence_embedding"):
+            raise ValueError(f"{config_path}: Dense {key}={config[key]!r} is not supported "
+                             "(only the sentence embedding)")
     dense = Dense(int(config["in_features"]), int(config["out_features"]),
                   bias=bool(config.get("bias", True)),
                   activation=config.get("activation_function") or "torch.nn.modules.linear.Identity")
