@@ -6,9 +6,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "build_config.hpp"
 #include "common/check.hpp"
@@ -36,62 +39,202 @@ void check_shape(const CArray<T>& array, const char* name, std::initializer_list
 }
 
 // ---------------------------------------------------------------- sampler
-hbt::HybridSampler make_sampler(const CArray<int64_t>& languages, const CArray<int64_t>& groups,
-                                int64_t batch_size, const std::string& mode, double alpha,
-                                double lang_exponent, uint64_t seed, int64_t rank,
-                                int64_t world_size, bool drop_last) {
-  check_shape(languages, "languages", {-1});
-  check_shape(groups, "groups", {languages.shape(0)});
-  hbt::SamplerConfig config;
-  config.batch_size = batch_size;
-  config.mode = hbt::parse_sampler_mode(mode);
-  config.alpha = alpha;
-  config.lang_exponent = lang_exponent;
-  config.seed = seed;
-  config.rank = rank;
-  config.world_size = world_size;
-  config.drop_last = drop_last;
-  py::gil_scoped_release release;
-  return hbt::HybridSampler(languages.data(), groups.data(), languages.shape(0), config);
+// Batch is a struct sequence (the kind of tuple os.stat_result is): it unpacks as
+// (query_rows, passage_rows) and carries kind and language as attributes only, so code
+// written for plain pairs keeps working. Built here because a Python tuple subclass with an
+// attribute dict costs about five times as much per batch.
+PyStructSequence_Field batch_fields[] = {
+    {"query_rows", "int64 [batch_size]: rows whose queries form the batch"},
+    {"passage_rows", "int64 [batch_size]: rows whose passages are the positives"},
+    {"kind", "'xx' (one language, query_rows == passage_rows) or 'xy'"},
+    {"language", "language id of an X-X batch, -1 for an X-Y batch"},
+    {nullptr, nullptr}};
+PyStructSequence_Desc batch_desc = {
+    "hbt_fast.sampler.Batch",
+    "One rank's batch: unpacks as (query_rows, passage_rows); .kind is 'xx' or 'xy', "
+    ".language the X-X language id or -1.",
+    batch_fields, 2};
+PyTypeObject* batch_type = nullptr;
+
+py::object make_batch(PyObject* query_rows, PyObject* passage_rows, int64_t language) {
+  static PyObject* const xx = PyUnicode_InternFromString("xx");
+  static PyObject* const xy = PyUnicode_InternFromString("xy");
+  PyObject* batch = PyStructSequence_New(batch_type);
+  if (batch == nullptr) throw py::error_already_set();
+  PyObject* kind = language >= 0 ? xx : xy;
+  Py_INCREF(kind);
+  PyStructSequence_SetItem(batch, 0, query_rows);  // steals the references
+  PyStructSequence_SetItem(batch, 1, passage_rows);
+  PyStructSequence_SetItem(batch, 2, kind);
+  PyStructSequence_SetItem(batch, 3, PyLong_FromLongLong(language));
+  return py::reinterpret_steal<py::object>(batch);
 }
 
-py::tuple sampler_batches(hbt::HybridSampler& sampler, int64_t start, int64_t count) {
-  hbt::require(start >= 0 && count >= 0 && start + count <= sampler.num_batches(),
-               "batches [", start, ", ", start + count, ") outside the epoch's ",
-               sampler.num_batches(), " batches");
+// One Python iteration over an epoch: fetches batches from its own cursor in chunks and
+// reports each handed-out position to the sampler (the resume state lives in C++).
+class BatchIterator {
+ public:
+  explicit BatchIterator(std::shared_ptr<hbt::HybridSampler> sampler)
+      : sampler_(std::move(sampler)), cursor_(sampler_->begin_iteration()) {}
+
+  py::object next() {
+    if (next_ == chunk_.size()) refill();
+    if (chunk_.empty()) {  // the epoch is over: the next iteration starts at its first batch
+      sampler_->record_position(cursor_.ticket(), 0);
+      throw py::stop_iteration();
+    }
+    py::object batch = std::move(chunk_[next_++]);
+    sampler_->record_position(cursor_.ticket(), cursor_.position() - (chunk_.size() - next_));
+    return batch;
+  }
+
+ private:
+  static constexpr int64_t kChunkBatches = 64;
+
+  void refill() {
+    chunk_.clear();
+    next_ = 0;
+    const int64_t count = std::min(kChunkBatches, cursor_.remaining());
+    if (count == 0) return;
+    const int64_t width = sampler_->config().batch_size;
+    py::array_t<int64_t> queries({count, width});
+    py::array_t<int64_t> passages({count, width});
+    std::vector<int64_t> languages(count);
+    cursor_.next(count, queries.mutable_data(), passages.mutable_data(), languages.data());
+    chunk_.reserve(count);
+    for (int64_t k = 0; k < count; ++k) {  // rows are views into the chunk arrays
+      PyObject* query_rows = PySequence_GetItem(queries.ptr(), k);
+      PyObject* passage_rows = PySequence_GetItem(passages.ptr(), k);
+      if (query_rows == nullptr || passage_rows == nullptr) throw py::error_already_set();
+      chunk_.push_back(make_batch(query_rows, passage_rows, languages[k]));
+    }
+  }
+
+  std::shared_ptr<hbt::HybridSampler> sampler_;
+  hbt::EpochCursor cursor_;
+  std::vector<py::object> chunk_;
+  size_t next_ = 0;
+};
+
+// Ids arrive as int64 or uint64 arrays (Python converts every other integer dtype to int64);
+// the core checks their values, so uint64 ids >= 2**63 are reported as passed.
+template <typename LanguageId, typename GroupId>
+hbt::HybridSampler* new_sampler(const py::array& languages, const py::array& groups,
+                                const hbt::SamplerConfig& config) {
+  const auto l = CArray<LanguageId>::ensure(languages);
+  const auto g = CArray<GroupId>::ensure(groups);
+  check_shape(l, "languages", {-1});
+  check_shape(g, "groups", {-1});
+  hbt::require(l.shape(0) == g.shape(0), "languages and groups must have the same length, got ",
+               l.shape(0), " and ", g.shape(0));
+  py::gil_scoped_release release;
+  return new hbt::HybridSampler(l.data(), g.data(), l.shape(0), config);
+}
+
+hbt::HybridSampler* make_sampler(const py::array& languages, const py::array& groups,
+                                 const hbt::SamplerConfig& config) {
+  const bool unsigned_languages = languages.dtype().equal(py::dtype::of<uint64_t>());
+  const bool unsigned_groups = groups.dtype().equal(py::dtype::of<uint64_t>());
+  if (unsigned_languages && unsigned_groups) return new_sampler<uint64_t, uint64_t>(languages, groups, config);
+  if (unsigned_languages) return new_sampler<uint64_t, int64_t>(languages, groups, config);
+  if (unsigned_groups) return new_sampler<int64_t, uint64_t>(languages, groups, config);
+  return new_sampler<int64_t, int64_t>(languages, groups, config);
+}
+
+py::tuple sampler_batches(const hbt::HybridSampler& sampler, int64_t epoch, int64_t start,
+                          int64_t count) {
+  hbt::require(count >= 0 && count <= sampler.num_batches(), "count must be in [0, ",
+               sampler.num_batches(), "], got ", count);
   const int64_t width = sampler.config().batch_size;
   py::array_t<int64_t> queries({count, width});
   py::array_t<int64_t> passages({count, width});
+  py::array_t<int64_t> languages(count);
   int64_t* query_data = queries.mutable_data();
   int64_t* passage_data = passages.mutable_data();
+  int64_t* language_data = languages.mutable_data();
   {
     py::gil_scoped_release release;
-    sampler.batches(start, count, query_data, passage_data);
+    sampler.batches(epoch, start, count, query_data, passage_data, language_data);
   }
-  return py::make_tuple(queries, passages);
+  return py::make_tuple(queries, passages, languages);
 }
 
-py::array_t<int64_t> sampler_batch_languages(const hbt::HybridSampler& sampler) {
+py::array_t<int64_t> sampler_batch_languages(const hbt::HybridSampler& sampler, int64_t epoch) {
   py::array_t<int64_t> languages(sampler.num_batches());
   int64_t* out = languages.mutable_data();
-  for (int64_t k = 0; k < sampler.num_batches(); ++k) out[k] = sampler.batch_language(k);
+  py::gil_scoped_release release;
+  const hbt::EpochCursor cursor(sampler, epoch, 0);
+  for (int64_t k = 0; k < sampler.num_batches(); ++k) out[k] = cursor.batch_language(k);
   return languages;
 }
 
+void bind_sampler_config(py::module_& m) {
+  py::class_<hbt::SamplerConfig>(m, "SamplerConfig")
+      .def(py::init([](int64_t batch_size, const std::string& mode, double alpha,
+                       double lang_exponent, uint64_t seed, int64_t rank, int64_t world_size,
+                       bool drop_last) {
+             hbt::SamplerConfig config;
+             config.batch_size = batch_size;
+             config.mode = hbt::parse_sampler_mode(mode);
+             config.alpha = alpha;
+             config.lang_exponent = lang_exponent;
+             config.seed = seed;
+             config.rank = rank;
+             config.world_size = world_size;
+             config.drop_last = drop_last;
+             config.validate();
+             return config;
+           }),
+           py::kw_only(), py::arg("batch_size"), py::arg("mode") = "hybrid",
+           py::arg("alpha") = 0.5, py::arg("lang_exponent") = 0.0, py::arg("seed") = 0,
+           py::arg("rank") = 0, py::arg("world_size") = 1, py::arg("drop_last") = true)
+      .def_readwrite("batch_size", &hbt::SamplerConfig::batch_size)
+      .def_property(
+          "mode", [](const hbt::SamplerConfig& c) { return hbt::sampler_mode_name(c.mode); },
+          [](hbt::SamplerConfig& c, const std::string& mode) { c.mode = hbt::parse_sampler_mode(mode); })
+      .def_readwrite("alpha", &hbt::SamplerConfig::alpha)
+      .def_readwrite("lang_exponent", &hbt::SamplerConfig::lang_exponent)
+      .def_readwrite("seed", &hbt::SamplerConfig::seed)
+      .def_readwrite("rank", &hbt::SamplerConfig::rank)
+      .def_readwrite("world_size", &hbt::SamplerConfig::world_size)
+      .def_readwrite("drop_last", &hbt::SamplerConfig::drop_last)
+      .def("validate", &hbt::SamplerConfig::validate);
+
+  py::class_<hbt::SamplerState>(m, "SamplerState")
+      .def_readwrite("epoch", &hbt::SamplerState::epoch)
+      .def_readwrite("position", &hbt::SamplerState::position)
+      .def_readwrite("config", &hbt::SamplerState::config)
+      .def_readwrite("num_pairs", &hbt::SamplerState::num_pairs)
+      .def_readwrite("num_batches", &hbt::SamplerState::num_batches)
+      .def_readwrite("data_digest", &hbt::SamplerState::data_digest);
+}
+
 void bind_sampler(py::module_& m) {
-  py::class_<hbt::HybridSampler>(m, "HybridSampler")
-      .def(py::init(&make_sampler), py::arg("languages"), py::arg("groups"),
-           py::arg("batch_size"), py::arg("mode"), py::arg("alpha"), py::arg("lang_exponent"),
-           py::arg("seed"), py::arg("rank"), py::arg("world_size"), py::arg("drop_last"))
-      .def_property_readonly("num_batches", &hbt::HybridSampler::num_batches)
-      .def_property_readonly("epoch", &hbt::HybridSampler::epoch)
-      .def("set_epoch", &hbt::HybridSampler::set_epoch, py::call_guard<py::gil_scoped_release>())
-      .def("batches", &sampler_batches)
-      .def("batch_languages", &sampler_batch_languages)
-      .def("xx_languages", &hbt::HybridSampler::xx_languages)
-      .def("small_languages", &hbt::HybridSampler::small_languages)
-      .def_property_readonly("num_cross_groups", &hbt::HybridSampler::num_cross_groups)
-      .def_property_readonly("memory_bytes", &hbt::HybridSampler::memory_bytes);
+  batch_type = PyStructSequence_NewType(&batch_desc);
+  if (batch_type == nullptr) throw py::error_already_set();
+  m.add_object("Batch", py::reinterpret_borrow<py::object>(reinterpret_cast<PyObject*>(batch_type)));
+  bind_sampler_config(m);
+
+  py::class_<BatchIterator>(m, "BatchIterator")
+      .def("__iter__", [](py::object self) { return self; })
+      .def("__next__", &BatchIterator::next);
+
+  using Sampler = hbt::HybridSampler;
+  py::class_<Sampler, std::shared_ptr<Sampler>>(m, "HybridSampler")
+      .def(py::init(&make_sampler), py::arg("languages"), py::arg("groups"), py::arg("config"))
+      .def_property_readonly("num_batches", &Sampler::num_batches)
+      .def_property_readonly("config", &Sampler::config)
+      .def_property_readonly("epoch", &Sampler::epoch)
+      .def("set_epoch", &Sampler::set_epoch, py::arg("epoch"))
+      .def("get_state", &Sampler::state)
+      .def("set_state", &Sampler::set_state, py::arg("state"))
+      .def("__iter__", [](std::shared_ptr<Sampler> self) { return BatchIterator(std::move(self)); })
+      .def("batches", &sampler_batches, py::arg("epoch"), py::arg("start"), py::arg("count"))
+      .def("batch_languages", &sampler_batch_languages, py::arg("epoch"))
+      .def("xx_languages", &Sampler::xx_languages)
+      .def("small_languages", &Sampler::small_languages)
+      .def_property_readonly("num_cross_groups", &Sampler::num_cross_groups)
+      .def_property_readonly("memory_bytes", &Sampler::memory_bytes);
 }
 
 // ---------------------------------------------------------------- loss

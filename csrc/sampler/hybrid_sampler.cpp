@@ -1,10 +1,13 @@
 #include "sampler/hybrid_sampler.hpp"
 
 #include <algorithm>
+#include <cinttypes>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 
 #include "common/check.hpp"
+#include "common/checked.hpp"
 #include "common/random.hpp"
 
 namespace hbt {
@@ -20,40 +23,15 @@ inline uint32_t bounded(uint64_t bits, uint32_t bound) {
   return static_cast<uint32_t>(((bits >> 32) * bound) >> 32);
 }
 
-// Ranks of `values` after sorting unique values: out[i] = position of values[i] in `unique`.
-std::vector<int64_t> compact_ids(const int64_t* values, int64_t n, std::vector<int64_t>& unique) {
-  unique.assign(values, values + n);
-  std::sort(unique.begin(), unique.end());
-  unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
-  std::vector<int64_t> compact(n);
-  for (int64_t i = 0; i < n; ++i) {
-    compact[i] = std::lower_bound(unique.begin(), unique.end(), values[i]) - unique.begin();
-  }
-  return compact;
-}
-
-// Counting sort of rows by key: offsets has num_keys + 1 entries, rows keeps input order
-// within a key, which makes the layout (and so every shuffle) independent of the platform.
-void bucket_rows(const std::vector<int64_t>& keys, int64_t num_keys,
-                 std::vector<int64_t>& offsets, std::vector<HybridSampler::Index>& rows) {
-  offsets.assign(num_keys + 1, 0);
-  for (int64_t key : keys) ++offsets[key + 1];
-  std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
-  std::vector<int64_t> cursor(offsets.begin(), offsets.end() - 1);
-  rows.resize(keys.size());
-  for (size_t row = 0; row < keys.size(); ++row) {
-    rows[cursor[keys[row]]++] = static_cast<HybridSampler::Index>(row);
-  }
-}
-
 // Integer counts proportional to weights that sum to total (largest remainder method;
-// ties go to the lower index so the result is the same everywhere).
+// ties go to the lower index so the result is the same everywhere). Weights are finite,
+// non-negative and sum to 1 (or are all 0 when total is 0).
 std::vector<int64_t> apportion(const std::vector<double>& weights, int64_t total) {
   std::vector<int64_t> counts(weights.size());
   std::vector<std::pair<double, size_t>> remainders(weights.size());
   int64_t assigned = 0;
   for (size_t i = 0; i < weights.size(); ++i) {
-    const double exact = weights[i] * static_cast<double>(total);
+    const double exact = std::min(weights[i], 1.0) * static_cast<double>(total);
     counts[i] = static_cast<int64_t>(std::floor(exact));
     assigned += counts[i];
     remainders[i] = {exact - static_cast<double>(counts[i]), i};
@@ -62,6 +40,17 @@ std::vector<int64_t> apportion(const std::vector<double>& weights, int64_t total
                    [](const auto& a, const auto& b) { return a.first > b.first; });
   for (size_t i = 0; assigned < total; ++i, ++assigned) ++counts[remainders[i % weights.size()].second];
   return counts;
+}
+
+std::string hex_digest(uint64_t digest) {
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016" PRIx64, digest);
+  return text;
+}
+
+const SamplerConfig& validated(const SamplerConfig& config) {
+  config.validate();
+  return config;
 }
 
 }  // namespace
@@ -73,101 +62,96 @@ SamplerMode parse_sampler_mode(const std::string& name) {
   fail("mode must be 'xx', 'xy' or 'hybrid', got '", name, "'");
 }
 
-HybridSampler::HybridSampler(const int64_t* languages, const int64_t* groups, int64_t num_pairs,
+const char* sampler_mode_name(SamplerMode mode) {
+  switch (mode) {
+    case SamplerMode::kXX: return "xx";
+    case SamplerMode::kXY: return "xy";
+    case SamplerMode::kHybrid: return "hybrid";
+  }
+  fail("invalid sampler mode ", static_cast<int>(mode));
+}
+
+void SamplerConfig::validate() const {
+  sampler_mode_name(mode);
+  require(batch_size >= 1, "batch_size must be >= 1, got ", batch_size);
+  require(world_size >= 1, "world_size must be >= 1, got ", world_size);
+  global_batch();
+  require(rank >= 0 && rank < world_size, "rank must be in [0, world_size=", world_size,
+          "), got ", rank);
+  require(alpha >= 0.0 && alpha <= 1.0, "alpha must be in [0, 1], got ", alpha);
+  require(std::isfinite(lang_exponent), "lang_exponent must be finite, got ", lang_exponent);
+}
+
+int64_t SamplerConfig::global_batch() const {
+  return checked_mul(batch_size, world_size, "batch_size * world_size");
+}
+
+template <typename LanguageId, typename GroupId>
+HybridSampler::HybridSampler(const LanguageId* languages, const GroupId* groups, int64_t num_pairs,
                              const SamplerConfig& config)
-    : config_(config), num_pairs_(num_pairs) {
-  require(num_pairs > 0, "languages must not be empty");
-  require(num_pairs < static_cast<int64_t>(UINT32_MAX), "at most 2^32 - 1 pairs are supported, got ",
-          num_pairs);
-  require(config.batch_size >= 1, "batch_size must be >= 1, got ", config.batch_size);
-  require(config.world_size >= 1, "world_size must be >= 1, got ", config.world_size);
-  require(config.rank >= 0 && config.rank < config.world_size, "rank must be in [0, world_size=",
-          config.world_size, "), got ", config.rank);
-  require(config.alpha >= 0.0 && config.alpha <= 1.0, "alpha must be in [0, 1], got ", config.alpha);
-  require(std::isfinite(config.lang_exponent), "lang_exponent must be finite, got ",
-          config.lang_exponent);
-  index_pairs(languages, groups);
-  validate_and_size();
+    : config_(validated(config)), index_(languages, groups, num_pairs),
+      global_batch_(config.global_batch()) {
+  compute_language_weights();
+  size_epoch();
   index_cross_layers();
-  set_epoch(0);
 }
 
-void HybridSampler::index_pairs(const int64_t* languages, const int64_t* groups) {
-  for (int64_t i = 0; i < num_pairs_; ++i) {
-    require(languages[i] >= 0, "languages must be non-negative ids, got ", languages[i], " at row ", i);
-    require(groups[i] >= 0, "groups must be non-negative ids, got ", groups[i], " at row ", i);
-  }
-  const std::vector<int64_t> language = compact_ids(languages, num_pairs_, language_ids_);
-  std::vector<int64_t> group_ids;
-  const std::vector<int64_t> group = compact_ids(groups, num_pairs_, group_ids);
-  const auto num_languages = static_cast<int64_t>(language_ids_.size());
-  const auto num_groups = static_cast<int64_t>(group_ids.size());
+template HybridSampler::HybridSampler(const int64_t*, const int64_t*, int64_t, const SamplerConfig&);
+template HybridSampler::HybridSampler(const int64_t*, const uint64_t*, int64_t, const SamplerConfig&);
+template HybridSampler::HybridSampler(const uint64_t*, const int64_t*, int64_t, const SamplerConfig&);
+template HybridSampler::HybridSampler(const uint64_t*, const uint64_t*, int64_t, const SamplerConfig&);
 
-  bucket_rows(language, num_languages, language_offsets_, language_pairs_);
-  // Within a group, rows ordered by language: bucket the language-ordered rows by group.
-  group_offsets_.assign(num_groups + 1, 0);
-  for (int64_t g : group) ++group_offsets_[g + 1];
-  std::partial_sum(group_offsets_.begin(), group_offsets_.end(), group_offsets_.begin());
-  std::vector<int64_t> cursor(group_offsets_.begin(), group_offsets_.end() - 1);
-  group_pairs_.resize(num_pairs_);
-  for (Index row : language_pairs_) group_pairs_[cursor[group[row]]++] = row;
-
-  for (int64_t g = 0; g < num_groups; ++g) {
-    for (int64_t k = group_offsets_[g] + 1; k < group_offsets_[g + 1]; ++k) {
-      const Index a = group_pairs_[k - 1], b = group_pairs_[k];
-      require(language[a] != language[b], "pairs must have distinct (group, language): rows ", a,
-              " and ", b, " both have group ", groups[a], " and language ", languages[a]);
-    }
-    const int64_t count = group_offsets_[g + 1] - group_offsets_[g];
-    if (count >= 2) {
-      cross_groups_.push_back({static_cast<Index>(g), static_cast<Index>(group_offsets_[g]),
-                               static_cast<uint32_t>(count)});
-    }
+void HybridSampler::compute_language_weights() {
+  // Weight n ** e relative to the language that weighs most (the largest for e > 0, the
+  // smallest for e < 0): exp(e * (log n - log n_ref)) has an exponent <= 0, so no finite e
+  // overflows or makes NaN; e = 0 and e = 1 stay exact (no libm rounding across platforms).
+  const int64_t num_languages = index_.num_languages();
+  double log_reference = 0.0;
+  bool any = false;
+  for (int64_t l = 0; l < num_languages; ++l) {
+    if (!is_xx_language(l)) continue;
+    const double log_size = std::log(static_cast<double>(index_.language_size(l)));
+    const bool heavier = config_.lang_exponent > 0 ? log_size > log_reference : log_size < log_reference;
+    if (!any || heavier) log_reference = log_size;
+    any = true;
   }
+  language_weights_.assign(num_languages, 0.0);
+  double weight_sum = 0.0;
+  for (int64_t l = 0; l < num_languages; ++l) {
+    if (!is_xx_language(l)) continue;
+    const auto size = static_cast<double>(index_.language_size(l));
+    double weight = 1.0;
+    if (config_.lang_exponent == 1.0) {
+      weight = size;
+    } else if (config_.lang_exponent != 0.0) {
+      weight = std::exp(config_.lang_exponent * (std::log(size) - log_reference));
+    }
+    language_weights_[l] = weight;
+    weight_sum += weight;  // >= 1: the reference language weighs exactly 1 (or n for e = 1)
+  }
+  for (double& w : language_weights_) w /= (weight_sum > 0.0 ? weight_sum : 1.0);
 }
 
-void HybridSampler::validate_and_size() {
-  const int64_t global = global_batch();
+void HybridSampler::size_epoch() {
   const bool needs_xx = config_.mode == SamplerMode::kXX ||
                         (config_.mode == SamplerMode::kHybrid && config_.alpha > 0.0);
   const bool needs_xy = config_.mode == SamplerMode::kXY ||
                         (config_.mode == SamplerMode::kHybrid && config_.alpha < 1.0);
-  const auto num_languages = static_cast<int64_t>(language_ids_.size());
-
-  // Weights n ** e, computed in log space relative to the heaviest language so that no
-  // exponent overflows; e = 0 and e = 1 stay exact (no libm rounding across platforms).
   int64_t xx_pairs = 0;
-  std::vector<double> log_weight(num_languages, -INFINITY);
-  double max_log_weight = -INFINITY;
-  for (int64_t l = 0; l < num_languages; ++l) {
-    const int64_t size = language_offsets_[l + 1] - language_offsets_[l];
-    if (size < global) continue;
-    xx_pairs += size;
-    log_weight[l] = config_.lang_exponent == 0.0 ? 0.0 : config_.lang_exponent * std::log(static_cast<double>(size));
-    max_log_weight = std::max(max_log_weight, log_weight[l]);
+  for (int64_t l = 0; l < index_.num_languages(); ++l) {
+    if (is_xx_language(l)) xx_pairs += index_.language_size(l);
   }
-  double weight_sum = 0.0;
-  language_weights_.assign(num_languages, 0.0);
-  for (int64_t l = 0; l < num_languages; ++l) {
-    const int64_t size = language_offsets_[l + 1] - language_offsets_[l];
-    if (size < global) continue;
-    language_weights_[l] = config_.lang_exponent == 1.0 ? static_cast<double>(size)
-                                                        : std::exp(log_weight[l] - max_log_weight);
-    weight_sum += language_weights_[l];
-  }
-  for (double& w : language_weights_) w /= (weight_sum > 0.0 ? weight_sum : 1.0);
-  int64_t xy_pairs = 0;
-  for (const CrossGroup& g : cross_groups_) xy_pairs += g.count;
-
+  const int64_t xy_pairs = index_.cross_pairs();
+  const auto num_cross_groups = static_cast<int64_t>(index_.cross_groups().size());
   if (needs_xx) {
-    require(xx_pairs > 0, "batch_size * world_size = ", global,
+    require(xx_pairs > 0, "batch_size * world_size = ", global_batch_,
             " exceeds the pairs of every language, so no X-X batch can be formed");
   }
   if (needs_xy) {
-    require(!cross_groups_.empty(), "no group has pairs in two languages, so mode '",
-            config_.mode == SamplerMode::kXY ? "xy" : "hybrid", "' cannot form X-Y batches");
-    require(static_cast<int64_t>(cross_groups_.size()) >= global, "batch_size * world_size = ",
-            global, " exceeds the ", cross_groups_.size(),
+    require(num_cross_groups > 0, "no group has pairs in two languages, so mode '",
+            sampler_mode_name(config_.mode), "' cannot form X-Y batches");
+    require(num_cross_groups >= global_batch_, "batch_size * world_size = ", global_batch_,
+            " exceeds the ", num_cross_groups,
             " groups present in two languages, so no X-Y batch can be formed");
   }
   double epoch_pairs = 0.0;
@@ -178,44 +162,156 @@ void HybridSampler::validate_and_size() {
       epoch_pairs = config_.alpha * static_cast<double>(xx_pairs) +
                     (1.0 - config_.alpha) * static_cast<double>(xy_pairs);
   }
-  const double batches = epoch_pairs / static_cast<double>(global);
+  // At most num_pairs / global_batch + 1 batches, so the conversion cannot overflow.
+  const double batches = epoch_pairs / static_cast<double>(global_batch_);
   num_batches_ = static_cast<int64_t>(config_.drop_last ? std::floor(batches) : std::ceil(batches));
   num_batches_ = std::max<int64_t>(num_batches_, 1);
-  language_streams_.assign(num_languages, Stream<Index>{});
 }
 
 void HybridSampler::index_cross_layers() {
   uint32_t num_layers = 0;
-  for (const CrossGroup& g : cross_groups_) num_layers = std::max(num_layers, g.count);
-  std::vector<int64_t> layer_sizes(num_layers, 0);
-  for (const CrossGroup& g : cross_groups_) {
-    for (uint32_t layer = 0; layer < g.count; ++layer) ++layer_sizes[layer];
+  for (const auto& g : index_.cross_groups()) num_layers = std::max(num_layers, g.count);
+  layer_sizes_.assign(num_layers, 0);
+  for (const auto& g : index_.cross_groups()) {
+    for (uint32_t layer = 0; layer < g.count; ++layer) ++layer_sizes_[layer];
   }
   layer_batch_offsets_.assign(num_layers + 1, 0);
   for (uint32_t layer = 0; layer < num_layers; ++layer) {
-    layer_batch_offsets_[layer + 1] = layer_batch_offsets_[layer] + layer_sizes[layer] / global_batch();
+    layer_batch_offsets_[layer + 1] = layer_batch_offsets_[layer] + layer_sizes_[layer] / global_batch_;
   }
   cross_batches_per_pass_ = layer_batch_offsets_.back();
-  layer_streams_.assign(num_layers, Stream<CrossGroup>{});
+}
+
+int64_t HybridSampler::epoch() const {
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  return epoch_;
 }
 
 void HybridSampler::set_epoch(int64_t epoch) {
   require(epoch >= 0, "epoch must be >= 0, got ", epoch);
+  std::lock_guard<std::mutex> lock(state_mutex_);
   epoch_ = epoch;
-  for (Stream<Index>& s : language_streams_) s.pass = -1;
-  for (Stream<CrossGroup>& s : layer_streams_) s.pass = -1;
-  cross_batch_order_.pass = -1;
+  position_ = resume_at_ = 0;
+  ++ticket_;  // running iterators no longer move the state
+}
+
+SamplerState HybridSampler::state() const {
+  SamplerState state;
+  {
+    std::lock_guard<std::mutex> lock(state_mutex_);
+    state.epoch = epoch_;
+    state.position = position_;
+  }
+  state.config = config_;
+  state.num_pairs = index_.num_pairs();
+  state.num_batches = num_batches_;
+  state.data_digest = hex_digest(index_.digest());
+  return state;
+}
+
+void HybridSampler::set_state(const SamplerState& state) {
+  const SamplerConfig& saved = state.config;
+  auto same = [](const char* name, const auto& theirs, const auto& ours) {
+    require(theirs == ours, "state was saved with ", name, "=", theirs, " but this sampler has ",
+            name, "=", ours);
+  };
+  same("mode", std::string(sampler_mode_name(saved.mode)), std::string(sampler_mode_name(config_.mode)));
+  same("alpha", saved.alpha, config_.alpha);
+  same("lang_exponent", saved.lang_exponent, config_.lang_exponent);
+  same("seed", saved.seed, config_.seed);
+  same("batch_size", saved.batch_size, config_.batch_size);
+  same("world_size", saved.world_size, config_.world_size);
+  auto boolean = [](bool value) { return std::string(value ? "True" : "False"); };
+  same("drop_last", boolean(saved.drop_last), boolean(config_.drop_last));
+  same("num_pairs", state.num_pairs, index_.num_pairs());
+  same("num_batches", state.num_batches, num_batches_);
+  same("data_digest", state.data_digest, hex_digest(index_.digest()));
+  require(state.epoch >= 0, "state epoch must be >= 0, got ", state.epoch);
+  require(state.position >= 0 && state.position <= num_batches_, "state position must be in [0, ",
+          num_batches_, "], got ", state.position);
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  epoch_ = state.epoch;
+  position_ = resume_at_ = state.position;
+  ++ticket_;
+}
+
+EpochCursor HybridSampler::begin_iteration() {
+  int64_t epoch, start;
+  uint64_t ticket;
+  {
+    std::lock_guard<std::mutex> lock(state_mutex_);
+    epoch = epoch_;
+    start = position_ = resume_at_;
+    resume_at_ = 0;
+    ticket = ++ticket_;
+  }
+  return EpochCursor(*this, epoch, start, ticket);
+}
+
+void HybridSampler::record_position(uint64_t ticket, int64_t position) {
+  std::lock_guard<std::mutex> lock(state_mutex_);
+  if (ticket == ticket_) position_ = position;
+}
+
+void HybridSampler::batches(int64_t epoch, int64_t start, int64_t count, int64_t* query_rows,
+                            int64_t* passage_rows, int64_t* languages) const {
+  require(epoch >= 0, "epoch must be >= 0, got ", epoch);
+  require(start >= 0 && count >= 0 && start <= num_batches_ && count <= num_batches_ - start,
+          "batches [", start, ", ", start, " + ", count, ") outside the epoch's ", num_batches_,
+          " batches");
+  EpochCursor cursor(*this, epoch, start);
+  cursor.next(count, query_rows, passage_rows, languages);
+}
+
+std::vector<int64_t> HybridSampler::xx_languages() const {
+  std::vector<int64_t> result;
+  for (int64_t l = 0; l < index_.num_languages(); ++l) {
+    if (is_xx_language(l)) result.push_back(index_.language_id(l));
+  }
+  return result;
+}
+
+std::vector<int64_t> HybridSampler::small_languages() const {
+  std::vector<int64_t> result;
+  for (int64_t l = 0; l < index_.num_languages(); ++l) {
+    if (!is_xx_language(l)) result.push_back(index_.language_id(l));
+  }
+  return result;
+}
+
+int64_t HybridSampler::memory_bytes() const {
+  int64_t cursor = num_batches_ * static_cast<int64_t>(sizeof(int32_t) + sizeof(int64_t)) +
+                   cross_batches_per_pass_ * static_cast<int64_t>(sizeof(uint32_t));
+  for (int64_t l = 0; l < index_.num_languages(); ++l) {
+    if (is_xx_language(l)) cursor += index_.language_size(l) * static_cast<int64_t>(sizeof(PairIndex::Row));
+  }
+  for (int64_t size : layer_sizes_) cursor += size * static_cast<int64_t>(sizeof(PairIndex::CrossGroup));
+  auto bytes = [](const auto& v) { return static_cast<int64_t>(v.capacity() * sizeof(v[0])); };
+  return index_.memory_bytes() + bytes(language_weights_) + bytes(layer_sizes_) +
+         bytes(layer_batch_offsets_) + cursor;
+}
+
+// ---------------------------------------------------------------- EpochCursor
+
+EpochCursor::EpochCursor(const HybridSampler& sampler, int64_t epoch, int64_t position, uint64_t ticket)
+    : sampler_(&sampler), epoch_(epoch), position_(position), ticket_(ticket) {
+  require(epoch >= 0, "epoch must be >= 0, got ", epoch);
+  require(position >= 0 && position <= sampler.num_batches(), "position must be in [0, ",
+          sampler.num_batches(), "], got ", position);
+  language_streams_.resize(sampler.index_.num_languages());
+  layer_streams_.resize(sampler.layer_sizes_.size());
   build_plan();
 }
 
-void HybridSampler::build_plan() {
-  const uint64_t seed = config_.seed;
-  plan_language_.assign(num_batches_, -1);
+void EpochCursor::build_plan() {
+  const SamplerConfig& config = sampler_->config_;
+  const int64_t num_batches = sampler_->num_batches_;
+  plan_language_.assign(num_batches, -1);
   int64_t num_xx = 0;
-  for (int64_t k = 0; k < num_batches_; ++k) {
-    bool is_xx = config_.mode == SamplerMode::kXX;
-    if (config_.mode == SamplerMode::kHybrid) {
-      is_xx = to_unit(hash_key(seed, kKindTag, epoch_, k)) < config_.alpha;
+  for (int64_t k = 0; k < num_batches; ++k) {
+    bool is_xx = config.mode == SamplerMode::kXX;
+    if (config.mode == SamplerMode::kHybrid) {
+      is_xx = to_unit(hash_key(config.seed, kKindTag, epoch_, k)) < config.alpha;
     }
     if (is_xx) {
       plan_language_[k] = 0;
@@ -226,16 +322,16 @@ void HybridSampler::build_plan() {
   // (so frequencies match the weights exactly), in a random order.
   std::vector<int32_t> order;
   order.reserve(num_xx);
-  const std::vector<int64_t> quota = apportion(language_weights_, num_xx);
+  const std::vector<int64_t> quota = apportion(sampler_->language_weights_, num_xx);
   for (size_t l = 0; l < quota.size(); ++l) order.insert(order.end(), quota[l], static_cast<int32_t>(l));
-  Rng rng(hash_key(seed, kLanguageOrderTag, epoch_));
+  Rng rng(hash_key(config.seed, kLanguageOrderTag, epoch_));
   shuffle(order.data(), order.size(), rng);
 
-  plan_ordinal_.assign(num_batches_, 0);
-  std::vector<int64_t> used(language_ids_.size(), 0);
+  plan_ordinal_.assign(num_batches, 0);
+  std::vector<int64_t> used(sampler_->index_.num_languages(), 0);
   int64_t cross_used = 0;
   auto next_language = order.begin();
-  for (int64_t k = 0; k < num_batches_; ++k) {
+  for (int64_t k = 0; k < num_batches; ++k) {
     if (plan_language_[k] < 0) {
       plan_ordinal_[k] = cross_used++;
     } else {
@@ -246,67 +342,109 @@ void HybridSampler::build_plan() {
 }
 
 template <typename T, typename Fill>
-const std::vector<T>& HybridSampler::stream_pass(Stream<T>& stream, uint64_t key, int64_t pass,
-                                                 Fill fill) {
+const std::vector<T>& EpochCursor::stream_pass(Stream<T>& stream, uint64_t key, int64_t pass, Fill fill) {
   if (stream.pass != pass) {
     fill(stream.order);
-    Rng rng(hash_key(config_.seed, key, epoch_, pass));
+    Rng rng(hash_key(sampler_->config_.seed, key, epoch_, pass));
     shuffle(stream.order.data(), stream.order.size(), rng);
     stream.pass = pass;
   }
   return stream.order;
 }
 
-void HybridSampler::fill_xx(int64_t language, int64_t ordinal, int64_t* query_rows,
-                            int64_t* passage_rows) {
-  const int64_t size = language_offsets_[language + 1] - language_offsets_[language];
-  const int64_t per_pass = size / global_batch();
-  const Index* pool = language_pairs_.data() + language_offsets_[language];
+void EpochCursor::fill_xx(int64_t language, int64_t ordinal, int64_t* query_rows, int64_t* passage_rows) {
+  const PairIndex& index = sampler_->index_;
+  const SamplerConfig& config = sampler_->config_;
+  const int64_t global = sampler_->global_batch_;
+  const int64_t size = index.language_size(language);
+  const int64_t per_pass = size / global;
+  const PairIndex::Row* pool = index.language_rows(language);
   const auto& order = stream_pass(language_streams_[language], hash_key(kLanguageStreamTag, language),
                                   ordinal / per_pass,
-                                  [&](std::vector<Index>& out) { out.assign(pool, pool + size); });
-  const int64_t start = (ordinal % per_pass) * global_batch() + config_.rank * config_.batch_size;
-  for (int64_t i = 0; i < config_.batch_size; ++i) {
+                                  [&](std::vector<PairIndex::Row>& out) { out.assign(pool, pool + size); });
+  const int64_t start = (ordinal % per_pass) * global + config.rank * config.batch_size;
+  for (int64_t i = 0; i < config.batch_size; ++i) {
     query_rows[i] = passage_rows[i] = order[start + i];
   }
 }
 
-void HybridSampler::fill_xy(int64_t ordinal, int64_t* query_rows, int64_t* passage_rows) {
-  const int64_t per_pass = cross_batches_per_pass_;
+const PairIndex::CrossGroup* EpochCursor::cross_slot(int64_t ordinal, bool generate, uint32_t* layer_out) {
+  const SamplerConfig& config = sampler_->config_;
+  const auto& offsets = sampler_->layer_batch_offsets_;
+  const int64_t per_pass = sampler_->cross_batches_per_pass_;
   const int64_t pass = ordinal / per_pass;
+  if (!generate && cross_batch_order_.pass != pass) return nullptr;
   const uint32_t batch_id = stream_pass(cross_batch_order_, kCrossBatchOrderTag, pass,
                                         [&](std::vector<uint32_t>& out) {
                                           out.resize(per_pass);
                                           std::iota(out.begin(), out.end(), 0u);
                                         })[ordinal % per_pass];
   const auto layer = static_cast<uint32_t>(
-      std::upper_bound(layer_batch_offsets_.begin(), layer_batch_offsets_.end(), batch_id) -
-      layer_batch_offsets_.begin() - 1);
-  const int64_t slot = batch_id - layer_batch_offsets_[layer];
+      std::upper_bound(offsets.begin(), offsets.end(), batch_id) - offsets.begin() - 1);
+  if (!generate && layer_streams_[layer].pass != pass) return nullptr;
+  const int64_t slot = batch_id - offsets[layer];
   const auto& order = stream_pass(layer_streams_[layer], hash_key(kCrossStreamTag, layer), pass,
                                   [&](std::vector<CrossGroup>& out) {
                                     out.clear();
-                                    for (const CrossGroup& g : cross_groups_) {
+                                    out.reserve(sampler_->layer_sizes_[layer]);
+                                    for (const CrossGroup& g : sampler_->index_.cross_groups()) {
                                       if (g.count > layer) out.push_back(g);
                                     }
                                   });
-  const CrossGroup* groups = order.data() + slot * global_batch() + config_.rank * config_.batch_size;
-  // One key per (epoch, pass) and per (epoch, pass, layer), then a single mix per row.
-  const uint64_t offset_key = hash_key(config_.seed, kQueryLanguageTag, epoch_, pass);
-  const uint64_t partner_key = hash_key(config_.seed, kPassageLanguageTag, epoch_, pass, layer);
-  for (int64_t i = 0; i < config_.batch_size; ++i) {
-    const auto [group, first, count] = groups[i];
-    const uint32_t offset = bounded(hash_combine(offset_key, group), count);
-    const uint32_t query = (offset + layer) % count;  // layer < count: distinct per layer
-    const uint32_t step = 1 + bounded(hash_combine(partner_key, group), count - 1);
-    query_rows[i] = group_pairs_[first + query];
-    passage_rows[i] = group_pairs_[first + (query + step) % count];
+  if (layer_out != nullptr) *layer_out = layer;
+  return order.data() + slot * sampler_->global_batch_ + config.rank * config.batch_size;
+}
+
+void EpochCursor::prefetch_batch(int64_t index) {
+  if (index >= sampler_->num_batches_ || plan_language_[index] >= 0) return;
+  // Only when no stream has to be regenerated for it: batch `index` must not change the
+  // streams the batch before it reads.
+  const CrossGroup* groups = cross_slot(plan_ordinal_[index], false, nullptr);
+  if (groups == nullptr) return;
+  const int64_t bytes = sampler_->config_.batch_size * static_cast<int64_t>(sizeof(CrossGroup));
+  for (int64_t line = 0; line < bytes; line += 64) {
+    __builtin_prefetch(reinterpret_cast<const char*>(groups) + line);
   }
 }
 
-void HybridSampler::batch(int64_t index, int64_t* query_rows, int64_t* passage_rows) {
-  require(index >= 0 && index < num_batches_, "batch index must be in [0, ", num_batches_,
-          "), got ", index);
+void EpochCursor::fill_xy(int64_t ordinal, int64_t* query_rows, int64_t* passage_rows) {
+  const SamplerConfig& config = sampler_->config_;
+  const int64_t pass = ordinal / sampler_->cross_batches_per_pass_;
+  uint32_t layer = 0;
+  const CrossGroup* groups = cross_slot(ordinal, true, &layer);
+  // The batch's groups are a random slot of the layer: fetch all their cache lines at once.
+  for (int64_t line = 0; line < config.batch_size * static_cast<int64_t>(sizeof(CrossGroup)); line += 64) {
+    __builtin_prefetch(reinterpret_cast<const char*>(groups) + line);
+  }
+  const PairIndex::Row* group_rows = sampler_->index_.group_rows();
+  // One key per (epoch, pass) and per (epoch, pass, layer), then a single mix per row.
+  const uint64_t offset_key = hash_key(config.seed, kQueryLanguageTag, epoch_, pass);
+  const uint64_t partner_key = hash_key(config.seed, kPassageLanguageTag, epoch_, pass, layer);
+  // Two passes: first the position of each row in group_rows (prefetched as soon as known),
+  // then the gather. Each row is a random access into an array of N rows, so the misses of a
+  // whole batch overlap instead of queueing one behind the other.
+  for (int64_t i = 0; i < config.batch_size; ++i) {
+    const auto [group, first, count] = groups[i];
+    const uint32_t offset = bounded(hash_combine(offset_key, group), count);
+    // Both sums are below 2 * count, so one subtraction is the modulo (and no division).
+    uint32_t query = offset + layer;  // layer < count: distinct per layer
+    if (query >= count) query -= count;
+    uint32_t passage = query + 1 + bounded(hash_combine(partner_key, group), count - 1);
+    if (passage >= count) passage -= count;
+    query_rows[i] = first + query;
+    passage_rows[i] = first + passage;
+    __builtin_prefetch(group_rows + query_rows[i]);
+    __builtin_prefetch(group_rows + passage_rows[i]);
+  }
+  for (int64_t i = 0; i < config.batch_size; ++i) {
+    query_rows[i] = group_rows[query_rows[i]];
+    passage_rows[i] = group_rows[passage_rows[i]];
+  }
+}
+
+void EpochCursor::batch(int64_t index, int64_t* query_rows, int64_t* passage_rows) {
+  require(index >= 0 && index < sampler_->num_batches_, "batch index must be in [0, ",
+          sampler_->num_batches_, "), got ", index);
   if (plan_language_[index] < 0) {
     fill_xy(plan_ordinal_[index], query_rows, passage_rows);
   } else {
@@ -314,46 +452,23 @@ void HybridSampler::batch(int64_t index, int64_t* query_rows, int64_t* passage_r
   }
 }
 
-void HybridSampler::batches(int64_t start, int64_t count, int64_t* query_rows,
-                            int64_t* passage_rows) {
-  require(start >= 0 && count >= 0 && start + count <= num_batches_, "batches [", start, ", ",
-          start + count, ") outside the epoch's ", num_batches_, " batches");
-  for (int64_t k = 0; k < count; ++k) {
-    batch(start + k, query_rows + k * config_.batch_size, passage_rows + k * config_.batch_size);
+int64_t EpochCursor::batch_language(int64_t index) const {
+  require(index >= 0 && index < sampler_->num_batches_, "batch index must be in [0, ",
+          sampler_->num_batches_, "), got ", index);
+  return plan_language_[index] < 0 ? -1 : sampler_->index_.language_id(plan_language_[index]);
+}
+
+int64_t EpochCursor::next(int64_t count, int64_t* query_rows, int64_t* passage_rows, int64_t* languages) {
+  require(count >= 0, "count must be >= 0, got ", count);
+  const int64_t n = std::min(count, remaining());
+  const int64_t width = sampler_->config_.batch_size;
+  for (int64_t k = 0; k < n; ++k) {
+    prefetch_batch(position_ + k + 1);  // its groups' cache lines arrive while this one fills
+    batch(position_ + k, query_rows + k * width, passage_rows + k * width);
+    if (languages != nullptr) languages[k] = batch_language(position_ + k);
   }
-}
-
-int64_t HybridSampler::batch_language(int64_t index) const {
-  require(index >= 0 && index < num_batches_, "batch index must be in [0, ", num_batches_,
-          "), got ", index);
-  return plan_language_[index] < 0 ? -1 : language_ids_[plan_language_[index]];
-}
-
-std::vector<int64_t> HybridSampler::xx_languages() const {
-  std::vector<int64_t> result;
-  for (size_t l = 0; l < language_ids_.size(); ++l) {
-    if (language_offsets_[l + 1] - language_offsets_[l] >= global_batch()) result.push_back(language_ids_[l]);
-  }
-  return result;
-}
-
-int64_t HybridSampler::memory_bytes() const {
-  auto bytes = [](const auto& v) { return static_cast<int64_t>(v.capacity() * sizeof(v[0])); };
-  int64_t total = bytes(language_ids_) + bytes(language_offsets_) + bytes(language_pairs_) +
-                  bytes(group_offsets_) + bytes(group_pairs_) + bytes(cross_groups_) +
-                  bytes(language_weights_) + bytes(plan_language_) + bytes(plan_ordinal_) +
-                  bytes(layer_batch_offsets_) + bytes(cross_batch_order_.order);
-  for (const auto& s : layer_streams_) total += bytes(s.order);
-  for (const Stream<Index>& s : language_streams_) total += bytes(s.order);
-  return total;
-}
-
-std::vector<int64_t> HybridSampler::small_languages() const {
-  std::vector<int64_t> result;
-  for (size_t l = 0; l < language_ids_.size(); ++l) {
-    if (language_offsets_[l + 1] - language_offsets_[l] < global_batch()) result.push_back(language_ids_[l]);
-  }
-  return result;
+  position_ += n;
+  return n;
 }
 
 }  // namespace hbt

@@ -1,12 +1,13 @@
-"""Sampler benchmark: one epoch of hybrid batches, C++ core against the numpy reference."""
+"""Sampler benchmarks against the numpy reference, in one run: building the index (digest
+included) from shuffled pairs, one hybrid epoch through the Python iterator, and one epoch
+through the DataLoader adapter (against the adapter's previous list-of-tuples batches)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from hbt_fast.bench import Result, best_time, traced_peak
-from hbt_fast.sampler import HybridSampler
-from hbt_fast.testing import ReferenceHybridSampler
+from hbt_fast.sampler import HybridBatchSampler, HybridSampler, ReferenceHybridSampler
 
 
 def zipf_pairs(num_groups: int, num_languages: int, mean_languages: float, seed: int = 0):
@@ -27,12 +28,32 @@ def zipf_pairs(num_groups: int, num_languages: int, mean_languages: float, seed:
     return np.concatenate(languages).astype(np.int64), np.concatenate(groups).astype(np.int64)
 
 
+def shuffled_zipf_pairs(num_groups: int, num_languages: int, mean_languages: float, seed: int = 0):
+    """:func:`zipf_pairs` in random row order, as real training files come."""
+    languages, groups = zipf_pairs(num_groups, num_languages, mean_languages, seed)
+    order = np.random.default_rng(seed + 1).permutation(len(languages))
+    return languages[order], groups[order]
+
+
 def run_epoch(sampler) -> int:
-    """Iterate one epoch as a training loop would; returns the number of rows produced."""
+    """Iterate one fresh epoch as a training loop would; returns the number of rows produced."""
+    sampler.set_epoch(sampler.epoch + 1)
     rows = 0
     for query_rows, _ in sampler:
         rows += len(query_rows)
     return rows
+
+
+def run_adapter_epoch(sampler) -> int:
+    """One epoch through the DataLoader adapter; returns the number of pair indices."""
+    sampler.set_epoch(sampler.epoch + 1)
+    return sum(len(batch) for batch in HybridBatchSampler(sampler))
+
+
+def run_list_adapter_epoch(sampler) -> int:
+    """The adapter as it was: a list of (query_row, passage_row) tuples per batch."""
+    sampler.set_epoch(sampler.epoch + 1)
+    return sum(len(list(zip(q.tolist(), p.tolist()))) for q, p in sampler)
 
 
 def run_reference_epoch(reference) -> int:
@@ -55,6 +76,51 @@ def bench_sampler(num_groups: int, num_languages: int, batch_size: int = 256,
         fast_s=fast_s,
         reference_peak_bytes=traced_peak(lambda: run_reference_epoch(reference)),
         fast_peak_bytes=sampler.memory_bytes + traced_peak(lambda: run_epoch(sampler)),
+        note=f"{rows / fast_s / 1e6:.1f} M rows/s",
+        extra={"pairs": len(languages), "rows_per_s": rows / fast_s,
+               "reference_rows_per_s": rows / reference_s},
+    )
+
+
+def bench_index(num_groups: int, num_languages: int, batch_size: int = 256,
+                mean_languages: float = 15.0, repeat: int = 3) -> Result:
+    languages, groups = shuffled_zipf_pairs(num_groups, num_languages, mean_languages)
+
+    def build():
+        return HybridSampler(languages, groups, batch_size, mode="hybrid", seed=0)
+
+    def build_reference():
+        return ReferenceHybridSampler(languages, groups, batch_size, mode="hybrid", seed=0)
+
+    fast_s = best_time(build, repeat)
+    reference_s = best_time(build_reference, 1)
+    return Result(
+        suite="sampler",
+        workload=f"index (digest included), {num_groups:,} groups x {num_languages} langs "
+                 f"({len(languages):,} shuffled pairs)",
+        reference_s=reference_s,
+        fast_s=fast_s,
+        fast_peak_bytes=build().memory_bytes,
+        note=f"{len(languages) / fast_s / 1e6:.1f} M pairs/s",
+        extra={"pairs": len(languages), "pairs_per_s": len(languages) / fast_s,
+               "reference_pairs_per_s": len(languages) / reference_s},
+    )
+
+
+def bench_adapter(num_groups: int, num_languages: int, batch_size: int = 256,
+                  mean_languages: float = 15.0, repeat: int = 3) -> Result:
+    languages, groups = zipf_pairs(num_groups, num_languages, mean_languages)
+    sampler = HybridSampler(languages, groups, batch_size, mode="hybrid", seed=0)
+    fast_s = best_time(lambda: run_adapter_epoch(sampler), repeat)
+    reference_s = best_time(lambda: run_list_adapter_epoch(sampler), repeat)
+    rows = len(sampler) * batch_size
+    return Result(
+        suite="sampler",
+        workload=f"DataLoader adapter epoch vs list-of-tuples batches, {len(languages):,} pairs, "
+                 f"batch {batch_size}",
+        reference_s=reference_s,
+        fast_s=fast_s,
+        note=f"{rows / fast_s / 1e6:.1f} M pair indices/s",
         extra={"pairs": len(languages), "rows_per_s": rows / fast_s,
                "reference_rows_per_s": rows / reference_s},
     )
@@ -62,5 +128,6 @@ def bench_sampler(num_groups: int, num_languages: int, batch_size: int = 256,
 
 def run(quick: bool = False) -> list[Result]:
     if quick:
-        return [bench_sampler(20_000, 20)]
-    return [bench_sampler(20_000, 20), bench_sampler(200_000, 60)]
+        return [bench_index(20_000, 20), bench_sampler(20_000, 20), bench_adapter(20_000, 20)]
+    return [bench_index(20_000, 20), bench_index(200_000, 60), bench_sampler(20_000, 20),
+            bench_sampler(200_000, 60), bench_adapter(200_000, 60)]

@@ -5,47 +5,11 @@ import math
 
 import numpy as np
 import pytest
+from hbt_fast import HybridSampler
+from hbt_fast.testing import ReferenceHybridSampler
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from hbt_fast import HybridBatchSampler, HybridSampler, PairDataset, labels_to_ids
-from hbt_fast.testing import ReferenceHybridSampler
-
-
-def make_pairs(num_groups, num_languages, coverage, seed):
-    """Pairs of a parallel corpus where group g exists in language l with P = coverage[l]."""
-    rng = np.random.default_rng(seed)
-    present = rng.random((num_groups, num_languages)) < np.asarray(coverage)[:num_languages]
-    groups, languages = np.nonzero(present)
-    order = rng.permutation(len(groups))  # rows in no particular order
-    return languages[order].astype(np.int64) * 3 + 5, groups[order].astype(np.int64) * 7
-
-
-def check_batch(query_rows, passage_rows, languages, groups, batch_size):
-    """Returns the batch kind after checking its composition rules."""
-    assert query_rows.dtype == np.int64 and passage_rows.dtype == np.int64
-    assert len(query_rows) == len(passage_rows) == batch_size
-    assert np.array_equal(groups[query_rows], groups[passage_rows])
-    assert len(np.unique(groups[query_rows])) == batch_size, "groups must be distinct"
-    if np.array_equal(query_rows, passage_rows):
-        assert len(np.unique(languages[query_rows])) == 1, "X-X batch mixes languages"
-        return "xx"
-    assert np.all(languages[query_rows] != languages[passage_rows]), "X-Y batch with x == y"
-    return "xy"
-
-
-def epoch_rows(sampler):
-    batches = list(sampler)
-    return np.array([q for q, _ in batches]), np.array([p for _, p in batches])
-
-
-pair_sets = st.builds(
-    make_pairs,
-    num_groups=st.integers(8, 120),
-    num_languages=st.integers(2, 7),
-    coverage=st.lists(st.floats(0.3, 1.0), min_size=7, max_size=7),
-    seed=st.integers(0, 2**32 - 1),
-)
+from sampler_cases import check_batch, epoch_rows, make_pairs, pair_sets
 
 
 @settings(max_examples=60, deadline=None)
@@ -264,64 +228,6 @@ def test_small_language_is_left_out_of_xx_with_a_warning():
     for epoch in range(5):
         sampler.set_epoch(epoch)
         assert set(sampler.batch_languages().tolist()) <= {-1, 0, 1}
-
-
-@pytest.mark.parametrize(
-    "kwargs, error, pattern",
-    [
-        ({"languages": [0, 1, 2]}, ValueError, "same length"),
-        ({"languages": [0, -1, 0, 1]}, ValueError, "languages must be non-negative"),
-        ({"groups": [0, 0, -3, 1]}, ValueError, "groups must be non-negative"),
-        ({"languages": [0.0, 1.0, 0.0, 1.0]}, TypeError, "languages must hold integer ids"),
-        ({"languages": [[0, 1], [0, 1]]}, ValueError, "languages must be a 1-D array"),
-        ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
-        ({"batch_size": 2.0}, TypeError, "batch_size must be an int"),
-        ({"batch_size": 3}, ValueError, "batch_size \\* world_size = 3 exceeds"),
-        ({"alpha": 1.5}, ValueError, "alpha must be"),
-        ({"alpha": float("nan")}, ValueError, "alpha must be"),
-        ({"lang_exponent": float("inf")}, ValueError, "lang_exponent must be"),
-        ({"rank": 2, "world_size": 2}, ValueError, "rank must be < world_size=2"),
-        ({"world_size": 0}, ValueError, "world_size must be >= 1"),
-        ({"mode": "xz"}, ValueError, "mode must be one of"),
-        ({"seed": -1}, ValueError, "seed must be >= 0"),
-        ({"groups": [0, 1, 0, 0]}, ValueError, "distinct \\(group, language\\)"),
-        ({"groups": [0, 1, 2, 3], "mode": "xy"}, ValueError, "no group has pairs in two languages"),
-        ({"languages": [], "groups": []}, ValueError, "must not be empty"),
-    ],
-)
-def test_bad_input_raises_naming_the_argument(kwargs, error, pattern):
-    arguments = {"languages": [0, 0, 1, 1], "groups": [0, 1, 0, 1], "batch_size": 2, **kwargs}
-    languages, groups, batch_size = (arguments.pop(k) for k in ("languages", "groups", "batch_size"))
-    with pytest.raises(error, match=pattern):
-        HybridSampler(np.asarray(languages, dtype=None if languages else np.int64),
-                      np.asarray(groups, dtype=None if groups else np.int64), batch_size, **arguments)
-
-
-def test_labels_to_ids_maps_strings_to_dense_ids():
-    ids = labels_to_ids(["en", "de", "en", "zh"], ["q2", "q2", "q1", "q1"])
-    assert ids.language_names.tolist() == ["de", "en", "zh"]
-    assert ids.languages.tolist() == [1, 0, 1, 2]
-    assert ids.groups.tolist() == [1, 1, 0, 0]
-    assert ids.languages.dtype == np.int64
-    with pytest.raises(ValueError, match="same length"):
-        labels_to_ids(["en"], ["q1", "q2"])
-
-
-def test_dataloader_batch_sampler_yields_text_pairs():
-    torch = pytest.importorskip("torch")
-    ids = labels_to_ids(["en", "de"] * 8, [f"q{i // 2}" for i in range(16)])
-    queries = [f"query {i}" for i in range(16)]
-    passages = [f"passage {i}" for i in range(16)]
-    sampler = HybridSampler(ids.languages, ids.groups, 4, mode="xy", seed=0)
-    loader = torch.utils.data.DataLoader(
-        PairDataset(queries, passages), batch_sampler=HybridBatchSampler(sampler),
-        collate_fn=lambda batch: tuple(zip(*batch)),
-    )
-    assert len(loader) == len(sampler)
-    expected = list(sampler)
-    for (batch_queries, batch_passages), (q, p) in zip(loader, expected):
-        assert list(batch_queries) == [queries[i] for i in q]
-        assert list(batch_passages) == [passages[i] for i in p]
 
 
 @pytest.mark.parametrize("batch_size", [4, 32])

@@ -1,6 +1,6 @@
 """Plain numpy reference for HybridSampler: the same semantics, written for reading.
 
-It follows the rules in ``hbt_fast.sampler``'s docstring step by step with numpy's
+It follows the rules in ``hbt_fast.sampler.sampler``'s docstring step by step with numpy's
 Generator (so its random numbers differ from the C++ sampler's; tests compare invariants
 and frequencies, not exact rows). Per-row work is plain Python on purpose: this is the
 oracle and the benchmark baseline, not a second implementation to optimise.
