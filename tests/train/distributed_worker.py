@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from train_helpers import first_batch_gradients, make_trainer, synthetic_corpus, without_dropout  # noqa: E402
 
+from hbt_fast.data import PairCorpus  # noqa: E402
 from hbt_fast.train import init_distributed  # noqa: E402
 
 CASES = {"one-pass": {}, "gradcache": {"chunk_size": 3}, "negatives": {"chunk_size": 3, "hard_negatives": 2}}
@@ -19,8 +20,9 @@ def case_corpus(name):
     if name != "negatives":
         return synthetic_corpus()
     corpus = synthetic_corpus(negatives=2)
-    corpus.negatives = [texts[: i % 3] for i, texts in enumerate(corpus.negatives)]  # 0, 1 or 2 per pair
-    return corpus
+    lists = [corpus.negatives[start:start + i % 3]  # 0, 1 or 2 per pair
+             for i, start in enumerate(corpus.negative_offsets[:-1])]
+    return PairCorpus.with_negative_lists(corpus.queries, corpus.passages, corpus.languages, corpus.groups, lists)
 
 
 def main(model_dir: str, output: str) -> None:

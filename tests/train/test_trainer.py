@@ -17,6 +17,7 @@ from train_helpers import (first_batch_gradients, log_losses, log_records, make_
 
 from hbt_fast.data import PairCorpus, read_pairs_jsonl, split_lareqa
 from hbt_fast.train import Callback, NonFiniteLossError
+from hbt_fast.train.inputs import TokenizedCorpus
 
 HERE = Path(__file__).parent
 
@@ -151,7 +152,7 @@ def test_gradcache_gradients_equal_full_batch(tiny_model_dir, tmp_path, chunk_si
 
 def test_hard_negatives_are_extra_passages_masked_for_their_own_pair(tiny_model_dir, tmp_path):
     corpus = synthetic_corpus(negatives=2)
-    corpus.negatives[0] = [corpus.passages[5], "something else"]  # pair 5's positive: masked for it
+    corpus.negatives[0] = corpus.passages[5]  # pair 0's first negative is pair 5's positive: masked for it
     trainer = make_trainer(tiny_model_dir, tmp_path, corpus=corpus, hard_negatives=2, steps=2)
     inputs = trainer.tokens.step_inputs(np.array([0, 5]), np.array([0, 5]))
     assert (len(inputs.query_ids), len(inputs.passage_ids)) == (2, 6)
@@ -159,8 +160,24 @@ def test_hard_negatives_are_extra_passages_masked_for_their_own_pair(tiny_model_
     assert groups[:2] == inputs.query_groups.tolist() == [corpus.group_ids[0], corpus.group_ids[5]]
     assert groups[2] == corpus.group_ids[5]  # the negative equal to pair 5's passage
     assert len(set(groups[3:]) | set(groups[:2])) == len(groups) - 1  # the others: own groups
+    assert len(TokenizedCorpus(corpus, trainer.encoder, 1).step_inputs(np.array([0]), np.array([0])).passage_ids) == 2
     trainer.train()
     assert "hard negatives: 144 from the data" in (tmp_path / "model" / "README.md").read_text()
+
+
+def test_training_data_from_a_datasets_folder_with_a_column_mapping(tiny_model_dir, tmp_path):
+    from datasets import Dataset
+
+    from hbt_fast.cli import main
+
+    corpus = synthetic_corpus()
+    Dataset.from_dict({"question": corpus.queries, "passage": corpus.passages, "lang": corpus.languages,
+                       "group": [str(g) for g in corpus.groups]}).save_to_disk(str(tmp_path / "pairs"))
+    code = main(["train", "--model", str(tiny_model_dir), "--train", str(tmp_path / "pairs"), "--columns",
+                 "query=question", "--output", str(tmp_path / "run"), "--steps", "2", "--batch-size", "8",
+                 "--no-progress"])
+    assert code == 0
+    assert json.loads((tmp_path / "run" / "run_config.json").read_text())["pairs"] == len(corpus)
 
 
 def run_torchrun(script, *args, timeout=300):

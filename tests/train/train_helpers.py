@@ -24,10 +24,7 @@ def synthetic_corpus(num_groups=24, languages=("en", "de", "fr"), negatives=0):
             langs.append(lang)
             groups.append(g)
             extra.append([f"{lang} unrelated {topic} {g} {k}" for k in range(negatives)])
-    corpus = PairCorpus(queries, passages, langs, groups)
-    if negatives:
-        corpus.negatives = extra
-    return corpus
+    return PairCorpus.with_negative_lists(queries, passages, langs, groups, extra)
 
 
 def settings(tiny_model_dir, output, **overrides):

@@ -3,6 +3,7 @@ data checks, encoder, optimizer, schedule."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch.distributed as dist
 from hbt_fast.train.config import TrainConfig, parse_eval_spec
 
 __all__ = ["check_corpus_for_mode", "check_eval_setup", "check_output", "init_distributed",
-           "load_encoder", "make_optimizer", "make_scheduler", "pick_device", "read_corpus"]
+           "check_reporting", "load_encoder", "make_optimizer", "make_scheduler", "pick_device", "read_corpus"]
 
 
 def init_distributed() -> None:
@@ -43,10 +44,17 @@ def check_output(output: Path) -> None:
         raise ValueError(f"output {output} is not writable ({error.strerror or error})") from None
 
 
-def read_corpus(path: str):
-    from hbt_fast.data import read_pairs_jsonl
+def read_corpus(config: TrainConfig):
+    """JSONL, Parquet or a ``datasets.save_to_disk`` folder, with ``config.columns`` mapping."""
+    from hbt_fast.data import read_pairs
 
-    return read_pairs_jsonl(path)
+    columns = dict(entry.split("=", 1) for entry in config.columns) or None
+    return read_pairs(config.train, columns)
+
+
+def check_reporting(report_to: str) -> None:
+    if report_to == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise ValueError("report_to 'tensorboard' needs the tensorboard package (pip install tensorboard)")
 
 
 def check_eval_setup(spec: str) -> None:

@@ -49,6 +49,8 @@ class TrainConfig:
     train: str = setting("training pairs: JSONL (group/lang/query/passage[/negatives]), Parquet, "
                          "or a datasets.save_to_disk folder")
     output: str = setting("run folder: checkpoints, logs, run_config.json, model/ and best/")
+    columns: tuple = setting("where the training data keeps each field, comma-separated field=column "
+                             "(e.g. query=question,lang=language)", ())
     preset: Optional[str] = setting("pooling preset (default: the saved model's, else from the name)",
                                     None, choices=PRESETS)
     mode: str = setting("batch kinds", "hybrid", choices=MODES)
@@ -123,7 +125,7 @@ def coerce_setting(name: str, value):
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if base is tuple and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        return tuple(v.replace("-", "_") for v in value)
+        return tuple(value)
     if base is tuple and isinstance(value, str):
         return _parse_list(value)
     if type(value) is not base:  # exact: a bool is not an int here
@@ -155,6 +157,11 @@ def check_values(c: TrainConfig) -> None:
         raise ValueError(f"warmup must be in [0, 1), got {c.warmup}")
     if c.prefixes and (c.query_prefix is not None or c.passage_prefix is not None):
         raise ValueError("prefixes (the study's shorthand) and query_prefix/passage_prefix exclude each other")
+    for entry in c.columns:
+        field_name, equals, column = entry.partition("=")
+        if not equals or not field_name or not column:
+            raise ValueError(f"columns entries must look like field=column, got {entry!r}")
+    c.override = tuple(name.replace("-", "_") for name in c.override)
     unknown = sorted(set(c.override) - set(TrainConfig.__dataclass_fields__))
     if unknown:
         raise ValueError(f"override names unknown settings: {unknown}")
@@ -192,7 +199,7 @@ def config_differences(saved: dict, config: TrainConfig) -> list:
 
 
 def _parse_list(text: str) -> tuple:
-    return tuple(v.strip().replace("-", "_") for v in text.split(",") if v.strip())
+    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

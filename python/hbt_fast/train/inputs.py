@@ -44,12 +44,15 @@ class TokenizedCorpus:
         self.corpus = corpus
         self.queries = encoder.tokenize_all(list(corpus.queries), "query")
         self.passages = encoder.tokenize_all(list(corpus.passages), "passage")
-        negatives = getattr(corpus, "negatives", None) or [[] for _ in range(len(corpus))]
+        offsets = np.asarray(corpus.negative_offsets, dtype=np.int64)
+        counts = np.diff(offsets)
         if hard_negatives is not None:
-            negatives = [list(n)[:hard_negatives] for n in negatives]
-        counts = np.array([len(n) for n in negatives], dtype=np.int64)
-        self.negative_offsets = np.concatenate([[0], np.cumsum(counts)])
-        flat = [text for texts in negatives for text in texts]
+            counts = np.minimum(counts, hard_negatives)
+        # The first counts[i] negatives of pair i, without a Python loop over the pairs.
+        self.negative_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        within = np.arange(self.negative_offsets[-1]) - np.repeat(self.negative_offsets[:-1], counts)
+        selected = np.repeat(offsets[:-1], counts) + within
+        flat = [corpus.negatives[i] for i in selected]
         self.negative_ids = encoder.tokenize_all(flat, "passage") if flat else []
         self.negative_groups = self._negative_groups(flat)
 

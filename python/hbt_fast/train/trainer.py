@@ -56,13 +56,14 @@ class Trainer:
         config.validate()
         self.config, self.output = config, Path(config.output)
         parts.check_output(self.output)
+        parts.check_reporting(config.report_to)
         if config.eval:
             parts.check_eval_setup(config.eval)
         parts.init_distributed()
         self.rank, self.world_size = world()
         if config.batch_size % self.world_size:
             raise ValueError(f"batch_size={config.batch_size} must be divisible by the world size {self.world_size}")
-        self.corpus = corpus if corpus is not None else parts.read_corpus(config.train)
+        self.corpus = corpus if corpus is not None else parts.read_corpus(config)
         parts.check_corpus_for_mode(self.corpus, config.mode, config.alpha)
         self.sampler = HybridSampler(
             self.corpus.language_ids, self.corpus.group_ids, config.batch_size // self.world_size,
