@@ -147,13 +147,17 @@ def _allreduce_sum(process_group, bucket):
     return work.get_future().then(lambda future: future.value()[0])
 
 
-def data_parallel(module: torch.nn.Module, device: Optional[torch.device] = None):
+def data_parallel(module: torch.nn.Module, device: Optional[torch.device] = None, *,
+                  find_unused_parameters: bool = False):
     """``module`` under DistributedDataParallel with summed (not averaged) gradient buckets.
 
-    Parameters unused by a forward (a pooler the pooling ignores) are found per step, and
-    buffers are not re-broadcast at every forward (GradCache runs many forwards per step)."""
+    Buffers are not re-synchronised at every forward (GradCache runs many forwards per step).
+    Every trainable parameter must take part in the forward (``TextEncoder`` loads no pooler
+    its pooling ignores); pass ``find_unused_parameters=True`` for modules where some do not,
+    at the cost of one autograd-graph traversal per forward."""
     device_ids = [device] if device is not None and torch.device(device).type == "cuda" else None
     wrapped = torch.nn.parallel.DistributedDataParallel(
-        module, device_ids=device_ids, find_unused_parameters=True, broadcast_buffers=False)
+        module, device_ids=device_ids, find_unused_parameters=find_unused_parameters,
+        forward_sync_buffers=False)
     wrapped.register_comm_hook(None, _allreduce_sum)
     return wrapped
