@@ -12,8 +12,6 @@ from hbt_fast.train.checkpoint import write_text_atomically
 
 __all__ = ["model_card", "run_description", "write_model_card", "write_run_config"]
 
-RUN_CONFIG = "run_config.json"
-
 
 def run_description(trainer) -> dict:
     """The settings of the run and what it derived from them."""

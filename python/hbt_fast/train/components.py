@@ -59,7 +59,7 @@ def check_reporting(report_to: str) -> None:
 
 def check_eval_setup(spec: str) -> None:
     """Fail before training when the evaluation could not run at its end."""
-    from hbt_fast.evaluate import load_lareqa
+    from hbt_fast.data import load_lareqa
 
     task, directory = parse_eval_spec(spec)
     load_lareqa(directory, task=task)  # missing files or fields raise here, naming them
