@@ -145,8 +145,8 @@ def check_values(c: TrainConfig) -> None:
     if (c.steps is None) == (c.epochs is None):
         raise ValueError("give exactly one of steps and epochs")
     _at_least(c, 1, "steps", "batch_size", "log_every", "keep_checkpoints", "chunk_size")
-    _at_least(c, 0, "eval_every", "save_every", "hard_negatives", "seed", "weight_decay", "max_grad_norm",
-              "lang_exponent")
+    # lang_exponent may be negative (favouring small languages): the sampler checks its range.
+    _at_least(c, 0, "eval_every", "save_every", "hard_negatives", "seed", "weight_decay", "max_grad_norm")
     _at_least(c, 2, "max_query_length", "max_passage_length")
     for name in ("epochs", "temperature", "lr"):
         if not getattr(c, name) is None and not getattr(c, name) > 0:
