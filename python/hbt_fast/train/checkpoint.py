@@ -1,0 +1,175 @@
+"""The checkpoint directory of a run: ``OUTPUT/checkpoints/step-NNNNNNNN/``.
+
+A checkpoint is written into ``.tmp-step-N/``; its ``manifest.json`` (sha256 and size of every
+other file) is written last, then the folder is renamed into place and ``latest`` names it. A
+checkpoint is *intact* when its manifest exists and every file matches it, so a kill at any
+moment leaves either the previous intact checkpoint or the new one, and bytes damaged later are
+detected on resume. :meth:`CheckpointDirectory.newest_intact` falls back to older intact
+checkpoints with a warning; damaged or forged contents give one :class:`CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+__all__ = ["CheckpointDirectory", "CheckpointError", "MANIFEST", "STATE_FILE"]
+
+MANIFEST = "manifest.json"
+STATE_FILE = "trainer_state.pt"
+LATEST = "latest"
+PREFIX = "step-"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be written or used; the message says which and why."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files_under(folder: Path) -> list:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+class CheckpointDirectory:
+    """``root`` holds the checkpoints of one run; ``keep`` of them are kept."""
+
+    def __init__(self, root, keep: int = 2):
+        self.root = Path(root)
+        self.keep = keep
+
+    @staticmethod
+    def name(step: int) -> str:
+        return f"{PREFIX}{step:08d}"
+
+    def temporary(self, step: int) -> Path:
+        return self.root / f".tmp-{self.name(step)}"
+
+    # ------------------------------------------------------------------ writing
+    def write(self, step: int, fill: Callable[[Path], None]) -> Path:
+        """One process: ``fill(folder)`` writes the files, then :meth:`commit`."""
+        folder = self.begin(step)
+        with self.disk_errors(step):
+            fill(folder)
+        return self.commit(step)
+
+    def begin(self, step: int) -> Path:
+        folder = self.temporary(step)
+        with self.disk_errors(step):
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+        return folder
+
+    def commit(self, step: int) -> Path:
+        """Manifest last, rename into place, point ``latest`` at it, prune old ones."""
+        folder, final = self.temporary(step), self.root / self.name(step)
+        with self.disk_errors(step):
+            files = {str(p.relative_to(folder)): {"sha256": sha256_of(p), "bytes": p.stat().st_size}
+                     for p in _files_under(folder)}
+            _write_atomically(folder / MANIFEST, json.dumps({"step": step, "files": files}, indent=1))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(folder, final)
+            _write_atomically(self.root / LATEST, final.name + "\n")
+        self._prune(keep=final.name)
+        return final
+
+    @contextlib.contextmanager
+    def disk_errors(self, step: int) -> Iterator[None]:
+        """A failed write (disk full, permissions) becomes one message; the temporary folder goes."""
+        try:
+            yield
+        except CheckpointError:
+            raise
+        except OSError as error:
+            shutil.rmtree(self.temporary(step), ignore_errors=True)
+            reason = ("no space left on device" if error.errno in (errno.ENOSPC, errno.EDQUOT)
+                      else (error.strerror or str(error)))
+            previous = self.newest_name()
+            kept = f"; {previous} is kept" if previous else ""
+            raise CheckpointError(f"writing checkpoint {self.name(step)} in {self.root} failed: "
+                                  f"{reason}{kept}") from error
+
+    def _prune(self, keep: str) -> None:
+        steps = sorted(p for p in self.root.glob(f"{PREFIX}*") if p.is_dir())
+        for old in steps[:-self.keep]:
+            if old.name != keep:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def discard_incomplete(self) -> None:
+        """Remove temporary folders that a killed run left behind."""
+        for folder in self.root.glob(f".tmp-{PREFIX}*"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    # ------------------------------------------------------------------ reading
+    def newest_name(self) -> Optional[str]:
+        candidates = self.candidates()
+        return candidates[0].name if candidates else None
+
+    def candidates(self) -> list:
+        """Checkpoint folders, newest first."""
+        if not self.root.is_dir():
+            return []
+        folders = [p for p in self.root.glob(f"{PREFIX}*") if p.is_dir() and p.name[len(PREFIX):].isdigit()]
+        return sorted(folders, key=lambda p: int(p.name[len(PREFIX):]), reverse=True)
+
+    def damage(self, folder: Path) -> Optional[str]:
+        """Why ``folder`` is not intact, or None when it is."""
+        manifest = folder / MANIFEST
+        if not manifest.is_file():
+            return f"{manifest.name} is missing (the checkpoint was not completed)"
+        try:
+            listed = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return f"{manifest} is damaged"
+        present = {str(p.relative_to(folder)) for p in _files_under(folder)}
+        if set(listed) != present:
+            return f"files differ from the manifest: {sorted(set(listed) ^ present)}"
+        for relative, expected in sorted(listed.items()):
+            if not isinstance(expected, dict) or sha256_of(folder / relative) != expected.get("sha256"):
+                return f"{relative} does not match its checksum"
+        return None
+
+    def has_intact(self) -> bool:
+        return any(self.damage(folder) is None for folder in self.candidates())
+
+    def newest_intact(self) -> Path:
+        """The newest intact checkpoint; warns about each newer damaged one it skips."""
+        problems = []
+        for folder in self.candidates():
+            why = self.damage(folder)
+            if why is None:
+                if problems:
+                    warnings.warn(f"resuming from {folder.name}: skipped " + "; ".join(problems),
+                                  UserWarning, stacklevel=2)
+                return folder
+            problems.append(f"{folder.name} ({why})")
+        if problems:
+            raise CheckpointError(f"no intact checkpoint in {self.root}: " + "; ".join(problems))
+        raise FileNotFoundError(f"resume: no checkpoint in {self.root}")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """``path`` gets ``text`` through a temporary name, so readers never see half of it."""
+    _write_atomically(Path(path), text)

@@ -1,0 +1,119 @@
+"""What a run is built from, one function each: process group, device, output folder checks,
+data checks, encoder, optimizer, schedule."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+
+from hbt_fast.train.config import TrainConfig, parse_eval_spec
+
+__all__ = ["check_corpus_for_mode", "check_eval_setup", "check_output", "init_distributed",
+           "check_reporting", "load_encoder", "make_optimizer", "make_scheduler", "pick_device", "read_corpus"]
+
+
+def init_distributed() -> None:
+    """Join the process group that ``torchrun`` describes (gloo on CPU, NCCL on GPU)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+
+
+def pick_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def check_output(output: Path) -> None:
+    """The run folder must be a folder we can write to: fail before loading anything."""
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"output {output} is a file, not a folder")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output):
+            pass
+    except OSError as error:
+        raise ValueError(f"output {output} is not writable ({error.strerror or error})") from None
+
+
+def read_corpus(config: TrainConfig):
+    """JSONL, Parquet or a ``datasets.save_to_disk`` folder, with ``config.columns`` mapping."""
+    from hbt_fast.data import read_pairs
+
+    columns = dict(entry.split("=", 1) for entry in config.columns) or None
+    return read_pairs(config.train, columns)
+
+
+def check_reporting(report_to: str) -> None:
+    if report_to == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise ValueError("report_to 'tensorboard' needs the tensorboard package (pip install tensorboard)")
+
+
+def check_eval_setup(spec: str) -> None:
+    """Fail before training when the evaluation could not run at its end."""
+    from hbt_fast.data import load_lareqa
+
+    task, directory = parse_eval_spec(spec)
+    load_lareqa(directory, task=task)  # missing files or fields raise here, naming them
+
+
+def check_corpus_for_mode(corpus, mode: str, alpha: float) -> None:
+    """Stop before training when the mode needs X-Y batches a language cannot join."""
+    needs_cross = mode == "xy" or (mode == "hybrid" and alpha < 1)
+    if not needs_cross:
+        return
+    lonely = sorted(set(corpus.language_names) - corpus.cross_lingual_languages())
+    if lonely:
+        raise ValueError(
+            f"mode {mode!r} builds X-Y batches, but language(s) {lonely} share no group with "
+            "another language, so their pairs could never be used there; remove them or use mode 'xx'"
+        )
+
+
+def load_encoder(config: TrainConfig, encoder, checkpoint: Optional[Path], device: torch.device):
+    """The checkpoint's encoder on resume, else ``encoder`` or ``config.model``; in train mode."""
+    from hbt_fast.models import STUDY_PREFIXES, TextEncoder
+
+    prefixes = dict(STUDY_PREFIXES) if config.prefixes else {
+        "query_prefix": config.query_prefix, "passage_prefix": config.passage_prefix}
+    if checkpoint is not None:
+        encoder = TextEncoder.from_pretrained(checkpoint / "model", show_progress=False,
+                                              freeze_word_embeddings=config.freeze_word_embeddings)
+    elif encoder is None:
+        encoder = TextEncoder.from_pretrained(
+            config.model, preset=config.preset, show_progress=False,
+            freeze_word_embeddings=config.freeze_word_embeddings,
+            max_query_length=config.max_query_length, max_passage_length=config.max_passage_length,
+            **prefixes)
+    elif config.freeze_word_embeddings:
+        encoder.model.get_input_embeddings().weight.requires_grad_(False)
+    if config.gradient_checkpointing:
+        encoder.model.gradient_checkpointing_enable()
+    encoder.to(device)
+    encoder.train()
+    return encoder
+
+
+def make_optimizer(encoder, config: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for parameter in encoder.parameters():
+        if parameter.requires_grad:
+            # Biases and normalisation weights are not decayed (as in BERT and the study).
+            (no_decay if parameter.ndim < 2 else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def make_scheduler(optimizer, config: TrainConfig, total_steps: int):
+    from transformers import get_linear_schedule_with_warmup
+
+    return get_linear_schedule_with_warmup(optimizer, int(config.warmup * total_steps), total_steps)

@@ -1,0 +1,242 @@
+"""The Trainer: builds a run from a TrainConfig and owns its state (step, model, optimiser,
+sampler); :mod:`hbt_fast.train.loop` drives it and callbacks act around the steps."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+import torch.distributed as dist
+
+from hbt_fast.sampler import HybridSampler
+from hbt_fast.train import components as parts
+from hbt_fast.train.callbacks import LOG_FILE, Callback, default_callbacks
+from hbt_fast.train.card import write_model_card, write_run_config
+from hbt_fast.train.checkpoint import STATE_FILE, CheckpointDirectory, CheckpointError
+from hbt_fast.train.config import TrainConfig
+from hbt_fast.train.evaluation import evaluate_during_training
+from hbt_fast.train.inputs import StepInputs, TokenizedCorpus
+from hbt_fast.train.resume import (RUN_CONFIG, Start, drop_log_after, random_state_file, random_states,
+                                   starting_point)
+from hbt_fast.train.step import data_parallel, global_batch_gradients, world
+
+__all__ = ["NonFiniteLossError", "Trainer"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the gradient norm of a step is NaN or infinite; the model was not updated."""
+
+
+class _Sides(torch.nn.Module):
+    """One module whose forward embeds either side, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, side: str, ids: list) -> torch.Tensor:
+        return self.encoder.embed_ids(ids, side)
+
+
+class Trainer:
+    """Fine-tunes ``config.model`` on ``config.train`` with hybrid batches and the fused loss.
+
+    ``encoder`` and ``corpus`` may be given directly (scripts, tests); ``callbacks`` run after
+    the trainer's own (see :mod:`hbt_fast.train.callbacks`). Everything that can be checked is
+    checked here, before the first step.
+    """
+
+    def __init__(self, config: TrainConfig, *, encoder=None, corpus=None, callbacks: Sequence[Callback] = ()):
+        config.validate()
+        self.config, self.output = config, Path(config.output)
+        parts.check_output(self.output)
+        parts.check_reporting(config.report_to)
+        if config.eval:
+            parts.check_eval_setup(config.eval)
+        parts.init_distributed()
+        self.rank, self.world_size = world()
+        if config.batch_size % self.world_size:
+            raise ValueError(f"batch_size={config.batch_size} must be divisible by the world size {self.world_size}")
+        self.corpus = corpus if corpus is not None else parts.read_corpus(config)
+        parts.check_corpus_for_mode(self.corpus, config.mode, config.alpha)
+        self.sampler = HybridSampler(
+            self.corpus.language_ids, self.corpus.group_ids, config.batch_size // self.world_size,
+            mode=config.mode, alpha=config.alpha, lang_exponent=config.lang_exponent,
+            seed=config.seed, rank=self.rank, world_size=self.world_size)
+        self.total_steps = config.steps or math.ceil(config.epochs * len(self.sampler))
+        self.device = parts.pick_device()
+        self.checkpoints = CheckpointDirectory(self.output / "checkpoints", config.keep_checkpoints)
+        start = starting_point(config, self.checkpoints, self.output, self.total_steps, self.rank)
+        torch.manual_seed(config.seed + self.rank)  # before loading: seeds any fresh weights
+        self.encoder = parts.load_encoder(config, encoder, start and start.path, self.device)
+        self.tokens = TokenizedCorpus(self.corpus, self.encoder, config.hard_negatives)
+        from hbt_fast.losses import InfoNCELoss
+
+        self.loss_fn = InfoNCELoss(temperature=config.temperature, symmetric=config.symmetric)
+        self.sides = _Sides(self.encoder)
+        self.ddp = data_parallel(self.sides, self.device) if self.world_size > 1 else None
+        self.optimizer = parts.make_optimizer(self.encoder, config)
+        self.scheduler = parts.make_scheduler(self.optimizer, config, self.total_steps)
+        self.step, self.best_score, self.last_evaluation = 0, None, None
+        # Training draws (dropout) start from the seed whatever loading consumed; a resume
+        # replaces this state with the checkpoint's.
+        torch.manual_seed(config.seed + self.rank)
+        self.callbacks = default_callbacks(config, self.output) + list(callbacks)
+        if start is not None:
+            self._restore(start)
+
+    @property
+    def use_bf16(self) -> bool:
+        if self.config.bf16 is not None:
+            return self.config.bf16
+        return self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+    # ------------------------------------------------------------------ one step
+    def compute_gradients(self, inputs: StepInputs):
+        """The global batch's gradient into ``.grad`` (see :mod:`hbt_fast.train.step`)."""
+        module = self.ddp if self.ddp is not None else self.sides
+        ids = {"query": inputs.query_ids, "passage": inputs.passage_ids}
+
+        def embed(side: str, rows: slice) -> torch.Tensor:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+                return module(side, ids[side][rows]).float()
+
+        groups = [g.to(self.device) if g is not None else None
+                  for g in (inputs.query_groups, inputs.passage_groups)]
+        return global_batch_gradients(
+            embed, len(inputs.query_ids), len(inputs.passage_ids), self.loss_fn,
+            query_groups=groups[0], passage_groups=groups[1], chunk_size=self.config.chunk_size,
+            ddp=self.ddp, devices=[self.device] if self.device.type == "cuda" else [])
+
+    def train_step(self, batch) -> dict:
+        """One optimisation step on a sampler batch; returns its log record."""
+        started = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        result = self.compute_gradients(self.tokens.step_inputs(*batch))
+        trained = [p for p in self.encoder.parameters() if p.grad is not None]
+        clip = self.config.max_grad_norm
+        norm = (torch.nn.utils.clip_grad_norm_(trained, clip) if clip > 0
+                else torch.nn.utils.get_total_norm([p.grad for p in trained]))
+        if not (math.isfinite(result.loss) and math.isfinite(float(norm))):
+            last = self.checkpoints.newest_name()
+            raise NonFiniteLossError(
+                f"step {self.step + 1}: the loss is {result.loss} (gradient norm {float(norm)}); stopped "
+                f"before updating the model; " + (f"the last good checkpoint is {last}" if last else
+                                                  "no checkpoint was written yet"))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        language = self.corpus.language_names[batch.language] if batch.kind == "xx" else None
+        return {"step": self.step, "epoch": self.sampler.epoch, "loss": result.loss,
+                "lr": self.scheduler.get_last_lr()[0], "batch": f"xx:{language}" if language else "xy",
+                "seconds": time.perf_counter() - started, "loss_s": result.loss_seconds}
+
+    def train(self) -> Optional[dict]:
+        """Run until ``total_steps``; returns the last evaluation (a TaskResult) or None."""
+        from hbt_fast.train.loop import run
+
+        return run(self)
+
+    # ------------------------------------------------------------------ evaluation, saving
+    def evaluate(self, progress: bool = False):
+        """Evaluate on ``config.eval`` (rank 0), tell the callbacks, keep the best model in ``best/``."""
+        if not self.config.eval:
+            raise ValueError("evaluate() needs config.eval ('xquad-r:DIR' or 'mlqa-r:DIR')")
+        result = None
+        if self.rank == 0:
+            self.encoder.eval()
+            result = evaluate_during_training(self.encoder, self.config.eval, progress=progress)
+            self.encoder.train()
+            score = result.metric(self.config.eval_metric)
+            for callback in self.callbacks:
+                callback.on_evaluate(self, result, score)
+            if result.is_better(self.config.eval_metric, self.best_score):
+                self.best_score = score
+                self.save_model(self.output / "best", evaluation=result)
+            self.last_evaluation = result
+        self._barrier()
+        return result
+
+    def save_model(self, target: Path, evaluation=None) -> None:
+        """The encoder and its model card, written beside ``target`` and renamed (rank 0)."""
+        if self.rank != 0:
+            return
+        temporary = target.with_name(f".{target.name}.tmp")
+        shutil.rmtree(temporary, ignore_errors=True)
+        self.encoder.save(temporary)
+        write_model_card(self, temporary, evaluation or self.last_evaluation)
+        previous = target.with_name(f".{target.name}.old")
+        shutil.rmtree(previous, ignore_errors=True)
+        if target.exists():
+            os.replace(target, previous)
+        os.replace(temporary, target)
+        shutil.rmtree(previous, ignore_errors=True)
+
+    def save_model_card(self, directory: Path) -> None:
+        if self.rank == 0:
+            write_model_card(self, directory, self.last_evaluation)
+
+    def save_checkpoint(self) -> Path:
+        """``checkpoints/step-N``: model, optimiser, schedule, sampler, random states, settings."""
+        step, folder = self.step, self.checkpoints.temporary(self.step)
+
+        def shared_files():
+            self.checkpoints.begin(step)
+            self.encoder.save(folder / "model")
+            torch.save({"step": step, "optimizer": self.optimizer.state_dict(),
+                        "scheduler": self.scheduler.state_dict(), "sampler": self.sampler.state_dict(),
+                        "best_score": self.best_score, "config": dataclasses.asdict(self.config)},
+                       folder / STATE_FILE)
+            write_run_config(self, folder / RUN_CONFIG)
+
+        self._on_all_ranks(shared_files if self.rank == 0 else None, step)
+        self._on_all_ranks(lambda: torch.save(random_states(self.device), folder / random_state_file(self.rank)), step)
+        self._on_all_ranks((lambda: self.checkpoints.commit(step)) if self.rank == 0 else None, step)
+        return self.checkpoints.root / self.checkpoints.name(step)
+
+    def _on_all_ranks(self, work, step: int) -> None:
+        """Run ``work`` (None: nothing on this rank); every rank fails if one rank's write failed."""
+        error = None
+        if work is not None:
+            try:
+                with self.checkpoints.disk_errors(step):
+                    work()
+            except CheckpointError as failure:
+                error = failure
+        failed = torch.tensor([error is not None], dtype=torch.int32)
+        if self.world_size > 1:
+            dist.all_reduce(failed)
+        if error is not None:
+            raise error
+        if failed.item():
+            raise CheckpointError(f"writing checkpoint {self.checkpoints.name(step)} failed on another rank")
+
+    def _restore(self, start: Start) -> None:
+        state = start.state
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.step, self.best_score = state["step"], state["best_score"]
+        # The optimiser state carries the saved lr and weight decay: overridden ones replace them.
+        groups = self.optimizer.param_groups
+        if "lr" in self.config.override:
+            self.scheduler.base_lrs = [self.config.lr] * len(groups)
+            for group, factor in zip(groups, self.scheduler.lr_lambdas):
+                group["initial_lr"], group["lr"] = self.config.lr, self.config.lr * factor(self.scheduler.last_epoch)
+        if "weight_decay" in self.config.override:
+            groups[0]["weight_decay"] = self.config.weight_decay
+        torch.set_rng_state(start.random["torch"])
+        if "cuda" in start.random and self.device.type == "cuda":
+            torch.cuda.set_rng_state(start.random["cuda"], self.device)
+        if self.rank == 0:
+            drop_log_after(self.output / LOG_FILE, self.step)
+
+    def _barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()

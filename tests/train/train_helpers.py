@@ -1,0 +1,69 @@
+"""Shared by the trainer tests and the torchrun worker: a synthetic corpus and a small trainer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hbt_fast.data import PairCorpus
+from hbt_fast.train import TrainConfig, Trainer
+
+
+def synthetic_corpus(num_groups=24, languages=("en", "de", "fr"), negatives=0):
+    rng = np.random.default_rng(0)
+    words = ["river", "city", "year", "team", "music", "king", "school", "war", "science"]
+    queries, passages, langs, groups, extra = [], [], [], [], []
+    for g in range(num_groups):
+        topic = " ".join(rng.choice(words, 3))
+        for lang in languages:
+            queries.append(f"{lang} question {g} {topic}")
+            passages.append(f"{lang} answer {topic} number {g}")
+            langs.append(lang)
+            groups.append(g)
+            extra.append([f"{lang} unrelated {topic} {g} {k}" for k in range(negatives)])
+    return PairCorpus.with_negative_lists(queries, passages, langs, groups, extra)
+
+
+def settings(tiny_model_dir, output, **overrides):
+    values = dict(model=str(tiny_model_dir), train="unused", output=str(output), batch_size=8,
+                  steps=6, lr=1e-3, warmup=0.0, progress=False, seed=3)
+    values.update(overrides)
+    return values
+
+
+def make_trainer(tiny_model_dir, output, *, corpus=None, callbacks=(), **overrides):
+    config = TrainConfig(**settings(tiny_model_dir, output, **overrides))
+    return Trainer(config, corpus=corpus or synthetic_corpus(), callbacks=callbacks)
+
+
+def without_dropout(trainer):
+    """Ranks seed dropout differently; exact gradient comparisons switch it off."""
+    for module in trainer.encoder.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return trainer
+
+
+def gradients(trainer):
+    """Every parameter's gradient, by name (zeros where a parameter got none)."""
+    return {name: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().clone()
+            for name, p in trainer.encoder.named_parameters()}
+
+
+def first_batch_gradients(trainer):
+    batch = next(iter(trainer.sampler))
+    trainer.optimizer.zero_grad(set_to_none=True)
+    result = trainer.compute_gradients(trainer.tokens.step_inputs(*batch))
+    return result.loss, gradients(trainer)
+
+
+def log_records(output):
+    return [json.loads(line) for line in (Path(output) / "train_log.jsonl").read_text().splitlines()]
+
+
+def log_losses(output):
+    by_step = {r["step"]: r["loss"] for r in log_records(output) if "loss" in r}
+    return [by_step[s] for s in sorted(by_step)]
