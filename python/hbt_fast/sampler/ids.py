@@ -45,6 +45,9 @@ def _label_array(labels, name: str) -> np.ndarray:
                 "so that labels like 1 and '1' are not merged"
             )
         array = np.asarray(values) if values else np.asarray(values, dtype=np.int64)
+        if kinds == {"str"} and any(value.endswith("\0") for value in values):
+            # numpy's fixed-width strings drop trailing NULs ("a\0" would merge with "a")
+            array = np.asarray(values, dtype=object)
     if array.ndim != 1:
         raise ValueError(f"{name} must be a 1-D sequence of labels, got shape {array.shape}")
     return array
