@@ -9,9 +9,13 @@ import json
 import os
 import platform
 import sys
+from pathlib import Path
 
 # Suites in the order they run; each module offers run(quick) -> list[Result].
-SUITES = ("hbt_fast.bench.sampler", "hbt_fast.bench.loss", "hbt_fast.bench.evaluate")
+SUITES = {"sampler": "hbt_fast.bench.sampler", "loss": "hbt_fast.bench.loss",
+          "evaluate": "hbt_fast.bench.evaluate"}
+# /proc/cpuinfo flags worth naming: they decide which kernels BLAS and torch pick.
+VECTOR_EXTENSIONS = (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("amx_tile", "AMX"))
 
 
 def add_parser(subparsers) -> None:
@@ -22,6 +26,8 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small workloads (under a minute)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--suite", action="append", choices=sorted(SUITES),
+                        help="run only this suite (repeatable; default: all)")
     parser.set_defaults(func=run)
 
 
@@ -49,22 +55,49 @@ def render_table(results) -> str:
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
+def cpu_description(cpuinfo: str) -> str:
+    """CPU model and vector extensions from /proc/cpuinfo text ("" where it says nothing)."""
+    fields = dict(line.split(":", 1) for line in cpuinfo.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    extensions = [name for flag, name in VECTOR_EXTENSIONS if flag in flags]
+    model = fields.get("model name") or platform.processor() or "unknown CPU"
+    return f"{model} ({', '.join(extensions) or 'no AVX2'})" if flags else model
+
+
 def machine_description() -> str:
     import torch
 
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        cpuinfo = ""
+    return (f"{cpu_description(cpuinfo)}, {platform.machine()}, {os.cpu_count()} CPUs, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads, "
+            f"{torch.backends.cpu.get_cpu_capability()} kernels), Python {platform.python_version()}")
+
+
+def _write_json(path: Path, results) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps([{**dataclasses.asdict(r), "speedup": r.speedup}
+                                     for r in results], indent=2), encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
+    json_path = Path(args.json) if args.json else None
+    if json_path is not None and not json_path.parent.is_dir():
+        print(f"hbt-fast bench: error: --json {args.json}: folder {json_path.parent} does not exist",
+              file=sys.stderr)
+        return 2
+    suites = [SUITES[name] for name in SUITES if not args.suite or name in args.suite]
     results = []
-    for suite in tqdm(SUITES, desc="hbt-fast bench", unit="suite", file=sys.stderr):
+    for suite in tqdm(suites, desc="hbt-fast bench", unit="suite", file=sys.stderr):
         results.extend(importlib.import_module(suite).run(quick=args.quick))
     print(f"Machine: {machine_description()}\n")
     print(render_table(results))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump([{**dataclasses.asdict(r), "speedup": r.speedup} for r in results], handle, indent=2)
+    if json_path is not None:
+        _write_json(json_path, results)
     return 0
