@@ -30,7 +30,8 @@ def _stub_names(module: str) -> dict:
 def _member_name(item):
     if isinstance(item, (ast.FunctionDef, ast.ClassDef)) and not item.name.startswith("_"):
         return item.name
-    if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+    if (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+            and not item.target.id.startswith("_")):
         return item.target.id
     return None
 
