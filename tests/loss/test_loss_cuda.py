@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import hbt_fast
-from hbt_fast import _C, _cuda
+from hbt_fast import _cuda
 from hbt_fast.loss import backends, info_nce, info_nce_reference
 from hbt_fast.loss.backends import tiled
 

@@ -21,7 +21,6 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 __all__ = ["DESCRIPTION", "MODEL_SHA256", "convert", "source_file"]
 

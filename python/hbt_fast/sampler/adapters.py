@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-import numpy as np
 
 from hbt_fast.sampler._stock_trainer_guard import RefusesStockTrainer
 from hbt_fast.sampler.sampler import Batch, HybridSampler
