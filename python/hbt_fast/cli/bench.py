@@ -77,13 +77,6 @@ def machine_description() -> str:
             f"{torch.backends.cpu.get_cpu_capability()} kernels), Python {platform.python_version()}")
 
 
-def _write_json(path: Path, results) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps([{**dataclasses.asdict(r), "speedup": r.speedup}
-                                     for r in results], indent=2), encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -99,5 +92,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"Machine: {machine_description()}\n")
     print(render_table(results))
     if json_path is not None:
-        _write_json(json_path, results)
+        from hbt_fast.data.files import write_text_atomically
+
+        write_text_atomically(json_path, json.dumps(
+            [{**dataclasses.asdict(r), "speedup": r.speedup} for r in results], indent=2))
     return 0

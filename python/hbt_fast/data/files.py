@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Iterator, Mapping, Union
 
-__all__ = ["atomic_output", "read_json", "refuse_overlap", "text_lines"]
+__all__ = ["atomic_output", "read_json", "refuse_overlap", "text_lines", "write_text_atomically"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -85,6 +85,12 @@ def atomic_output(path: PathLike, mode: str = "w"):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+
+
+def write_text_atomically(path: PathLike, text: str) -> None:
+    """``path`` gets ``text`` through a temporary name, so readers never see half of it."""
+    with atomic_output(path) as handle:
+        handle.write(text)
 
 
 def refuse_overlap(output: PathLike, inputs: Mapping[str, PathLike]) -> None:

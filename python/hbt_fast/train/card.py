@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from hbt_fast.train.checkpoint import write_text_atomically
+from hbt_fast.data.files import write_text_atomically
 
 __all__ = ["model_card", "run_description", "write_model_card", "write_run_config"]
 

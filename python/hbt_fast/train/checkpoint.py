@@ -20,6 +20,8 @@ import warnings
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+from hbt_fast.data.files import write_text_atomically
+
 __all__ = ["CheckpointDirectory", "CheckpointError", "MANIFEST", "STATE_FILE"]
 
 MANIFEST = "manifest.json"
@@ -79,10 +81,10 @@ class CheckpointDirectory:
         with self.disk_errors(step):
             files = {str(p.relative_to(folder)): {"sha256": sha256_of(p), "bytes": p.stat().st_size}
                      for p in _files_under(folder)}
-            _write_atomically(folder / MANIFEST, json.dumps({"step": step, "files": files}, indent=1))
+            write_text_atomically(folder / MANIFEST, json.dumps({"step": step, "files": files}, indent=1))
             shutil.rmtree(final, ignore_errors=True)
             os.replace(folder, final)
-            _write_atomically(self.root / LATEST, final.name + "\n")
+            write_text_atomically(self.root / LATEST, final.name + "\n")
         self._prune(keep=final.name)
         return final
 
@@ -159,17 +161,3 @@ class CheckpointDirectory:
         if problems:
             raise CheckpointError(f"no intact checkpoint in {self.root}: " + "; ".join(problems))
         raise FileNotFoundError(f"resume: no checkpoint in {self.root}")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """``path`` gets ``text`` through a temporary name, so readers never see half of it."""
-    _write_atomically(Path(path), text)

@@ -13,8 +13,8 @@ from typing import Optional
 import torch
 
 from hbt_fast.train.callbacks import LOG_FILE
-from hbt_fast.train.checkpoint import (MANIFEST, STATE_FILE, CheckpointDirectory, CheckpointError,
-                                       write_text_atomically)
+from hbt_fast.data.files import write_text_atomically
+from hbt_fast.train.checkpoint import MANIFEST, STATE_FILE, CheckpointDirectory, CheckpointError
 from hbt_fast.train.config import TrainConfig, config_differences
 
 __all__ = ["RUN_CONFIG", "Start", "drop_log_after", "random_state_file", "random_states", "starting_point"]

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -47,6 +46,7 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from hbt_fast import HybridSampler, labels_to_ids
+from hbt_fast.data.files import write_text_atomically
 from hbt_fast.integrations.sentence_transformers._pairs import HybridBatches, PairRows
 
 __all__ = ["HybridTrainer", "SAMPLER_STATE_NAME"]
@@ -150,7 +150,8 @@ class HybridTrainer(SentenceTransformerTrainer):
         super()._save_checkpoint(model, trial)
         folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         if self.args.should_save and folder.is_dir():
-            _write_json_atomically(folder / SAMPLER_STATE_NAME, self._sampler_state())
+            write_text_atomically(folder / SAMPLER_STATE_NAME,
+                                  json.dumps(self._sampler_state(), indent=2) + "\n")
 
     def _sampler_state(self) -> dict:
         """The sampler state at the Trainer's position (the live one runs ahead by what the data
@@ -216,9 +217,3 @@ def _without_columns(dataset, columns: Sequence[str]):
         return type(dataset)({key: _without_columns(part, columns) for key, part in dataset.items()})
     present = [column for column in columns if names is not None and column in names]
     return dataset.remove_columns(present) if present else dataset
-
-
-def _write_json_atomically(path: Path, document: dict) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
