@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/check.hpp"
+#include "common/checked.hpp"
 #include "loss/blas.hpp"
 #include "loss/row_kernels.hpp"
 #include "loss/thread_pool.hpp"
@@ -30,13 +31,6 @@ constexpr int64_t kMinMultiplyAddsPerThread = int64_t{1} << 21;
 // inner dimension block_rows, which loses BLAS efficiency below a few hundred.
 constexpr int64_t kMinBlockRows = 256;
 
-int64_t checked_product(int64_t a, int64_t b, const char* what) {
-  int64_t product = 0;
-  require(!__builtin_mul_overflow(a, b, &product), "info_nce: ", what, " (", a, " x ", b,
-          ") overflows 64-bit sizes");
-  return product;
-}
-
 template <typename T>
 void validate(const InfoNceInputs& in, const InfoNceOptions& options, const T* queries,
               const T* passages, const T* grad_queries, const T* grad_passages) {
@@ -46,7 +40,7 @@ void validate(const InfoNceInputs& in, const InfoNceOptions& options, const T* q
   require(in.dim >= 1, "info_nce needs embedding dimension >= 1, got ", in.dim);
   require(in.num_passages <= loss_detail::kMaxBlasDim && in.dim <= loss_detail::kMaxBlasDim,
           "info_nce sizes must fit 32-bit BLAS indices");
-  checked_product(in.num_passages, in.dim, "passages' size M x D");
+  checked_mul(in.num_passages, in.dim, "info_nce: passages' size M x D");
   require(queries != nullptr && passages != nullptr, "info_nce got a null input buffer");
   require((in.query_groups == nullptr) == (in.passage_groups == nullptr),
           "query_groups and passage_groups must be given together");
@@ -258,7 +252,7 @@ InfoNceResult info_nce(const T* queries, const T* passages, const InfoNceInputs&
   const BlockPlan plan = make_plan(in, options, sizeof(T));
   // All memory is taken before any thread starts, so a failed allocation is an ordinary
   // exception; the tile needs no initialisation (every entry is written before it is read).
-  std::unique_ptr<T[]> tile(new T[checked_product(plan.block_rows, num_passages, "block")]);
+  std::unique_ptr<T[]> tile(new T[checked_mul(plan.block_rows, num_passages, "info_nce: block")]);
   const bool grads = options.compute_gradients;
   if (grads) std::fill(grad_passages, grad_passages + num_passages * dim, T(0));
 
@@ -336,7 +330,7 @@ InfoNceResult info_nce_from_similarities(T* sims, const InfoNceInputs& in,
   validate<T>(sized, options, sims, sims, sims, sims);
   const int64_t num_queries = in.num_queries;
   const int64_t num_passages = in.num_passages;
-  const int64_t count = checked_product(num_queries, num_passages, "similarities B x M");
+  const int64_t count = checked_mul(num_queries, num_passages, "info_nce: similarities B x M");
   if (!loss_detail::all_finite(sims, count)) {
     InfoNceResult result;
     result.loss = std::numeric_limits<double>::quiet_NaN();
