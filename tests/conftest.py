@@ -7,6 +7,11 @@ import pytest
 # Let tests import helpers that live next to them (reference implementations, fixtures).
 sys.path.insert(0, str(Path(__file__).parent))
 
+# CI passes HBT_DATA_DIR relative to where pytest starts (../shared/data); tests that change
+# directory, and the subprocesses they start, must still find it.
+if os.environ.get("HBT_DATA_DIR"):
+    os.environ["HBT_DATA_DIR"] = str(Path(os.environ["HBT_DATA_DIR"]).resolve())
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
