@@ -8,20 +8,23 @@ import json
 import time
 from pathlib import Path
 
+from hbt_fast.data.files import write_text_atomically
 from hbt_fast.experiments import sampling
 from hbt_fast.experiments.sampling import (
-    TATOEBA_DEFAULT, TATOEBA_XQUAD_LANGUAGES, data_root, default_model, model_name, report,
-    run_experiment, summarise)
+    TATOEBA_LOW_RESOURCE, TATOEBA_XQUAD_LANGUAGES, data_root, default_model, model_name,
+    run_experiment)
 
 # Spelled out rather than imported from hbt_fast.models, so `hbt-fast --help` needs no torch.
 PRESET_CHOICES = ("xlmr", "labse", "e5")
-FULL = {"steps": 100, "seeds": [0], "eval_fraction": 0.25, "languages": None,
-        "tatoeba_languages": list(TATOEBA_DEFAULT), "batch_size": 32, "max_query_length": 48,
+TATOEBA_DEFAULT = [*TATOEBA_XQUAD_LANGUAGES, *TATOEBA_LOW_RESOURCE]
+FULL = {"steps": 100, "seeds": [0, 1, 2], "eval_fraction": 0.25, "languages": None,
+        "tatoeba_languages": TATOEBA_DEFAULT, "batch_size": 32, "max_query_length": 48,
         "max_passage_length": 96}
 #: sized for <= 10 minutes on 2 cores with multilingual-e5-small: 4 languages in 3 scripts,
-#: shorter texts and batches, no Tatoeba
-QUICK = {"steps": 16, "seeds": [0], "eval_fraction": 0.2, "languages": ["de", "en", "ru", "zh"],
-         "tatoeba_languages": [], "batch_size": 16, "max_query_length": 32, "max_passage_length": 64}
+#: two seeds, shorter texts and batches, Tatoeba on one XQuAD-R and one low-resource language
+QUICK = {"steps": 16, "seeds": [0, 1], "eval_fraction": 0.2, "languages": ["de", "en", "ru", "zh"],
+         "tatoeba_languages": ["deu", "swh"], "batch_size": 16, "max_query_length": 32,
+         "max_passage_length": 64}
 
 
 def add_parser(subparsers) -> None:
@@ -43,7 +46,7 @@ def add_parser(subparsers) -> None:
                             for k, v in QUICK.items()) + " (flags given explicitly still win)")
     parser.add_argument("--languages", nargs="+", default=None,
                         help="XQuAD-R languages to split, train and evaluate on (default: all)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default 0)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default 0 1 2)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the article split")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default 100)")
     parser.add_argument("--batch-size", type=int, default=None, help="default 32")
@@ -54,8 +57,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--max-query-length", type=int, default=None, help="default 48")
     parser.add_argument("--max-passage-length", type=int, default=None, help="default 96")
     parser.add_argument("--tatoeba-languages", nargs="*", default=None,
-                        help=f"Tatoeba languages (none to skip; default {' '.join(TATOEBA_DEFAULT)}); "
-                             f"XQuAD-R's: {' '.join(TATOEBA_XQUAD_LANGUAGES)}")
+                        help=f"Tatoeba languages (none to skip; default XQuAD-R's "
+                             f"{' '.join(TATOEBA_XQUAD_LANGUAGES)} and the low-resource "
+                             f"{' '.join(TATOEBA_LOW_RESOURCE)})")
+    parser.add_argument("--mlqa-r", type=Path, default=None, metavar="DIR",
+                        help="also evaluate zero-shot on MLQA-R: a folder of <lang>.json as in "
+                             "upstream's mlqa-dev-r/ (github.com/google-research-datasets/lareqa)")
     parser.set_defaults(func=run)
 
 
@@ -67,25 +74,35 @@ def apply_defaults(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+def _settings(args: argparse.Namespace, model: str) -> dict:
+    """What determines the figures: finished runs are reused only when these match."""
+    return {"model": model, "model_name": model_name(args.model), "preset": args.preset,
+            "freeze_word_embeddings": args.freeze_word_embeddings, "languages": args.languages or "all",
+            "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "alpha": args.alpha,
+            "split_seed": args.split_seed, "eval_fraction": args.eval_fraction,
+            "max_query_length": args.max_query_length, "max_passage_length": args.max_passage_length,
+            "tatoeba_languages": args.tatoeba_languages,
+            "mlqa_r": None if args.mlqa_r is None else str(args.mlqa_r)}
+
+
 def run(args: argparse.Namespace) -> int:
+    from hbt_fast.experiments.sampling_report import report, summarise
+
     args = apply_defaults(args)
     root = data_root(args.data)
+    if args.mlqa_r is not None and not args.mlqa_r.is_dir():
+        raise SystemExit(f"--mlqa-r: {args.mlqa_r} is not a folder")
     model = args.model or default_model()
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    results = run_experiment(args, root, model, output)
-    summary = summarise(results, args.seeds)
-    settings = {"model_name": model_name(args.model), "preset": args.preset,
-                "freeze_word_embeddings": args.freeze_word_embeddings, "quick": args.quick,
-                "languages": args.languages or "all",
-                "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "alpha": args.alpha,
-                "seeds": args.seeds, "split_seed": args.split_seed, "eval_fraction": args.eval_fraction,
-                "tatoeba_languages": args.tatoeba_languages,
-                "minutes": round((time.perf_counter() - started) / 60, 1)}
-    (output / "results.json").write_text(json.dumps({"settings": settings, "results": results,
-                                                     "summary": summary}, indent=2), encoding="utf-8")
-    markdown = report(summary, settings)
-    (output / "report.md").write_text(markdown, encoding="utf-8")
+    fingerprint = _settings(args, model)
+    results = run_experiment(args, root, model, output, fingerprint)
+    settings = dict(fingerprint, seeds=args.seeds, quick=args.quick,
+                    minutes=round((time.perf_counter() - started) / 60, 1))
+    write_text_atomically(output / "results.json", json.dumps(
+        {"settings": settings, "results": results, "summary": summarise(results)}, indent=2))
+    markdown = report(results, settings)
+    write_text_atomically(output / "report.md", markdown)
     print(markdown)
     return 0
