@@ -20,6 +20,19 @@ def test_answer_in_whitespace_belongs_to_next_sentence(tmp_path):
     assert load_lareqa(tmp_path).by_language["aa"].relevant.tolist() == [1]
 
 
+def test_mlqa_r_is_found_in_upstreams_folder_name(tmp_path, monkeypatch):
+    """Upstream keeps MLQA-R in mlqa-dev-r/; questions need not exist in every language."""
+    folder = tmp_path / "mlqa-dev-r"
+    folder.mkdir()
+    write_language(folder, "en", paragraph(["E0.", "E1."], [("q1", "en q1", 0), ("q2", "en q2", 4)]))
+    write_language(folder, "de", paragraph(["D0.", "D1."], [("q2", "de q2", 0)]))
+    monkeypatch.setenv("HBT_DATA_DIR", str(tmp_path))
+    data = load_lareqa(task="mlqa-r")
+    assert data.languages == ["de", "en"]
+    # q2 is answered in both languages, q1 (English only) has no German answer
+    assert data.relevant_in.tolist() == [[0, 3], [-1, 2], [0, 3]]  # global candidate indices
+
+
 @pytest.mark.parametrize("breaks, message", [
     ([[0, 3, 4], [4, 7]], r"sentence_breaks\[0\] is \[0, 3, 4\]; each entry must be a pair"),
     ([0, [4, 7]], r"sentence_breaks\[0\] is 0; each entry must be a pair"),

@@ -10,6 +10,7 @@ sentence). Parallel questions share their ``id`` across languages.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional, Sequence
@@ -17,12 +18,20 @@ from typing import Iterator, NamedTuple, Optional, Sequence
 import numpy as np
 
 from hbt_fast.data.files import read_json
-from hbt_fast.data.locations import check_languages, resolve_data_dir
+from hbt_fast.data.locations import DATA_ENV, check_languages, resolve_data_dir
 
 __all__ = ["LareqaData", "LareqaLanguage", "Paragraph", "iter_paragraphs", "load_lareqa",
            "read_lareqa_document", "read_lareqa_language"]
 
-TASK_FOLDERS = {"xquad-r": "xquad-r", "mlqa-r": "mlqa-r"}
+# Folder names under $HBT_DATA_DIR, the first that exists wins: upstream (the LAReQA repository)
+# names MLQA-R's folder mlqa-dev-r/, so a checkout of it works as it is.
+TASK_FOLDERS = {"xquad-r": ("xquad-r",), "mlqa-r": ("mlqa-r", "mlqa-dev-r")}
+
+
+def _task_folder(task: str) -> str:
+    names = TASK_FOLDERS.get(task, (task,))
+    root = os.environ.get(DATA_ENV)
+    return next((name for name in names if root and (Path(root) / name).is_dir()), names[0])
 
 
 class Paragraph(NamedTuple):
@@ -236,12 +245,13 @@ def load_lareqa(data_dir=None, languages: Optional[Sequence[str]] = None, *,
                 task: str = "xquad-r") -> LareqaData:
     """Load a LAReQA-layout folder (``<lang>.json`` per language).
 
-    ``data_dir=None`` uses ``$HBT_DATA_DIR/<task>`` (``xquad-r`` or ``mlqa-r``). ``languages=None``
+    ``data_dir=None`` uses ``$HBT_DATA_DIR/<task>`` (``xquad-r``, or ``mlqa-r`` / upstream's
+    ``mlqa-dev-r``). ``languages=None``
     takes every ``*.json`` in the folder, sorted by name.
     """
     if not isinstance(task, str):
         raise TypeError(f"task must be a string such as 'xquad-r', got {task!r}")
-    folder = resolve_data_dir(data_dir, task, TASK_FOLDERS.get(task, task))
+    folder = resolve_data_dir(data_dir, task, _task_folder(task))
     languages = lareqa_languages(folder) if languages is None else check_languages(languages)
     by_language = {}
     for language in languages:
