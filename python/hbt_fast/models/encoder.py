@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from hbt_fast.models.buckets import DEFAULT_CALL_COST, length_buckets
 from hbt_fast.models.head import PoolingHead
 from hbt_fast.models.loading import SETTINGS_FILE, resolve
 from hbt_fast.models.sentence_transformers_format import write_layout
@@ -73,12 +74,16 @@ class TextEncoder(torch.nn.Module):
 
     def __init__(self, model, tokenizer, settings: Optional[EncoderSettings] = None, *,
                  dense=(), freeze_word_embeddings: bool = False, batch_size: int = 64,
-                 show_progress: bool = True, cache: bool = True):
+                 show_progress: bool = True, cache: bool = True,
+                 bucket_cost: Optional[int] = DEFAULT_CALL_COST):
         super().__init__()
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if not isinstance(freeze_word_embeddings, bool):
             raise TypeError(f"freeze_word_embeddings must be a bool, got {freeze_word_embeddings!r}")
+        if bucket_cost is not None and (isinstance(bucket_cost, bool) or not isinstance(bucket_cost, int)
+                                        or bucket_cost < 0):
+            raise ValueError(f"bucket_cost must be an integer >= 0 or None, got {bucket_cost!r}")
         self.model = model
         self.tokenizer = tokenizer
         self.settings = settings or EncoderSettings()
@@ -86,6 +91,7 @@ class TextEncoder(torch.nn.Module):
         self.batch_size = batch_size
         self.show_progress = show_progress
         self.use_cache = cache
+        self.bucket_cost = bucket_cost
         self._cache: dict = {}
         if freeze_word_embeddings:
             # Most of a multilingual model's parameters are its vocabulary; freezing them halves a
@@ -115,7 +121,8 @@ class TextEncoder(torch.nn.Module):
     def from_pretrained(cls, name_or_path, *, preset: Optional[str] = None,
                         query_prefix: Optional[str] = None, passage_prefix: Optional[str] = None,
                         freeze_word_embeddings: bool = False, batch_size: int = 64,
-                        show_progress: bool = True, cache: bool = True, device=None, **settings):
+                        show_progress: bool = True, cache: bool = True, device=None,
+                        bucket_cost: Optional[int] = DEFAULT_CALL_COST, **settings):
         """Load a hub name or a folder: ours (``hbt_encoder.json``), a sentence-transformers one
         (``modules.json``: pooling, Dense layers, normalisation and prompts are read), or a bare
         transformer.
@@ -124,7 +131,8 @@ class TextEncoder(torch.nn.Module):
         (mean, "query: " / "passage: " prefixes); with no preset and nothing saved it is guessed
         from the name. An explicit preset replaces the folder's own pooling head. ``prefixes=True``
         adds the study's "Query: " / "Passage: "; ``query_prefix`` / ``passage_prefix`` and any
-        other :class:`EncoderSettings` field override by keyword.
+        other :class:`EncoderSettings` field override by keyword. ``bucket_cost``: see
+        :meth:`embed_ids`.
         """
         from transformers import AutoTokenizer
 
@@ -136,7 +144,7 @@ class TextEncoder(torch.nn.Module):
         tokenizer = AutoTokenizer.from_pretrained(location)
         encoder = cls(model, tokenizer, encoder_settings, dense=dense,
                       freeze_word_embeddings=freeze_word_embeddings, batch_size=batch_size,
-                      show_progress=show_progress, cache=cache)
+                      show_progress=show_progress, cache=cache, bucket_cost=bucket_cost)
         encoder.eval()
         if device is not None:
             encoder.to(device)
@@ -180,12 +188,27 @@ class TextEncoder(torch.nn.Module):
 
     def embed_ids(self, ids: Sequence[Sequence[int]], side: str = "passage") -> torch.Tensor:
         """Embeddings ``[len(ids), dim]`` with gradients, from :meth:`tokenize_all` output;
-        padded to the batch's longest row, the same result as :meth:`embed` on the texts."""
+        the same result as :meth:`embed` on the texts.
+
+        Rows are embedded in sub-batches of similar length, each padded to its own longest row
+        (:mod:`hbt_fast.models.buckets`; ``bucket_cost``, the price of one more sub-batch in
+        padded token positions, sets how eagerly; None pads the whole batch to its longest row).
+        The embeddings equal those of one padded batch up to float rounding."""
         _check_side(side)
         if len(ids) == 0:
             return torch.zeros((0, self.dim), device=self.device)
         if any(len(row) == 0 for row in ids):
             raise ValueError("ids must not contain empty rows")
+        if self.bucket_cost is None or len(ids) == 1:
+            return self._embed_padded(ids)
+        buckets = length_buckets([len(row) for row in ids], self.bucket_cost)
+        if len(buckets) == 1:
+            return self._embed_padded(ids)
+        parts = [self._embed_padded([ids[i] for i in rows]) for rows in buckets]
+        order = torch.as_tensor(np.concatenate(buckets), device=self.device)
+        return torch.cat(parts).index_select(0, torch.argsort(order))
+
+    def _embed_padded(self, ids: Sequence[Sequence[int]]) -> torch.Tensor:
         left = getattr(self.tokenizer, "padding_side", "right") == "left"
         batch = {k: v.to(self.device) for k, v in
                  pad_ids(ids, self.tokenizer.pad_token_id, left=left).items()}
