@@ -90,3 +90,16 @@ def test_bucketed_embeddings_and_gradients_equal_one_padded_batch(encoder, texts
     assert split_grads.keys() == one_grads.keys()
     for name in one_grads:
         torch.testing.assert_close(split_grads[name], one_grads[name], atol=1e-5, rtol=1e-4)
+
+
+def test_training_buckets_by_default_and_pads_one_batch_when_asked(tiny_model_dir):
+    from hbt_fast.models.buckets import DEFAULT_CALL_COST
+    from hbt_fast.train import TrainConfig
+    from hbt_fast.train.components import load_encoder
+
+    def loaded(**settings):
+        config = TrainConfig(model=str(tiny_model_dir), train="pairs.jsonl", output="run", **settings)
+        return load_encoder(config, None, None, torch.device("cpu")).bucket_cost
+
+    assert loaded() == DEFAULT_CALL_COST
+    assert loaded(length_buckets=False) is None

