@@ -31,6 +31,9 @@ def test_mlqa_r_is_found_in_upstreams_folder_name(tmp_path, monkeypatch):
     assert data.languages == ["de", "en"]
     # q2 is answered in both languages, q1 (English only) has no German answer
     assert data.relevant_in.tolist() == [[0, 3], [-1, 2], [0, 3]]  # global candidate indices
+    # the one lookup every caller shares (hbt-fast eval names the data folder it used with it)
+    from hbt_fast.data import resolve_data_dir
+    assert resolve_data_dir(None, "mlqa-r", "mlqa-r") == folder
 
 
 @pytest.mark.parametrize("breaks, message", [

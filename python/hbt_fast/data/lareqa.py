@@ -10,7 +10,6 @@ sentence). Parallel questions share their ``id`` across languages.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional, Sequence
@@ -18,20 +17,12 @@ from typing import Iterator, NamedTuple, Optional, Sequence
 import numpy as np
 
 from hbt_fast.data.files import read_json
-from hbt_fast.data.locations import DATA_ENV, check_languages, resolve_data_dir
+from hbt_fast.data.locations import check_languages, resolve_data_dir
 
 __all__ = ["LareqaData", "LareqaLanguage", "Paragraph", "iter_paragraphs", "load_lareqa",
            "read_lareqa_document", "read_lareqa_language"]
 
-# Folder names under $HBT_DATA_DIR, the first that exists wins: upstream (the LAReQA repository)
-# names MLQA-R's folder mlqa-dev-r/, so a checkout of it works as it is.
-TASK_FOLDERS = {"xquad-r": ("xquad-r",), "mlqa-r": ("mlqa-r", "mlqa-dev-r")}
-
-
-def _task_folder(task: str) -> str:
-    names = TASK_FOLDERS.get(task, (task,))
-    root = os.environ.get(DATA_ENV)
-    return next((name for name in names if root and (Path(root) / name).is_dir()), names[0])
+TASK_FOLDERS = {"xquad-r": "xquad-r", "mlqa-r": "mlqa-r"}
 
 
 class Paragraph(NamedTuple):
@@ -251,7 +242,7 @@ def load_lareqa(data_dir=None, languages: Optional[Sequence[str]] = None, *,
     """
     if not isinstance(task, str):
         raise TypeError(f"task must be a string such as 'xquad-r', got {task!r}")
-    folder = resolve_data_dir(data_dir, task, _task_folder(task))
+    folder = resolve_data_dir(data_dir, task, TASK_FOLDERS.get(task, task))
     languages = lareqa_languages(folder) if languages is None else check_languages(languages)
     by_language = {}
     for language in languages:

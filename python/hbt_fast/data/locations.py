@@ -17,8 +17,14 @@ DATA_SOURCES = {
 }
 
 
+#: Other names a data folder goes by, tried in order when the first is absent: upstream (the
+#: LAReQA repository) names MLQA-R's folder mlqa-dev-r/, so a checkout of it works as it is.
+FOLDER_NAMES = {"mlqa-r": ("mlqa-r", "mlqa-dev-r")}
+
+
 def resolve_data_dir(data_dir, task: str, subdir: str) -> Path:
-    """Return the task's data folder: ``data_dir`` if given, else ``$HBT_DATA_DIR/<subdir>``.
+    """Return the task's data folder: ``data_dir`` if given, else ``$HBT_DATA_DIR/<subdir>``
+    (or the first of ``FOLDER_NAMES[subdir]`` that exists).
 
     Raises FileNotFoundError saying where to obtain the data when the folder is missing.
     """
@@ -30,7 +36,9 @@ def resolve_data_dir(data_dir, task: str, subdir: str) -> Path:
                 f"no data directory given for {task} and ${DATA_ENV} is not set; pass data_dir= "
                 f"or set {DATA_ENV} to a folder holding {subdir}/. Obtain the data from {source}"
             )
-        data_dir = Path(root) / subdir
+        names = FOLDER_NAMES.get(subdir, (subdir,))
+        data_dir = next((Path(root) / name for name in names if (Path(root) / name).is_dir()),
+                        Path(root) / names[0])
     if not isinstance(data_dir, (str, os.PathLike)):
         raise TypeError(f"data_dir must be a path, got {type(data_dir).__name__}")
     path = Path(data_dir)
