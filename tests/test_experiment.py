@@ -120,6 +120,14 @@ def test_experiment_runs_end_to_end_and_reuses_finished_runs(tiny_model_dir, dat
     assert main(flags) == 0
     assert capsys.readouterr().err.count("reusing the finished run") == 7
     assert json.loads((output / "results.json").read_text())["results"] == results["results"]
+    # a run stopped before its first checkpoint (no figures, no model) is run again from the start
+    import shutil
+    (output / "xy-seed0" / "result.json").unlink()
+    shutil.rmtree(output / "xy-seed0" / "model")
+    with pytest.warns(UserWarning, match="holds no complete checkpoint.*starting again"):
+        assert main(flags) == 0
+    assert capsys.readouterr().err.count("reusing the finished run") == 6
+    assert (output / "xy-seed0" / "result.json").is_file()
     # a finished run is never mixed with one of other settings
     with pytest.raises(SystemExit, match="other settings.*steps"):
         main([*flags[:8], "3", *flags[9:]])

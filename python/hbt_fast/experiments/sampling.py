@@ -142,6 +142,7 @@ def _finish(folder: Path, fingerprint: dict, row: dict) -> dict:
 def train_and_evaluate(args, model: str, split_dir: Path, run_dir: Path, sampling: str, seed: int,
                        tasks: dict) -> dict:
     from hbt_fast.train import TrainConfig, Trainer
+    from hbt_fast.train.checkpoint import CheckpointDirectory
 
     started = time.perf_counter()
     config = TrainConfig(
@@ -149,8 +150,10 @@ def train_and_evaluate(args, model: str, split_dir: Path, run_dir: Path, samplin
         alpha=args.alpha, batch_size=args.batch_size, lr=args.lr, steps=args.steps, seed=seed,
         freeze_word_embeddings=args.freeze_word_embeddings, max_query_length=args.max_query_length,
         max_passage_length=args.max_passage_length, progress=sys.stderr.isatty(),
-        # a run stopped part-way (the whole experiment interrupted) continues from its checkpoint
-        resume=(run_dir / "run_config.json").is_file(), save_every=max(args.steps // 2, 1),
+        # a run stopped part-way (the whole experiment interrupted) continues from its checkpoint;
+        # one stopped before its first checkpoint starts again
+        resume=CheckpointDirectory(run_dir / "checkpoints").has_complete(),
+        save_every=max(args.steps // 2, 1),
         keep_checkpoints=1)
     # The encoder is built here so that every preset (e5 too) reaches the run.
     trainer = Trainer(config, encoder=load_encoder(args, model))

@@ -120,6 +120,10 @@ class CheckpointDirectory:
         candidates = self.candidates()
         return candidates[0].name if candidates else None
 
+    def has_complete(self) -> bool:
+        """Whether any checkpoint was written to the end (its manifest exists), intact or not."""
+        return any((folder / MANIFEST).exists() for folder in self.candidates())
+
     def candidates(self) -> list:
         """Checkpoint folders, newest first."""
         if not self.root.is_dir():

@@ -14,7 +14,7 @@ import torch
 
 from hbt_fast.train.callbacks import LOG_FILE
 from hbt_fast.data.files import write_text_atomically
-from hbt_fast.train.checkpoint import MANIFEST, STATE_FILE, CheckpointDirectory, CheckpointError
+from hbt_fast.train.checkpoint import STATE_FILE, CheckpointDirectory, CheckpointError
 from hbt_fast.train.config import TrainConfig, config_differences
 
 __all__ = ["RUN_CONFIG", "Start", "drop_log_after", "random_state_file", "random_states", "starting_point"]
@@ -65,8 +65,7 @@ def starting_point(config: TrainConfig, checkpoints: CheckpointDirectory, output
         path = checkpoints.newest_intact()
         _check_settings(path, config)
         return _read(path, total_steps, rank)
-    completed = any((folder / MANIFEST).exists() for folder in checkpoints.candidates())
-    if completed or (output / "model").exists():
+    if checkpoints.has_complete() or (output / "model").exists():
         raise ValueError(f"output {output} already holds a run; pass resume to continue it, or choose "
                          "a new folder")
     leftovers = [p for p in (output / LOG_FILE, checkpoints.root) if p.exists()]
