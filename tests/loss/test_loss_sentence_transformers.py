@@ -37,6 +37,13 @@ def loss_and_grads(loss_fn, columns):
     return loss.detach(), [param.grad.clone() for param in model.parameters()]
 
 
+def assert_same_loss_and_grads(fused, original, columns):
+    got, want = loss_and_grads(fused, columns), loss_and_grads(original, columns)
+    torch.testing.assert_close(got[0], want[0])
+    for got_grad, want_grad in zip(got[1], want[1]):
+        torch.testing.assert_close(got_grad, want_grad)
+
+
 @pytest.mark.parametrize("num_hard_negative_columns", [0, 2])
 @pytest.mark.parametrize("similarity", ["cos_sim", "dot_score"])
 @pytest.mark.parametrize("symmetric", [False, True])
@@ -57,11 +64,7 @@ def test_same_value_and_gradients_as_original(num_hard_negative_columns, similar
         options.update(directions=("query_to_doc", "doc_to_query"), partition_mode="per_direction")
     fused = MultipleNegativesRankingLoss(model, **options)
     assert isinstance(fused, Original) and fused._fused_direction() is symmetric
-    got = loss_and_grads(fused, columns)
-    want = loss_and_grads(Original(model, **options), columns)
-    torch.testing.assert_close(got[0], want[0])
-    for got_grad, want_grad in zip(got[1], want[1]):
-        torch.testing.assert_close(got_grad, want_grad)
+    assert_same_loss_and_grads(fused, Original(model, **options), columns)
 
 
 def test_unsupported_configuration_falls_back_to_original():
@@ -80,11 +83,7 @@ def test_unsupported_configuration_falls_back_to_original():
     columns = [torch.randn(5, 6, dtype=torch.float64) for _ in range(3)]
     fused = MultipleNegativesRankingLoss(model, similarity_fct=negative_distance)
     assert fused._fused_direction() is None
-    got = loss_and_grads(fused, columns)
-    want = loss_and_grads(Original(model, similarity_fct=negative_distance), columns)
-    torch.testing.assert_close(got[0], want[0])
-    for got_grad, want_grad in zip(got[1], want[1]):
-        torch.testing.assert_close(got_grad, want_grad)
+    assert_same_loss_and_grads(fused, Original(model, similarity_fct=negative_distance), columns)
 
 
 def test_ragged_embedding_columns_raise_like_the_original():
