@@ -12,7 +12,7 @@
 #include "common/checked.hpp"
 #include "loss/blas.hpp"
 #include "loss/row_kernels.hpp"
-#include "loss/thread_pool.hpp"
+#include "loss/parallel.hpp"
 
 namespace hbt {
 namespace {
@@ -21,12 +21,13 @@ using loss_detail::ColumnLogSumExp;
 using loss_detail::LogSumExp;
 using loss_detail::part_of;
 using loss_detail::Range;
+using loss_detail::RowLoss;
 using loss_detail::RowMask;
-using loss_detail::ThreadPool;
+using loss_detail::run_parallel;
 
 // A thread takes part only with at least this many multiply-adds of the three products
 // (B * M * D each): below it, waking a worker costs more than the share it would compute.
-constexpr int64_t kMinMultiplyAddsPerThread = int64_t{1} << 21;
+constexpr int64_t kMinMultiplyAddsPerThread = int64_t{1} << 18;
 // Blocks are never thinner than this (when B allows): the passages' gradient is a product with
 // inner dimension block_rows, which loses BLAS efficiency below a few hundred.
 constexpr int64_t kMinBlockRows = 256;
@@ -152,16 +153,15 @@ ColumnStatistics<T> column_log_sum_exp(const T* queries, const T* passages,
   constexpr T kMinusInf = -std::numeric_limits<T>::infinity();
   ColumnStatistics<T> stats{std::vector<T>(cols, kMinusInf), std::vector<T>(cols, T(0))};
   std::vector<T> block_top(cols);
-  ThreadPool& pool = ThreadPool::instance();
   for (int64_t block = 0; block < plan.num_blocks; ++block) {
     const int64_t row0 = plan.first_row(block);
     const int64_t rows = plan.rows_in(block, in.num_queries);
-    pool.run(plan.num_threads, [&](int thread) {
+    run_parallel(plan.num_threads, [&](int thread) {
       const Range mine = part_of(rows, plan.num_threads, thread);
       block_similarities(queries, passages, in, {row0 + mine.begin, row0 + mine.end}, true,
                          tile + mine.begin * stride);
     });
-    pool.run(plan.num_threads, [&](int thread) {
+    run_parallel(plan.num_threads, [&](int thread) {
       const Range slice = part_of(cols, plan.num_threads, thread);
       T* top = block_top.data() + slice.begin;
       T* max = stats.top.data() + slice.begin;
@@ -220,6 +220,13 @@ ThreadTotals rows_of_block(const T* queries, const T* passages, const InfoNceInp
   for (int64_t row = rows.begin; row < rows.end; ++row) {
     T* row_sims = sims + (row - rows.begin) * num_passages;
     const RowMask mask = row_mask(in, row);
+    if (options.compute_gradients && !options.symmetric) {
+      const RowLoss<T> part =  // the logits' gradient: the product below applies the scale
+          loss_detail::row_loss_and_gradient(row_sims, num_passages, scale, row_weight, T(1), mask);
+      totals.loss += part.loss;
+      totals.grad_scale += part.grad_scale;
+      continue;
+    }
     const LogSumExp<T> row_lse = loss_detail::row_log_sum_exp(row_sims, num_passages, scale, mask);
     const T positive = row_sims[row];
     totals.loss += row_weight * (scale * (row_lse.top - positive) + row_lse.log_sum);
@@ -266,11 +273,10 @@ InfoNceResult info_nce(const T* queries, const T* passages, const InfoNceInputs&
   }
 
   std::vector<ThreadTotals> totals(plan.num_threads);
-  ThreadPool& pool = ThreadPool::instance();
   for (int64_t block = 0; block < plan.num_blocks; ++block) {
     const int64_t row0 = plan.first_row(block);
     const int64_t rows = plan.rows_in(block, num_queries);
-    pool.run(plan.num_threads, [&](int thread) {
+    run_parallel(plan.num_threads, [&](int thread) {
       const Range mine = part_of(rows, plan.num_threads, thread);
       const ThreadTotals part =
           rows_of_block(queries, passages, in, options, {row0 + mine.begin, row0 + mine.end},
@@ -280,7 +286,7 @@ InfoNceResult info_nce(const T* queries, const T* passages, const InfoNceInputs&
     });
     if (!grads) continue;
     // The passages' gradient, split by passage rows so that no thread needs its own copy.
-    pool.run(plan.num_threads, [&](int thread) {
+    run_parallel(plan.num_threads, [&](int thread) {
       const Range slice = part_of(num_passages, plan.num_threads, thread);
       if (slice.size() > 0)
         loss_detail::gemm(true, false, slice.size(), dim, rows, scale, tile.get() + slice.begin,
@@ -297,91 +303,6 @@ InfoNceResult info_nce(const T* queries, const T* passages, const InfoNceInputs&
   return result;
 }
 
-namespace {
-
-// Column statistics of the whole B x B block, all rows at hand (one thread: B x B is small
-// next to the products).
-template <typename T>
-ColumnStatistics<T> column_log_sum_exp(const T* sims, const InfoNceInputs& in, T scale) {
-  const int64_t cols = in.num_queries;
-  const int64_t stride = in.num_passages;
-  ColumnStatistics<T> stats{std::vector<T>(cols, -std::numeric_limits<T>::infinity()),
-                            std::vector<T>(cols, T(0))};
-  for (int64_t r = 0; r < cols; ++r)
-    loss_detail::column_max_update(sims + r * stride, cols, row_mask(in, r), stats.top.data());
-  for (int64_t r = 0; r < cols; ++r)
-    loss_detail::column_sum_update(sims + r * stride, cols, scale, row_mask(in, r),
-                                   stats.top.data(), stats.log_sum.data());
-  for (T& sum : stats.log_sum) sum = std::log(sum);
-  return stats;
-}
-
-// Below this many similarities the element-wise pass stays on the calling thread.
-constexpr int64_t kMinParallelSimilarities = int64_t{1} << 22;
-
-}  // namespace
-
-template <typename T>
-InfoNceResult info_nce_from_similarities(T* sims, const InfoNceInputs& in,
-                                         const InfoNceOptions& options) {
-  require(sims != nullptr, "info_nce_from_similarities got a null buffer");
-  InfoNceInputs sized = in;
-  sized.dim = 1;  // not used here; validate() checks the rest
-  validate<T>(sized, options, sims, sims, sims, sims);
-  const int64_t num_queries = in.num_queries;
-  const int64_t num_passages = in.num_passages;
-  const int64_t count = checked_mul(num_queries, num_passages, "info_nce: similarities B x M");
-  if (!loss_detail::all_finite(sims, count)) {
-    InfoNceResult result;
-    result.loss = std::numeric_limits<double>::quiet_NaN();
-    if (options.compute_gradients) {
-      result.grad_scale = result.loss;
-      std::fill(sims, sims + count, std::numeric_limits<T>::quiet_NaN());
-    }
-    return result;
-  }
-  const T scale = static_cast<T>(options.scale);
-  const T row_weight = T(options.symmetric ? 0.5 : 1.0) / static_cast<T>(num_queries);
-  ColumnStatistics<T> col_stats;
-  ColumnLogSumExp<T> cols;
-  if (options.symmetric) {
-    col_stats = column_log_sum_exp(sims, in, scale);
-    cols = {col_stats.top.data(), col_stats.log_sum.data(), num_queries, row_weight};
-  }
-  const int threads = count >= kMinParallelSimilarities
-                          ? static_cast<int>(std::min<int64_t>(options.num_threads, num_queries))
-                          : 1;
-  std::vector<ThreadTotals> totals(threads);
-  ThreadPool::instance().run(threads, [&](int thread) {
-    const Range rows = part_of(num_queries, threads, thread);
-    for (int64_t row = rows.begin; row < rows.end; ++row) {
-      T* row_sims = sims + row * num_passages;
-      const RowMask mask = row_mask(in, row);
-      const LogSumExp<T> lse = loss_detail::row_log_sum_exp(row_sims, num_passages, scale, mask);
-      const T positive = row_sims[row];
-      totals[thread].loss += row_weight * (scale * (lse.top - positive) + lse.log_sum);
-      if (options.symmetric)
-        totals[thread].loss +=
-            cols.weight * (scale * (cols.top[row] - positive) + cols.log_sum[row]);
-      if (!options.compute_gradients) continue;
-      totals[thread].grad_scale +=
-          loss_detail::row_gradient(row_sims, num_passages, scale, lse, row_weight, mask, cols);
-      for (int64_t j = 0; j < num_passages; ++j) row_sims[j] *= scale;  // logits = scale * sims
-    }
-  });
-  InfoNceResult result;
-  for (const ThreadTotals& part : totals) {
-    result.loss += part.loss;
-    result.grad_scale += part.grad_scale;
-  }
-  return result;
-}
-
-template InfoNceResult info_nce_from_similarities<float>(float*, const InfoNceInputs&,
-                                                         const InfoNceOptions&);
-template InfoNceResult info_nce_from_similarities<double>(double*, const InfoNceInputs&,
-                                                          const InfoNceOptions&);
-
 template InfoNceResult info_nce<float>(const float*, const float*, const InfoNceInputs&,
                                        const InfoNceOptions&, float*, float*);
 template InfoNceResult info_nce<double>(const double*, const double*, const InfoNceInputs&,
@@ -393,7 +314,7 @@ int64_t info_nce_block_rows(const InfoNceInputs& inputs, const InfoNceOptions& o
 }
 
 const char* info_nce_blas_name() {
-  return "OpenBLAS (scipy-openblas32), single-threaded inside hbt_fast's persistent thread pool";
+  return "OpenBLAS (scipy-openblas32), single-threaded inside OpenMP threads";
 }
 
 }  // namespace hbt

@@ -10,7 +10,7 @@
 //
 // The B x M logits are never stored whole unless they fit the scratch budget: query rows are
 // processed in blocks, and each block's exact row statistics and gradients are computed while
-// its similarities are in memory. Every thread of a persistent pool works on every block (rows
+// its similarities are in memory. Every thread of OpenMP's team works on every block (rows
 // for the logits and the queries' gradient, passage rows for the passages' gradient), so extra
 // memory is O(block_rows * M + B) whatever the thread count. Up to the budget (the CPU's
 // last-level cache, 16..64 MiB) the whole B x M block is a single pass: one product for the
@@ -53,21 +53,6 @@ extern template InfoNceResult info_nce<float>(const float*, const float*, const 
 extern template InfoNceResult info_nce<double>(const double*, const double*,
                                                const InfoNceInputs&, const InfoNceOptions&,
                                                double*, double*);
-
-// The same loss from precomputed similarities sims [B, M] (sims[i * M + j] = <q_i, p_j>),
-// for callers whose own BLAS computed them in one product (the single-pass case): computes
-// the loss and, when options.compute_gradients, overwrites sims with d loss / d sims (so that
-// grad_q = sims @ p and grad_p = sims^T @ q). inputs.dim is not used. Non-finite similarities
-// make the loss, grad_scale and (with gradients) every entry of sims NaN. Uses
-// options.num_threads threads of the pool for large B x M.
-template <typename T>
-InfoNceResult info_nce_from_similarities(T* sims, const InfoNceInputs& inputs,
-                                         const InfoNceOptions& options);
-
-extern template InfoNceResult info_nce_from_similarities<float>(float*, const InfoNceInputs&,
-                                                                const InfoNceOptions&);
-extern template InfoNceResult info_nce_from_similarities<double>(double*, const InfoNceInputs&,
-                                                                 const InfoNceOptions&);
 
 // Query rows per block that info_nce uses for these sizes and options (options.block_rows
 // clamped to [1, B], or for 0: B when B x M elements of element_size bytes fit the scratch

@@ -104,6 +104,37 @@ HBT_INLINE T row_gradient_impl(T* sims, int64_t n, T scale, LogSumExp<T> row, T 
 }
 
 template <typename T, bool kMasked>
+HBT_INLINE RowLoss<T> row_loss_and_gradient_impl(T* sims, int64_t n, T scale, T row_weight,
+                                                 T output_factor, const RowMask& mask) {
+  T top = kMinusInf<T>;
+#pragma omp simd reduction(max : top)
+  for (int64_t j = 0; j < n; ++j) {
+    const T value = is_masked<kMasked>(mask, j) ? kMinusInf<T> : sims[j];
+    top = value > top ? value : top;
+  }
+  const T positive_gap = sims[mask.positive] - top;
+  // sum_j e_j (s_j - top) with e_j = exp(scale (s_j - top)): d loss / d scale relative to top,
+  // which keeps its digits when the softmax sits on the positive.
+  T sum = 0;
+  T weighted_gap = 0;
+#pragma omp simd reduction(+ : sum, weighted_gap)
+  for (int64_t j = 0; j < n; ++j) {
+    const T gap = sims[j] - top;
+    const T term = is_masked<kMasked>(mask, j) ? T(0) : vector_exp(scale * gap);
+    sum += term;
+    weighted_gap += term * gap;
+    sims[j] = term;
+  }
+  const T factor = output_factor * row_weight;
+  const T to_gradient = factor / sum;
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) sims[j] *= to_gradient;
+  sims[mask.positive] -= factor;
+  return {row_weight * (std::log(sum) - scale * positive_gap),
+          row_weight * (weighted_gap / sum - positive_gap)};
+}
+
+template <typename T, bool kMasked>
 HBT_INLINE void column_max_impl(const T* sims, int64_t n, const RowMask& mask, T* col_max) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) {
@@ -159,6 +190,24 @@ double row_gradient(double* sims, int64_t n, double scale, LogSumExp<double> row
   return mask.passage_groups
              ? row_gradient_impl<double, true>(sims, n, scale, row, row_weight, mask, cols)
              : row_gradient_impl<double, false>(sims, n, scale, row, row_weight, mask, cols);
+}
+
+HBT_CPU_DISPATCH RowLoss<float> row_loss_and_gradient(float* sims, int64_t n, float scale,
+                                                      float row_weight, float output_factor,
+                                                      const RowMask& mask) {
+  return mask.passage_groups
+             ? row_loss_and_gradient_impl<float, true>(sims, n, scale, row_weight, output_factor,
+                                                       mask)
+             : row_loss_and_gradient_impl<float, false>(sims, n, scale, row_weight,
+                                                        output_factor, mask);
+}
+RowLoss<double> row_loss_and_gradient(double* sims, int64_t n, double scale, double row_weight,
+                                      double output_factor, const RowMask& mask) {
+  return mask.passage_groups
+             ? row_loss_and_gradient_impl<double, true>(sims, n, scale, row_weight,
+                                                        output_factor, mask)
+             : row_loss_and_gradient_impl<double, false>(sims, n, scale, row_weight,
+                                                         output_factor, mask);
 }
 
 HBT_CPU_DISPATCH void column_max_update(const float* sims, int64_t n, const RowMask& mask,

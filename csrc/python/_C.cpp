@@ -325,50 +325,6 @@ LossOutputs info_nce(const LossArrays& arrays, const hbt::InfoNceOptions& option
                                   : run_info_nce<double>(arrays, options);
 }
 
-// d loss / d sims overwrites sims (a writable C-contiguous [B, M] array) with gradients.
-template <typename T>
-LossOutputs run_from_similarities(py::array& sims, const LossArrays& groups,
-                                  const hbt::InfoNceOptions& options) {
-  hbt::InfoNceInputs inputs = core_inputs(groups);
-  inputs.num_queries = sims.shape(0);
-  inputs.num_passages = sims.shape(1);
-  T* data = static_cast<T*>(sims.mutable_data());
-  hbt::InfoNceResult result;
-  {
-    py::gil_scoped_release release;
-    result = hbt::info_nce_from_similarities<T>(data, inputs, options);
-  }
-  LossOutputs outputs;
-  py::array_t<T> loss(std::vector<py::ssize_t>{});
-  py::array_t<T> grad_scale(std::vector<py::ssize_t>{});
-  *loss.mutable_data() = static_cast<T>(result.loss);
-  *grad_scale.mutable_data() = static_cast<T>(result.grad_scale);
-  outputs.loss = std::move(loss);
-  outputs.grad_scale = std::move(grad_scale);
-  return outputs;
-}
-
-LossOutputs info_nce_from_similarities(py::array sims,
-                                       std::optional<CArray<int64_t>> query_groups,
-                                       std::optional<CArray<int64_t>> passage_groups,
-                                       const hbt::InfoNceOptions& options) {
-  if (!(is_float(sims, 4) || is_float(sims, 8)))
-    throw py::type_error("sims must be a float32 or float64 array, got " +
-                         py::str(sims.dtype()).cast<std::string>());
-  if (!(sims.flags() & py::array::c_style) || !sims.writeable())
-    throw py::type_error("sims must be a writable C-contiguous array");
-  hbt::require(sims.ndim() == 2, "sims must have 2 dimensions, got ", sims.ndim());
-  LossArrays groups;
-  groups.q = sims;
-  groups.p = sims;
-  if (query_groups) check_shape(*query_groups, "query_groups", {sims.shape(0)});
-  if (passage_groups) check_shape(*passage_groups, "passage_groups", {sims.shape(1)});
-  groups.query_groups = std::move(query_groups);
-  groups.passage_groups = std::move(passage_groups);
-  return sims.itemsize() == 4 ? run_from_similarities<float>(sims, groups, options)
-                              : run_from_similarities<double>(sims, groups, options);
-}
-
 void bind_loss(py::module_& m) {
   py::class_<hbt::InfoNceOptions>(m, "InfoNceOptions")
       .def(py::init([](double scale, bool symmetric, bool compute_gradients, int num_threads,
@@ -403,10 +359,6 @@ void bind_loss(py::module_& m) {
       .def_readonly("grad_p", &LossOutputs::grad_p);
   m.def("info_nce", &info_nce, py::arg("inputs"), py::arg("options"),
         "Loss, d loss / d scale and (with options.compute_gradients) the gradients of q and p.");
-  m.def("info_nce_from_similarities", &info_nce_from_similarities, py::arg("sims"),
-        py::arg("query_groups"), py::arg("passage_groups"), py::arg("options"),
-        "Loss and d loss / d scale from sims [B, M] = q p^T; with options.compute_gradients, "
-        "sims is overwritten with d loss / d sims.");
   m.def("info_nce_block_rows",
         [](const LossArrays& arrays, const hbt::InfoNceOptions& options) {
           return hbt::info_nce_block_rows(core_inputs(arrays), options, arrays.q.itemsize());

@@ -8,7 +8,7 @@ from hbt_fast.sampler import Batch
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Batch', 'BatchIterator', 'HybridSampler', 'InfoNceInputs', 'InfoNceOptions', 'InfoNceOutputs', 'SamplerConfig', 'SamplerState', 'build_info', 'info_nce', 'info_nce_block_rows', 'info_nce_from_similarities']
+__all__: list[str] = ['Batch', 'BatchIterator', 'HybridSampler', 'InfoNceInputs', 'InfoNceOptions', 'InfoNceOutputs', 'SamplerConfig', 'SamplerState', 'build_info', 'info_nce', 'info_nce_block_rows']
 class SamplerConfig:
     drop_last: bool
     mode: str
@@ -177,7 +177,3 @@ def info_nce(inputs: InfoNceInputs, options: InfoNceOptions) -> InfoNceOutputs:
     """
 def info_nce_block_rows(inputs: InfoNceInputs, options: InfoNceOptions) -> int:
     ...
-def info_nce_from_similarities(sims: numpy.ndarray, query_groups: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None, passage_groups: typing.Annotated[numpy.typing.ArrayLike, numpy.int64] | None, options: InfoNceOptions) -> InfoNceOutputs:
-    """
-    Loss and d loss / d scale from sims [B, M] = q p^T; with options.compute_gradients, sims is overwritten with d loss / d sims.
-    """

@@ -1,16 +1,17 @@
 // Fuzz harness for the fused InfoNCE loss (hbt::info_nce, float and double): any sizes, options,
 // group ids and values (NaN, inf and huge ones included) must end in a result or
 // std::invalid_argument, never a crash or undefined behaviour; and on moderate values the loss
-// must equal a direct double-precision computation, with finite gradients whose rows sum as
-// the softmax says. See tests/fuzz/README.md for the entry-point shape and how to run it.
+// must equal a direct double-precision computation, and (in double) so must d loss / d scale
+// and the gradients of q and p. See tests/fuzz/README.md for the entry-point shape and how to run it.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <limits>
-#include <type_traits>
 #include <stdexcept>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "fuzz_input.hpp"
@@ -101,26 +102,76 @@ Case decode(FuzzInput& in) {
   return c;
 }
 
-// The single-pass entry on the same case: the same loss, and d loss / d sims times p gives
-// the same query gradient.
-void check_single_pass(const Case& c, const hbt::InfoNceResult& want,
-                       const std::vector<double>& want_grad_q) {
+// d loss / d logits straight from the definition, in double: row weight times (row softmax -
+// positive indicator) over each row's unmasked passages, plus for the symmetric loss the same
+// over each of the first B columns.
+std::vector<double> direct_logit_gradients(const Case& c) {
   const int64_t b = c.inputs.num_queries, m = c.inputs.num_passages, d = c.inputs.dim;
-  std::vector<double> sims(b * m, 0.0);
+  const bool masked = !c.query_groups.empty();
+  auto excluded = [&](int64_t i, int64_t j) {
+    return masked && j != i && c.query_groups[i] == c.passage_groups[j];
+  };
+  std::vector<double> logits(b * m, 0.0), grad(b * m, 0.0);
   for (int64_t i = 0; i < b; ++i)
-    for (int64_t j = 0; j < m; ++j)
-      for (int64_t k = 0; k < d; ++k) sims[i * m + j] += c.q[i * d + k] * c.p[j * d + k];
-  const hbt::InfoNceResult got = hbt::info_nce_from_similarities(sims.data(), c.inputs, c.options);
-  fuzz_check(std::abs(got.loss - want.loss) <= 1e-9 * (1.0 + std::abs(want.loss)),
-             "single-pass loss differs");
-  fuzz_check(std::abs(got.grad_scale - want.grad_scale) <= 1e-9 * (1.0 + std::abs(want.grad_scale)),
-             "single-pass d loss / d scale differs");
+    for (int64_t j = 0; j < m; ++j) {
+      for (int64_t k = 0; k < d; ++k) logits[i * m + j] += c.q[i * d + k] * c.p[j * d + k];
+      logits[i * m + j] *= c.options.scale;
+    }
+  const double weight = (c.options.symmetric ? 0.5 : 1.0) / static_cast<double>(b);
+  // One softmax over the entries (i, j) = at(k), k < n, that are not excluded.
+  auto add_softmax = [&](int64_t n, int64_t positive, auto at) {
+    double top = -INFINITY, sum = 0.0;
+    for (int64_t k = 0; k < n; ++k) {
+      const auto [i, j] = at(k);
+      if (!excluded(i, j)) top = std::max(top, logits[i * m + j]);
+    }
+    for (int64_t k = 0; k < n; ++k) {
+      const auto [i, j] = at(k);
+      if (!excluded(i, j)) sum += std::exp(logits[i * m + j] - top);
+    }
+    for (int64_t k = 0; k < n; ++k) {
+      const auto [i, j] = at(k);
+      const double prob = excluded(i, j) ? 0.0 : std::exp(logits[i * m + j] - top) / sum;
+      grad[i * m + j] += weight * (prob - (k == positive ? 1.0 : 0.0));
+    }
+  };
+  for (int64_t i = 0; i < b; ++i)
+    add_softmax(m, i, [&](int64_t k) { return std::pair<int64_t, int64_t>{i, k}; });
+  if (c.options.symmetric)
+    for (int64_t j = 0; j < b; ++j)
+      add_softmax(b, j, [&](int64_t k) { return std::pair<int64_t, int64_t>{k, j}; });
+  return grad;
+}
+
+// The kernel's gradients against the direct ones: q's and p's (logits = scale * q p^T) and
+// d loss / d scale = sum of d loss / d logits times the similarities.
+void check_gradients(const Case& c, const hbt::InfoNceResult& got,
+                     const std::vector<double>& grad_q, const std::vector<double>& grad_p) {
+  const int64_t b = c.inputs.num_queries, m = c.inputs.num_passages, d = c.inputs.dim;
+  const std::vector<double> grad = direct_logit_gradients(c);
+  const double scale = c.options.scale;
+  auto close = [](double got_value, double want) {
+    return std::abs(got_value - want) <= 1e-9 * (1.0 + std::abs(want));
+  };
+  double grad_scale = 0.0;
+  for (int64_t i = 0; i < b; ++i)
+    for (int64_t j = 0; j < m; ++j) {
+      double dot = 0.0;
+      for (int64_t k = 0; k < d; ++k) dot += c.q[i * d + k] * c.p[j * d + k];
+      grad_scale += grad[i * m + j] * dot;
+    }
+  fuzz_check(close(got.grad_scale, grad_scale), "d loss / d scale differs from the direct one");
   for (int64_t i = 0; i < b; ++i)
     for (int64_t k = 0; k < d; ++k) {
-      double grad = 0.0;
-      for (int64_t j = 0; j < m; ++j) grad += sims[i * m + j] * c.p[j * d + k];
-      fuzz_check(std::abs(grad - want_grad_q[i * d + k]) <= 1e-9 * (1.0 + std::abs(grad)),
-                 "single-pass query gradient differs");
+      double want = 0.0;
+      for (int64_t j = 0; j < m; ++j) want += scale * grad[i * m + j] * c.p[j * d + k];
+      fuzz_check(close(grad_q[i * d + k], want), "query gradient differs from the direct one");
+    }
+  for (int64_t j = 0; j < m; ++j)
+    for (int64_t k = 0; k < d; ++k) {
+      double want = 0.0;
+      for (int64_t i = 0; i < b; ++i) want += scale * grad[i * m + j] * c.q[i * d + k];
+      fuzz_check(close(grad_p[j * d + k], want), "passage gradient differs from the direct one");
     }
 }
 
@@ -156,7 +207,7 @@ void run(const Case& c) {
   for (T value : grad_q) fuzz_check(std::isfinite(value), "non-finite query gradient");
   for (T value : grad_p) fuzz_check(std::isfinite(value), "non-finite passage gradient");
   fuzz_check(std::isfinite(result.grad_scale), "non-finite d loss / d scale");
-  if constexpr (std::is_same_v<T, double>) check_single_pass(c, result, grad_q);
+  if constexpr (std::is_same_v<T, double>) check_gradients(c, result, grad_q, grad_p);
 }
 
 }  // namespace

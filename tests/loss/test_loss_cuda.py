@@ -46,8 +46,7 @@ def no_cuda_backend(monkeypatch):
 def test_info_reports_the_loss_backends():
     report = hbt_fast.info()
     assert set(report) == {"version", "sampler", "loss", "loss_cuda"}
-    assert report["loss"] == ("OpenBLAS (scipy-openblas32), single-threaded inside hbt_fast's "
-                              "persistent thread pool")
+    assert report["loss"] == "OpenBLAS (scipy-openblas32), single-threaded inside OpenMP threads"
     assert report["loss_cuda"] == _cuda.status()
 
 

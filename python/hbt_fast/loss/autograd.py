@@ -20,25 +20,23 @@ SECOND_ORDER_MESSAGE = (
 
 
 class InfoNCEFunction(torch.autograd.Function):
-    """``InfoNCEFunction.apply(q, p, scale, query_groups, passage_groups, run, symmetric,
-    compute_gradients, block_size)`` with ``run`` a back-end's ``run`` and ``scale`` (1 /
-    temperature) a float or a 0-dim tensor. Inputs are validated by the caller."""
+    """``InfoNCEFunction.apply(q, p, scale, compute)`` with ``scale`` (1 / temperature) a float
+    or a 0-dim tensor and ``compute(q, p, scale)`` a back-end's ``run`` with the remaining
+    settings bound, returning (loss, grad_scale, grad_q, grad_p). Inputs are validated by the
+    caller. Four inputs, not one per setting: each costs the autograd engine time on every
+    call, which at B ~ 32 is a visible share of the whole loss."""
 
     @staticmethod
     def forward(ctx, q: torch.Tensor, p: torch.Tensor, scale: Union[float, torch.Tensor],
-                query_groups: Optional[torch.Tensor], passage_groups: Optional[torch.Tensor],
-                run: Callable, symmetric: bool, compute_gradients: bool,
-                block_size: Optional[int]) -> torch.Tensor:
+                compute: Callable) -> torch.Tensor:
         if isinstance(scale, torch.Tensor):
             scale = scale.detach()
-        loss, grad_scale, grad_q, grad_p = run(
-            q.detach(), p.detach(), scale, query_groups, passage_groups, symmetric=symmetric,
-            compute_gradients=compute_gradients, block_size=block_size)
-        ctx.has_gradients = compute_gradients
-        if compute_gradients:
+        loss, grad_scale, grad_q, grad_p = compute(q.detach(), p.detach(), scale)
+        if grad_q is not None:
             # Saved, the graph frees them after backward (unless retain_graph), so that a
             # gradient handed back unscaled becomes .grad without a copy.
-            ctx.save_for_backward(grad_q, grad_p, torch.as_tensor(grad_scale))
+            ctx.save_for_backward(grad_q, grad_p, grad_scale)
+        ctx.has_gradients = grad_q is not None
         return loss
 
     @staticmethod
@@ -49,12 +47,11 @@ class InfoNCEFunction(torch.autograd.Function):
             raise RuntimeError("info_nce computed no gradients: no input required grad when "
                                "the loss was computed")
         grad_q, grad_p, grad_scale = ctx.saved_tensors
-        needs_q, needs_p, needs_scale = ctx.needs_input_grad[:3]
         # loss.backward() passes 1: then the gradients are used as they are (checked on CPU
-        # only, where reading the value costs no device synchronisation).
+        # only, where reading the value costs no device synchronisation). Gradients for tensor
+        # inputs that do not require one are dropped by autograd; a float scale takes None.
         if not (grad_loss.device.type == "cpu" and grad_loss.item() == 1.0):
             grad_q = grad_q * grad_loss.to(grad_q.dtype)
             grad_p = grad_p * grad_loss.to(grad_p.dtype)
             grad_scale = grad_scale * grad_loss
-        return (grad_q if needs_q else None, grad_p if needs_p else None,
-                grad_scale if needs_scale else None, None, None, None, None, None, None)
+        return grad_q, grad_p, grad_scale if ctx.needs_input_grad[2] else None, None

@@ -108,7 +108,12 @@ def info_nce(q: torch.Tensor, p: torch.Tensor, query_groups: Optional[torch.Tens
     scale = logit_scale(temperature, q, torch.float32 if q.dtype in _HALF else q.dtype)
     if normalize:
         q, p = F.normalize(q, dim=-1), F.normalize(p, dim=-1)
-    compute_gradients = torch.is_grad_enabled() and any(
-        getattr(value, "requires_grad", False) for value in (q, p, scale))  # scale: float or tensor
-    return InfoNCEFunction.apply(q, p, scale, query_groups, passage_groups, run, symmetric,
-                                 compute_gradients, block_size)
+    compute_gradients = torch.is_grad_enabled() and (
+        q.requires_grad or p.requires_grad or getattr(scale, "requires_grad", False))
+
+    def compute(q_values, p_values, scale_value):
+        return run(q_values, p_values, scale_value, query_groups, passage_groups,
+                   symmetric=symmetric, compute_gradients=compute_gradients,
+                   block_size=block_size)
+
+    return InfoNCEFunction.apply(q, p, scale, compute)
