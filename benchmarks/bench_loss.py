@@ -23,8 +23,8 @@ from hbt_fast.bench.loss import (
     three_products,
 )
 
-SMALL = [32, 100, 256, 1024]
-LARGE = [4096, 8192]
+SMALL = [32, 100, 256, 512, 1024]
+LARGE = [2048, 4096, 8192]
 
 
 def record(benchmark, **info):

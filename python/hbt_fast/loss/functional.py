@@ -22,6 +22,7 @@ Visual Models From Natural Language Supervision" (2021), the symmetric form (CLI
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Optional, Union
 
@@ -108,12 +109,12 @@ def info_nce(q: torch.Tensor, p: torch.Tensor, query_groups: Optional[torch.Tens
     scale = logit_scale(temperature, q, torch.float32 if q.dtype in _HALF else q.dtype)
     if normalize:
         q, p = F.normalize(q, dim=-1), F.normalize(p, dim=-1)
-    compute_gradients = torch.is_grad_enabled() and (
-        q.requires_grad or p.requires_grad or getattr(scale, "requires_grad", False))
-
-    def compute(q_values, p_values, scale_value):
-        return run(q_values, p_values, scale_value, query_groups, passage_groups,
-                   symmetric=symmetric, compute_gradients=compute_gradients,
-                   block_size=block_size)
-
+    compute = functools.partial(
+        run, query_groups=query_groups, passage_groups=passage_groups, symmetric=symmetric,
+        compute_gradients=_needs_gradients(q, p, scale), block_size=block_size)
     return InfoNCEFunction.apply(q, p, scale, compute)
+
+
+def _needs_gradients(q: torch.Tensor, p: torch.Tensor, scale: Union[float, torch.Tensor]) -> bool:
+    return torch.is_grad_enabled() and (
+        q.requires_grad or p.requires_grad or getattr(scale, "requires_grad", False))
