@@ -8,7 +8,7 @@ import pytest
 
 from hbt_fast import __version__
 from hbt_fast.bench import Result
-from hbt_fast.cli.bench import cpu_description, render_table
+from hbt_fast.cli.bench import cpu_description, format_seconds, render_table
 from hbt_fast.cli import build_parser, main
 
 
@@ -25,6 +25,13 @@ def test_missing_command_is_an_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("seconds, text", [(None, "-"), (5.4e-5, "54 us"), (9.996e-4, "1000 us"),
+                                           (1e-3, "1.0 ms"), (0.25, "250.0 ms"), (93.0, "93.00 s")])
+def test_bench_times_keep_their_digits(seconds, text):
+    # a 54 us loss step against a 77 us reference must not print as "0.1 ms" against "0.1 ms"
+    assert format_seconds(seconds) == text
 
 
 def test_bench_table_reports_out_of_memory_reference():

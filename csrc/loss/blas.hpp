@@ -1,6 +1,6 @@
 #pragma once
 // Row-major GEMM on OpenBLAS from the scipy-openblas32 wheel (symbols prefixed scipy_, 32-bit
-// integers). The fused loss runs it single-threaded inside its own row-block threads.
+// integers). The fused loss runs it single-threaded inside its OpenMP row-block threads.
 #include <cblas.h>
 
 #include <cstdint>

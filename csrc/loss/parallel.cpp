@@ -1,15 +1,31 @@
 #include "loss/parallel.hpp"
 
 #include <omp.h>
+#include <pthread.h>
 
+#include <atomic>
 #include <exception>
 #include <mutex>
 
 namespace hbt::loss_detail {
+namespace {
+
+// libgomp's team does not survive fork(): in the child, a parallel region after the parent
+// has run one waits forever for threads that do not exist. A child therefore runs every part
+// on its calling thread (the same results; worker processes mostly run one thread anyway).
+std::atomic<bool> in_forked_child{false};
+[[maybe_unused]] const int fork_handler =
+    pthread_atfork(nullptr, nullptr, [] { in_forked_child.store(true); });
+
+void run_parts_here(int num_parts, const std::function<void(int)>& work) {
+  for (int part = 0; part < num_parts; ++part) work(part);
+}
+
+}  // namespace
 
 void run_parallel(int num_parts, const std::function<void(int)>& work) {
-  if (num_parts <= 1) {
-    work(0);
+  if (num_parts <= 1 || in_forked_child.load()) {
+    run_parts_here(num_parts, work);
     return;
   }
   std::exception_ptr error;

@@ -12,7 +12,8 @@ namespace hbt::loss_detail {
 // Runs work(part) for every part in [0, num_parts), part 0 on the calling thread, spread over
 // up to num_parts threads, and returns when all have finished. Works with a smaller team too
 // (inside another parallel region, say): each thread then takes several parts. The first
-// exception thrown by any part is rethrown here, after every part has ended.
+// exception thrown by any part is rethrown here, after every part has ended. In a process made
+// by fork() every part runs on the calling thread (libgomp's team does not survive a fork).
 void run_parallel(int num_parts, const std::function<void(int)>& work);
 
 // Half-open range [begin, end) of part `index` when n items are cut into `parts` near-equal

@@ -3,6 +3,10 @@ back-ends (the C++ kernel and the tiled torch path): odd sizes 1, 7, 97, 1025, f
 float64, group masks, symmetric mode, extra negatives, every block height, edge values."""
 
 import math
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -226,6 +230,43 @@ def test_concurrent_calls_from_python_threads():
     for got, want in zip(results, expected):
         for got_value, want_value in zip(got, want):
             torch.testing.assert_close(got_value, want_value, rtol=1e-9, atol=1e-11)
+
+
+FORKED_CHILD_SCRIPT = """
+import os, sys
+import numpy as np
+from hbt_fast import _C
+
+rng = np.random.default_rng(0)
+q = rng.standard_normal((300, 256), dtype=np.float32)
+p = rng.standard_normal((300, 256), dtype=np.float32)
+
+def loss():
+    options = _C.InfoNceOptions(scale=20.0, num_threads=2)
+    return float(_C.info_nce(_C.InfoNceInputs(q, p, None, None), options).loss)
+
+parent = loss()  # the parent's threads are started before the fork
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if loss() == parent else 3)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_computes_the_same_loss():
+    # libgomp's team does not survive fork(): a threaded call in the child would hang forever,
+    # so the child runs the parts on its own thread (the subprocess bounds a regression).
+    process = subprocess.Popen([sys.executable, "-c", FORKED_CHILD_SCRIPT], text=True,
+                               stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the child too
+        process.communicate()
+        pytest.fail("the loss hung in a forked child")
+    assert process.returncode == 0, stderr
 
 
 # ---------------------------------------------------------------- memory

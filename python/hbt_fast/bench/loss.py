@@ -120,7 +120,7 @@ def bench_info_nce(batch_size: int, num_passages: Optional[int] = None, dim: int
     """Time and memory of one fused InfoNCE forward + backward against the reference."""
     num_passages = num_passages or batch_size
     q, p = make_inputs(batch_size, num_passages, dim)
-    fused_step(q, p)  # warm-up (loads BLAS, starts the thread pools)
+    fused_step(q, p)  # warm-up (loads BLAS, starts the threads)
     repeat = repeat or repeats_for(best_of_interleaved({"fused": lambda: fused_step(q, p)},
                                                        3)["fused"])
     functions = {"fused": lambda: fused_step(q, p), "kernel": lambda: kernel_only(q, p)}
@@ -153,9 +153,9 @@ def bench_info_nce(batch_size: int, num_passages: Optional[int] = None, dim: int
 
 # (B, D) of the full run: the study's batch (B = 100) and the common sizes at every D, large
 # batches at D = 768 (the reference alone needs ~4 B^2 floats of memory).
-FULL_WORKLOADS = [(32, 768), (100, 384), (100, 768), (100, 1024), (256, 768), (1024, 384),
-                  (1024, 768), (1024, 1024), (4096, 384), (4096, 768), (4096, 1024),
-                  (8192, 768), (16384, 768), (65536, 768)]
+FULL_WORKLOADS = [(32, 384), (32, 768), (100, 384), (100, 768), (100, 1024), (256, 768),
+                  (512, 768), (1024, 384), (1024, 768), (1024, 1024), (2048, 768), (4096, 384),
+                  (4096, 768), (4096, 1024), (8192, 768), (16384, 768), (65536, 768)]
 QUICK_WORKLOADS = [(32, 768), (100, 768), (1024, 768)]
 
 

@@ -34,6 +34,8 @@ def add_parser(subparsers) -> None:
 def format_seconds(seconds) -> str:
     if seconds is None:
         return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} us"
     return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
