@@ -1,8 +1,8 @@
 // Fuzz harness for the fused InfoNCE loss (hbt::info_nce, float and double): any sizes, options,
 // group ids and values (NaN, inf and huge ones included) must end in a result or
 // std::invalid_argument, never a crash or undefined behaviour; and on moderate values the loss
-// must equal a direct double-precision computation, and (in double) so must d loss / d scale
-// and the gradients of q and p. See tests/fuzz/README.md for the entry-point shape and how to run it.
+// must equal a direct double-precision computation, and (in double) so must d loss / d scale and
+// the gradients of q and p. See tests/fuzz/README.md for the entry-point shape and how to run it.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
