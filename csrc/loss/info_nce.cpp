@@ -27,9 +27,9 @@ using loss_detail::run_parallel;
 
 // A thread takes part only with at least this many multiply-adds of the three products
 // (B * M * D each): below it, a region costs more than the share it would compute. OpenMP's
-// threads are usually awake (torch's operations just ran on them), so from B = M = 32 at
-// D = 256 up two threads win (a whole fused step at B = M = 32, D = 768 on 2 cores: 84 us
-// with two threads against 108 us with one).
+// threads are usually awake (torch's operations just ran on them), so two threads start at
+// B * M * D >= 2^19, e.g. B = M = 32 from D = 512 (a whole fused step at B = M = 32, D = 768
+// on 2 cores: 84 us with two threads against 108 us with one).
 constexpr int64_t kMinMultiplyAddsPerThread = int64_t{1} << 18;
 // Blocks are never thinner than this (when B allows): the passages' gradient is a product with
 // inner dimension block_rows, which loses BLAS efficiency below a few hundred.

@@ -1,5 +1,6 @@
 #include "loss/parallel.hpp"
 
+#include <dirent.h>
 #include <omp.h>
 #include <pthread.h>
 
@@ -11,11 +12,26 @@ namespace hbt::loss_detail {
 namespace {
 
 // libgomp's team does not survive fork(): in the child, a parallel region after the parent
-// has run one waits forever for threads that do not exist. A child therefore runs every part
-// on its calling thread (the same results; worker processes mostly run one thread anyway).
+// had a team waits forever for threads that do not exist. Whether the parent had one (torch's
+// or ours) cannot be asked of OpenMP, so a child of a parent that had any thread besides the
+// forking one runs every part on its calling thread (the same results); the child of a
+// single-threaded parent (a launcher that forks before any work) keeps its threads.
+std::atomic<bool> parent_had_threads{true};
 std::atomic<bool> in_forked_child{false};
-[[maybe_unused]] const int fork_handler =
-    pthread_atfork(nullptr, nullptr, [] { in_forked_child.store(true); });
+
+bool process_has_other_threads() {
+  DIR* tasks = opendir("/proc/self/task");
+  if (tasks == nullptr) return true;  // cannot tell: assume a team may exist
+  int count = 0;
+  while (const dirent* entry = readdir(tasks))
+    if (entry->d_name[0] != '.') ++count;
+  closedir(tasks);
+  return count > 1;
+}
+
+[[maybe_unused]] const int fork_handlers = pthread_atfork(
+    [] { parent_had_threads.store(process_has_other_threads()); }, nullptr,
+    [] { in_forked_child.store(in_forked_child.load() || parent_had_threads.load()); });
 
 void run_parts_here(int num_parts, const std::function<void(int)>& work) {
   for (int part = 0; part < num_parts; ++part) work(part);

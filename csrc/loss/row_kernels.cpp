@@ -22,9 +22,11 @@ namespace hbt::loss_detail {
 namespace {
 
 // exp for float that the compiler can vectorise (std::exp is a library call): Cephes' expf,
-// relative error below 2e-7. Inputs are clamped to the normal range; every caller passes
-// x <= ~0, so the clamp only turns underflow into a negligible 1e-38. NaN stays NaN (it comes
-// from similarities that overflowed to inf, and must reach the loss).
+// relative error below 2e-7. Inputs are clamped to the normal range: the values used are
+// x <= ~0, where the clamp only turns underflow into a negligible 1e-38 (not 0), and under
+// `omp simd` a masked entry's exponential is computed too and then discarded, whatever its
+// value; the clamp keeps it defined. NaN stays NaN (it comes from similarities that
+// overflowed to inf, and must reach the loss).
 HBT_INLINE float vector_exp(float x) {
   // The clamp also keeps the float -> int conversion below defined; a NaN is passed through.
   const float clamped = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);

@@ -45,7 +45,7 @@ def no_cuda_backend(monkeypatch):
 # ---------------------------------------------------------------- without a GPU
 def test_info_reports_the_loss_backends():
     report = hbt_fast.info()
-    assert set(report) == {"version", "sampler", "loss", "loss_cuda"}
+    assert set(report) == {"version", "sampler", "loss", "loss_cuda", "loss_threads"}
     assert report["loss"] == "OpenBLAS (scipy-openblas32), single-threaded inside OpenMP threads"
     assert report["loss_cuda"] == _cuda.status()
 

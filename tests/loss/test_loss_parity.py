@@ -205,28 +205,32 @@ def test_non_contiguous_inputs(backend):
                                                        qg.repeat(2)[::2].contiguous(), pg))
 
 
+@pytest.mark.parametrize("symmetric", [False, True])
 @pytest.mark.parametrize("block_size", [None, 64])
-def test_thread_count_does_not_change_result(block_size):
+def test_thread_count_does_not_change_result(block_size, symmetric):
     q, p, qg, pg = make_batch(300, 400, 64, torch.float32, num_groups=50)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = loss_and_grads(info_nce, q, p, qg, pg, symmetric=True, block_size=block_size)
+        one = loss_and_grads(info_nce, q, p, qg, pg, symmetric=symmetric, block_size=block_size)
         torch.set_num_threads(2)
-        two = loss_and_grads(info_nce, q, p, qg, pg, symmetric=True, block_size=block_size)
+        two = loss_and_grads(info_nce, q, p, qg, pg, symmetric=symmetric, block_size=block_size)
     finally:
         torch.set_num_threads(threads)
     for a, b in zip(one, two):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_concurrent_calls_from_python_threads():
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_concurrent_calls_from_python_threads(symmetric):
     from concurrent.futures import ThreadPoolExecutor
 
     batches = [make_batch(200, 260, 32, num_groups=20, seed=seed) for seed in range(6)]
-    expected = [loss_and_grads(info_nce_reference, *batch, symmetric=True) for batch in batches]
-    with ThreadPoolExecutor(3) as pool:
-        results = list(pool.map(lambda b: loss_and_grads(info_nce, *b, symmetric=True), batches))
+    expected = [loss_and_grads(info_nce_reference, *batch, symmetric=symmetric)
+                for batch in batches]
+    with ThreadPoolExecutor(3) as pool:  # each caller becomes the master of its own team
+        results = list(pool.map(lambda b: loss_and_grads(info_nce, *b, symmetric=symmetric),
+                                batches))
     for got, want in zip(results, expected):
         for got_value, want_value in zip(got, want):
             torch.testing.assert_close(got_value, want_value, rtol=1e-9, atol=1e-11)

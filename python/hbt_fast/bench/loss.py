@@ -11,6 +11,7 @@ the Python side (checks, conversions, autograd) costs.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import time
@@ -34,12 +35,22 @@ def _status_kib(field: str) -> int:
     raise KeyError(field)
 
 
+def _return_freed_memory() -> None:
+    """Hands memory that earlier calls freed back to the system (glibc's malloc_trim): else a
+    later call reuses those still-resident pages and its growth reads as zero."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: growth may then be under-counted, as before
+
+
 def peak_rss_increase(function: Callable[[], object]) -> Optional[int]:
     """Bytes by which the process's peak resident set rose above its size before one call of
     ``function`` (Linux: resets the high-water mark through /proc/self/clear_refs); None
     where that accounting is unavailable."""
     if not sys.platform.startswith("linux"):
         return None
+    _return_freed_memory()
     try:
         with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
             clear_refs.write("5")  # reset VmHWM to the current RSS

@@ -11,6 +11,8 @@ import platform
 import sys
 from pathlib import Path
 
+from hbt_fast import _openmp
+
 # Suites in the order they run; each module offers run(quick) -> list[Result].
 SUITES = {"sampler": "hbt_fast.bench.sampler", "loss": "hbt_fast.bench.loss",
           "evaluate": "hbt_fast.bench.evaluate"}
@@ -76,7 +78,9 @@ def machine_description() -> str:
         cpuinfo = ""
     return (f"{cpu_description(cpuinfo)}, {platform.machine()}, {os.cpu_count()} CPUs, "
             f"torch {torch.__version__} ({torch.get_num_threads()} threads, "
-            f"{torch.backends.cpu.get_cpu_capability()} kernels), Python {platform.python_version()}")
+            f"{torch.backends.cpu.get_cpu_capability()} kernels), "
+            f"Python {platform.python_version()}; loss threads: "
+            f"{_openmp.describe(*_openmp.runtimes())}")
 
 
 def run(args: argparse.Namespace) -> int:

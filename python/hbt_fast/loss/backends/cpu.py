@@ -10,12 +10,16 @@ them to give up the cores, which at B <= 256 cost more than the loss itself.
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from typing import Optional, Union
 
 import torch
 
-from hbt_fast import _C
+from hbt_fast import _C, _openmp
+
+logger = logging.getLogger("hbt_fast")
 
 DTYPES = (torch.float32, torch.float64)
 
@@ -29,6 +33,14 @@ def _nan_result(q: torch.Tensor, p: torch.Tensor, compute_gradients: bool):
 
 def _array(tensor: Optional[torch.Tensor]):
     return None if tensor is None else tensor.contiguous().numpy()
+
+
+@functools.lru_cache(maxsize=1)
+def warn_if_threads_compete() -> None:
+    """Once per process: a warning when torch's threads and the kernel's are not the same."""
+    loss_runtime, torch_runtime, shared = _openmp.runtimes()
+    if not shared:
+        logger.warning("fused InfoNCE: %s", _openmp.describe(loss_runtime, torch_runtime, shared))
 
 
 def options(scale: float, *, symmetric: bool, compute_gradients: bool,
@@ -48,6 +60,8 @@ def run(q: torch.Tensor, p: torch.Tensor, scale: Union[float, torch.Tensor],
     inputs = _C.InfoNceInputs(q.numpy(), p.numpy(), _array(query_groups), _array(passage_groups))
     settings = options(scale_value, symmetric=symmetric, compute_gradients=compute_gradients,
                        block_size=block_size)
+    if settings.num_threads > 1:
+        warn_if_threads_compete()
     out = _C.info_nce(inputs, settings)
     loss = torch.from_numpy(out.loss)
     if not compute_gradients:
