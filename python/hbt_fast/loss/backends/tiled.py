@@ -103,21 +103,24 @@ def run(q: torch.Tensor, p: torch.Tensor, scale: Union[float, torch.Tensor],
         positives = block + rows.start
         sims, masked_sims = _masked_sims(q, p, rows, num_passages, query_groups,
                                          passage_groups, num_queries if symmetric else 0)
-        shifted = scale * (masked_sims - masked_sims.amax(dim=1, keepdim=True))
-        log_probs = shifted - torch.logsumexp(shifted, dim=1, keepdim=True)
+        # In place where possible: block x M temporaries are what this path's memory is.
+        log_probs = masked_sims - masked_sims.amax(dim=1, keepdim=True)
+        log_probs.mul_(scale)
+        log_probs.sub_(torch.logsumexp(log_probs, dim=1, keepdim=True))
         loss -= weight * log_probs[block, positives].sum()
         if symmetric:
-            col_log_probs = scale * _shift(masked_sims[:, :num_queries], col_top) - col_log_sum
+            col_log_probs = _shift(masked_sims[:, :num_queries], col_top).mul_(scale)
+            col_log_probs.sub_(col_log_sum)
             loss -= weight * col_log_probs[block, positives].sum()
         if not compute_gradients:
             continue
-        grad = torch.exp(log_probs).mul_(weight)  # d loss / d logits
+        grad = log_probs.exp_().mul_(weight)  # d loss / d logits
         grad[block, positives] -= weight
         if symmetric:
-            col_grad = torch.exp(col_log_probs).mul_(weight)
+            col_grad = col_log_probs.exp_().mul_(weight)
             col_grad[block, positives] -= weight
             grad[:, :num_queries] += col_grad
-        grad_scale += (grad * sims).sum()
+        grad_scale += torch.dot(grad.reshape(-1), sims.reshape(-1))
         grad.mul_(scale)  # d loss / d sims
         grad_q[rows] = grad @ p
         grad_p.addmm_(grad.T, q[rows])
