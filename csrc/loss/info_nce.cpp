@@ -225,7 +225,7 @@ ThreadTotals rows_of_block(const T* queries, const T* passages, const InfoNceInp
     const RowMask mask = row_mask(in, row);
     if (options.compute_gradients && !options.symmetric) {
       const RowLoss<T> part =  // the logits' gradient: the product below applies the scale
-          loss_detail::row_loss_and_gradient(row_sims, num_passages, scale, row_weight, T(1), mask);
+          loss_detail::row_loss_and_gradient(row_sims, num_passages, scale, row_weight, mask);
       totals.loss += part.loss;
       totals.grad_scale += part.grad_scale;
       continue;

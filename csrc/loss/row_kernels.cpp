@@ -56,15 +56,23 @@ HBT_INLINE bool is_masked(const RowMask& mask, int64_t j) {
   return kMasked && mask.passage_groups[j] == mask.query_group && j != mask.positive;
 }
 
+// The largest unmasked similarity of a row (the positive is never masked, so it is finite for
+// finite inputs).
 template <typename T, bool kMasked>
-HBT_INLINE LogSumExp<T> row_log_sum_exp_impl(const T* sims, int64_t n, T scale,
-                                             const RowMask& mask) {
+HBT_INLINE T row_max(const T* sims, int64_t n, const RowMask& mask) {
   T top = kMinusInf<T>;
 #pragma omp simd reduction(max : top)
   for (int64_t j = 0; j < n; ++j) {
     const T value = is_masked<kMasked>(mask, j) ? kMinusInf<T> : sims[j];
     top = value > top ? value : top;
   }
+  return top;
+}
+
+template <typename T, bool kMasked>
+HBT_INLINE LogSumExp<T> row_log_sum_exp_impl(const T* sims, int64_t n, T scale,
+                                             const RowMask& mask) {
+  const T top = row_max<T, kMasked>(sims, n, mask);
   T sum = 0;
 #pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < n; ++j) {
@@ -107,13 +115,8 @@ HBT_INLINE T row_gradient_impl(T* sims, int64_t n, T scale, LogSumExp<T> row, T 
 
 template <typename T, bool kMasked>
 HBT_INLINE RowLoss<T> row_loss_and_gradient_impl(T* sims, int64_t n, T scale, T row_weight,
-                                                 T output_factor, const RowMask& mask) {
-  T top = kMinusInf<T>;
-#pragma omp simd reduction(max : top)
-  for (int64_t j = 0; j < n; ++j) {
-    const T value = is_masked<kMasked>(mask, j) ? kMinusInf<T> : sims[j];
-    top = value > top ? value : top;
-  }
+                                                 const RowMask& mask) {
+  const T top = row_max<T, kMasked>(sims, n, mask);
   const T positive_gap = sims[mask.positive] - top;
   // sum_j e_j (s_j - top) with e_j = exp(scale (s_j - top)): d loss / d scale relative to top,
   // which keeps its digits when the softmax sits on the positive.
@@ -127,11 +130,10 @@ HBT_INLINE RowLoss<T> row_loss_and_gradient_impl(T* sims, int64_t n, T scale, T 
     weighted_gap += term * gap;
     sims[j] = term;
   }
-  const T factor = output_factor * row_weight;
-  const T to_gradient = factor / sum;
+  const T to_gradient = row_weight / sum;
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) sims[j] *= to_gradient;
-  sims[mask.positive] -= factor;
+  sims[mask.positive] -= row_weight;
   return {row_weight * (std::log(sum) - scale * positive_gap),
           row_weight * (weighted_gap / sum - positive_gap)};
 }
@@ -195,21 +197,16 @@ double row_gradient(double* sims, int64_t n, double scale, LogSumExp<double> row
 }
 
 HBT_CPU_DISPATCH RowLoss<float> row_loss_and_gradient(float* sims, int64_t n, float scale,
-                                                      float row_weight, float output_factor,
-                                                      const RowMask& mask) {
+                                                      float row_weight, const RowMask& mask) {
   return mask.passage_groups
-             ? row_loss_and_gradient_impl<float, true>(sims, n, scale, row_weight, output_factor,
-                                                       mask)
-             : row_loss_and_gradient_impl<float, false>(sims, n, scale, row_weight,
-                                                        output_factor, mask);
+             ? row_loss_and_gradient_impl<float, true>(sims, n, scale, row_weight, mask)
+             : row_loss_and_gradient_impl<float, false>(sims, n, scale, row_weight, mask);
 }
 RowLoss<double> row_loss_and_gradient(double* sims, int64_t n, double scale, double row_weight,
-                                      double output_factor, const RowMask& mask) {
+                                      const RowMask& mask) {
   return mask.passage_groups
-             ? row_loss_and_gradient_impl<double, true>(sims, n, scale, row_weight,
-                                                        output_factor, mask)
-             : row_loss_and_gradient_impl<double, false>(sims, n, scale, row_weight,
-                                                         output_factor, mask);
+             ? row_loss_and_gradient_impl<double, true>(sims, n, scale, row_weight, mask)
+             : row_loss_and_gradient_impl<double, false>(sims, n, scale, row_weight, mask);
 }
 
 HBT_CPU_DISPATCH void column_max_update(const float* sims, int64_t n, const RowMask& mask,

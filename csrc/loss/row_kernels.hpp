@@ -48,9 +48,8 @@ double row_gradient(double* sims, int64_t n, double scale, LogSumExp<double> row
 
 // The loss and gradient of one row of the one-directional loss (no column terms) in one
 // exponential per entry: exp(scale * (s_j - top)) is stored in place and rescaled, where
-// row_log_sum_exp + row_gradient compute it twice. Overwrites sims with
-//   output_factor * row_weight * (softmax_row_j - y_j)
-// (output_factor = scale gives d loss / d sims, 1 the gradient of the logits) and returns
+// row_log_sum_exp + row_gradient compute it twice. Overwrites sims with the gradient of the
+// loss with respect to the row's logits, row_weight * (softmax_row_j - y_j), and returns
 // row_weight * (log sum_j exp(logit_j) - logit_positive) and the row's share of
 // d loss / d scale, row_weight * sum_j (softmax_row_j - y_j) * s_j.
 template <typename T>
@@ -59,9 +58,9 @@ struct RowLoss {
   T grad_scale;
 };
 RowLoss<float> row_loss_and_gradient(float* sims, int64_t n, float scale, float row_weight,
-                                     float output_factor, const RowMask& mask);
+                                     const RowMask& mask);
 RowLoss<double> row_loss_and_gradient(double* sims, int64_t n, double scale, double row_weight,
-                                      double output_factor, const RowMask& mask);
+                                      const RowMask& mask);
 
 // Column statistics for the symmetric loss, one row at a time: col_max[j] = max(col_max[j],
 // sims[j]) over unmasked entries, then col_sum[j] += exp(scale * (sims[j] - col_max[j])).
