@@ -22,9 +22,6 @@ from hbt_fast.data.locations import check_languages, resolve_data_dir
 __all__ = ["LareqaData", "LareqaLanguage", "Paragraph", "iter_paragraphs", "load_lareqa",
            "read_lareqa_document", "read_lareqa_language"]
 
-TASK_FOLDERS = {"xquad-r": "xquad-r", "mlqa-r": "mlqa-r"}
-
-
 class Paragraph(NamedTuple):
     """One validated paragraph: its sentences and, per question, the answer sentence."""
 
@@ -242,7 +239,7 @@ def load_lareqa(data_dir=None, languages: Optional[Sequence[str]] = None, *,
     """
     if not isinstance(task, str):
         raise TypeError(f"task must be a string such as 'xquad-r', got {task!r}")
-    folder = resolve_data_dir(data_dir, task, TASK_FOLDERS.get(task, task))
+    folder = resolve_data_dir(data_dir, task, task)  # upstream's other names: FOLDER_NAMES
     languages = lareqa_languages(folder) if languages is None else check_languages(languages)
     by_language = {}
     for language in languages:
