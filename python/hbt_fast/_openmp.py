@@ -36,14 +36,10 @@ def file_containing(address: int, maps_text: str) -> Optional[str]:
     return None
 
 
-def _runtime_name(address: Optional[int]) -> Optional[str]:
+def _runtime_name(address: Optional[int], maps_text: Optional[str]) -> Optional[str]:
     if address is None:
         return None
-    try:
-        maps = Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return f"runtime at {address:#x}"
-    path = file_containing(address, maps)
+    path = file_containing(address, maps_text) if maps_text is not None else None
     return Path(path).name if path else f"runtime at {address:#x}"
 
 
@@ -57,7 +53,12 @@ def runtimes() -> tuple[Optional[str], Optional[str], bool]:
     ours = _probe_address(_C.__file__)
     theirs = _probe_address(os.path.join(os.path.dirname(torch.__file__), "lib",
                                          "libtorch_cpu.so"))
-    return _runtime_name(ours), _runtime_name(theirs), ours is not None and ours == theirs
+    try:
+        maps = Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        maps = None
+    return (_runtime_name(ours, maps), _runtime_name(theirs, maps),
+            ours is not None and ours == theirs)
 
 
 def describe(loss_runtime: Optional[str], torch_runtime: Optional[str], shared: bool) -> str:
