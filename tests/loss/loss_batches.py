@@ -1,5 +1,11 @@
-"""Batches and comparisons shared by the loss tests."""
+"""Batches, comparisons and a fresh-process runner shared by the loss tests."""
 
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
 import torch
 
 from hbt_fast.loss import info_nce_reference
@@ -32,3 +38,19 @@ def assert_matches_reference(function, q, p, query_groups, passage_groups, rtol,
     want = loss_and_grads(info_nce_reference, q, p, query_groups, passage_groups, **kwargs)
     for name, got_value, want_value in zip(("loss", "grad_q", "grad_p"), got, want):
         torch.testing.assert_close(got_value, want_value, rtol=rtol, atol=atol, msg=name)
+
+
+def run_python(script: str, *args: str, timeout: float = 120, env=None) -> str:
+    """stdout of ``python -c script args`` in a fresh process (its own session, so that a hang
+    is killed with every process it forked); fails the test on a non-zero exit or a timeout."""
+    process = subprocess.Popen([sys.executable, "-c", script, *args], text=True, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"the script did not finish in {timeout} s")
+    assert process.returncode == 0, stderr
+    return stdout

@@ -4,13 +4,10 @@ float64, group masks, symmetric mode, extra negatives, every block height, edge 
 
 import math
 import os
-import signal
-import subprocess
-import sys
 
 import pytest
 import torch
-from loss_batches import assert_matches_reference, loss_and_grads, make_batch
+from loss_batches import assert_matches_reference, loss_and_grads, make_batch, run_python
 
 from hbt_fast import _C
 from hbt_fast.loss import MIN_TEMPERATURE, info_nce, info_nce_reference
@@ -261,15 +258,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
 def test_forked_child_computes_the_same_loss():
     # libgomp's team does not survive fork(): a threaded call in the child would hang forever,
     # so the child runs the parts on its own thread (the subprocess bounds a regression).
-    process = subprocess.Popen([sys.executable, "-c", FORKED_CHILD_SCRIPT], text=True,
-                               stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        _, stderr = process.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # the child too
-        process.communicate()
-        pytest.fail("the loss hung in a forked child")
-    assert process.returncode == 0, stderr
+    run_python(FORKED_CHILD_SCRIPT)
 
 
 # ---------------------------------------------------------------- memory
@@ -294,10 +283,7 @@ def test_never_materialises_batch_by_batch(backend, max_share):
     # Measured in a fresh process: in one that has run other tests, memory other threads
     # take or give back meanwhile moves the peak by hundreds of MiB.
     num = 16384
-    result = subprocess.run([sys.executable, "-c", PEAK_GROWTH_SCRIPT, str(num), backend],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    grown = result.stdout.split()[-1]
+    grown = run_python(PEAK_GROWTH_SCRIPT, str(num), backend, timeout=300).split()[-1]
     if grown == "None":
         pytest.skip("peak-RSS accounting needs Linux /proc")
     assert int(grown) < max_share * num * num * 4, f"peak grew by {int(grown) / 2**20:.0f} MiB"

@@ -2,10 +2,9 @@
 
 import logging
 import os
-import subprocess
-import sys
 
 import torch
+from loss_batches import run_python
 
 import hbt_fast
 from hbt_fast import _openmp
@@ -82,6 +81,4 @@ for symmetric in (False, True):
 
 def test_a_smaller_team_than_asked_gives_the_same_result():
     # OMP_THREAD_LIMIT=1: OpenMP grants one thread for three parts, which then runs all three.
-    result = subprocess.run([sys.executable, "-c", SMALL_TEAM_SCRIPT], capture_output=True,
-                            text=True, timeout=120, env={**os.environ, "OMP_THREAD_LIMIT": "1"})
-    assert result.returncode == 0, result.stderr
+    run_python(SMALL_TEAM_SCRIPT, env={**os.environ, "OMP_THREAD_LIMIT": "1"})
