@@ -56,6 +56,13 @@ def test_ids_index_the_sorted_unique_labels(languages, data):
     assert len(set(ids.language_names.tolist())) == len(ids.language_names)
 
 
+def test_big_integer_labels_stay_apart():
+    # numpy makes [0, 2**63, 2**63 + 1] float64, where the last two are one value
+    ids = labels_to_ids([0, 2**63, 2**63 + 1, 2**63], ["a", "b", "c", "d"])
+    assert ids.languages.tolist() == [0, 1, 2, 1]
+    assert ids.language_names.tolist() == [0, 2**63, 2**63 + 1]
+
+
 @settings(max_examples=50, deadline=None)
 @given(labels=st.lists(st.one_of(st.integers(0, 3), st.text(max_size=1), st.booleans()), min_size=1,
                        max_size=10))

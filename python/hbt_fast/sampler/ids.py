@@ -48,6 +48,9 @@ def _label_array(labels, name: str) -> np.ndarray:
         if kinds == {"str"} and any(value.endswith("\0") for value in values):
             # numpy's fixed-width strings drop trailing NULs ("a\0" would merge with "a")
             array = np.asarray(values, dtype=object)
+        if kinds == {"int"} and array.dtype.kind not in "iu":
+            # ints beyond int64 beside small ones become float64, where 2**63 and 2**63 + 1 merge
+            array = np.asarray(values, dtype=object)
     if array.ndim != 1:
         raise ValueError(f"{name} must be a 1-D sequence of labels, got shape {array.shape}")
     return array
