@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from hbt_fast import _cuda
-from hbt_fast.loss import info_nce
+from hbt_fast.losses import info_nce
 
 BATCH_SIZE = 32768
 DIM = 1024

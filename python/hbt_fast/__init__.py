@@ -4,13 +4,13 @@ The sampler is importable without torch; torch-based names (losses, training) ar
 on first use so that ``import hbt_fast`` stays cheap.
 """
 
-__version__ = "0.1.0"
 
 # _C links against the OpenBLAS shipped by the scipy-openblas32 wheel (for the fused loss);
 # importing that package loads the library, so it must come before anything imports _C.
 import scipy_openblas32 as _scipy_openblas32  # noqa: F401
 
 from hbt_fast._info import info
+from hbt_fast._version import __version__
 from hbt_fast.sampler import Batch, HybridBatchSampler, HybridSampler, PairDataset, PairIds, labels_to_ids
 
 _LAZY = {

@@ -16,7 +16,7 @@ import threading
 from types import ModuleType
 from typing import Optional, Tuple
 
-from hbt_fast import _C
+import hbt_fast._C as _C
 
 # Set (to anything but 0) to keep CUDA tensors on the tiled torch path.
 DISABLE_VARIABLE = "HBT_DISABLE_CUDA_LOSS"

@@ -1,6 +1,6 @@
 """Build information: which back-ends the compiled extensions carry."""
 
-from hbt_fast import _C
+import hbt_fast._C as _C
 
 
 def info() -> dict:
@@ -10,7 +10,8 @@ def info() -> dict:
     (with ", but cannot run here: <why>" once a run found no usable device); and
     ``"loss_threads"``: whether the CPU loss's OpenMP threads are torch's own (one runtime
     shared) or compete with them (see ``hbt_fast._openmp``)."""
-    from hbt_fast import __version__, _cuda, _openmp
+    from hbt_fast import _cuda, _openmp
+    from hbt_fast._version import __version__
 
     details = dict(_C.build_info())
     details.pop("loss_cuda_build", None)

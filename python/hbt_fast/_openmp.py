@@ -48,7 +48,7 @@ def runtimes() -> tuple[Optional[str], Optional[str], bool]:
     """(the loss's runtime, torch's runtime, whether they are one), as file names."""
     import torch
 
-    from hbt_fast import _C
+    import hbt_fast._C as _C
 
     ours = _probe_address(_C.__file__)
     theirs = _probe_address(os.path.join(os.path.dirname(torch.__file__), "lib",

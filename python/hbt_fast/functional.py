@@ -1,6 +1,10 @@
-"""Functional forms of hbt_fast's losses: re-exported from :mod:`hbt_fast.loss`, where the
-fused InfoNCE loss lives (``info_nce``) with its plain-torch oracle (``info_nce_reference``)."""
+"""Pinned alias (DESIGN.md): the functional loss and its oracle under one short name.
 
-from hbt_fast.loss import MIN_TEMPERATURE, info_nce, info_nce_reference
+``info_nce`` is :func:`hbt_fast.losses.info_nce`; ``info_nce_reference`` is
+:func:`hbt_fast.testing.info_nce_reference`.
+"""
+
+from hbt_fast.losses import MIN_TEMPERATURE, info_nce
+from hbt_fast.testing.info_nce import info_nce_reference
 
 __all__ = ["MIN_TEMPERATURE", "info_nce", "info_nce_reference"]

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from hbt_fast.evaluate.ranking import lareqa_ranks
 from hbt_fast.evaluate.search import topk_from_scores
-from hbt_fast.testing.reference_ranking import reference_lareqa_ranks, reference_topk
+from hbt_fast.testing import reference_lareqa_ranks, reference_topk
 
 
 def integer_embeddings(rng, rows, dim, spread):

@@ -9,7 +9,7 @@ import pytest
 
 @pytest.mark.parametrize("module, install", [
     ("hbt_fast.integrations.sentence_transformers.trainer", "sentence-transformers[train]"),
-    ("hbt_fast.losses.cached", "pip install sentence-transformers"),
+    ("hbt_fast.integrations.sentence_transformers.cached_multiple_negatives_ranking", "pip install sentence-transformers"),
 ])
 def test_clear_import_error_without_sentence_transformers(monkeypatch, module, install):
     # None in sys.modules makes an import fail; submodules loaded by earlier tests too

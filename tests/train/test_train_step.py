@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hbt_fast import InfoNCELoss
-from hbt_fast.loss.gradcache import chunk_slices
+from hbt_fast.train.gradcache import chunk_slices
 from hbt_fast.train.step import global_batch_gradients
 
 

@@ -139,7 +139,7 @@ def test_missing_evaluation_data_stops_before_training(tiny_model_dir, tmp_path)
 @pytest.mark.parametrize("chunk_size", [1, 3])
 def test_gradcache_gradients_equal_full_batch(tiny_model_dir, tmp_path, chunk_size):
     """Without dropout the chunked and the one-pass step compute the same numbers (the dropout
-    replay itself is tested in tests/loss/test_gradcache.py and tests/train/test_train_step.py)."""
+    replay itself is tested in tests/train/test_gradcache.py and tests/train/test_train_step.py)."""
     full = without_dropout(make_trainer(tiny_model_dir, tmp_path / "a"))
     chunked = without_dropout(make_trainer(tiny_model_dir, tmp_path / "b", chunk_size=chunk_size))
     assert len(range(0, full.config.batch_size, chunk_size)) >= 3

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from hbt_fast.bench import Result
-from hbt_fast.loss import info_nce
-from hbt_fast.loss.backends import cpu
+from hbt_fast.losses import info_nce
+from hbt_fast.ops.backends import cpu
 
 TEMPERATURE = 0.05
 

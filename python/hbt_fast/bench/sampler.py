@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from hbt_fast.bench import Result, best_time, traced_peak
-from hbt_fast.sampler import HybridBatchSampler, HybridSampler, ReferenceHybridSampler
+from hbt_fast.sampler import HybridBatchSampler, HybridSampler
+from hbt_fast.testing import ReferenceHybridSampler
 
 
 def zipf_pairs(num_groups: int, num_languages: int, mean_languages: float, seed: int = 0):

@@ -11,7 +11,7 @@ import argparse
 import importlib
 from typing import Optional, Sequence
 
-from hbt_fast import __version__
+from hbt_fast._version import __version__
 
 COMMAND_MODULES = (
     "hbt_fast.cli.split_lareqa",

@@ -73,7 +73,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from hbt_fast import _C
+import hbt_fast._C as _C
 from hbt_fast.sampler._stock_trainer_guard import RefusesStockTrainer
 
 # A struct sequence built in C++ (like os.stat_result); named hbt_fast.sampler.Batch.

@@ -15,7 +15,7 @@ __all__ = ["model_card", "run_description", "write_model_card", "write_run_confi
 
 def run_description(trainer) -> dict:
     """The settings of the run and what it derived from them."""
-    from hbt_fast import __version__
+    from hbt_fast._version import __version__
 
     corpus = trainer.corpus
     return {

@@ -4,7 +4,7 @@ With ``R`` processes each holding ``B / R`` queries of the global batch (and the
 hard negatives), :func:`global_batch_gradients`
 
 1. embeds this rank's rows, in one pass with the graph kept or, with ``chunk_size``,
-   GradCache-style (:mod:`hbt_fast.loss.gradcache`: chunks without graph first);
+   GradCache-style (:mod:`hbt_fast.train.gradcache`: chunks without graph first);
 2. all-gathers the embeddings (no autograd through the collective), computes the *global* loss
    on every rank and its gradient with respect to every embedding, and keeps its own rows' slice;
 3. back-propagates that slice into the encoder. Under ``DistributedDataParallel`` (see
@@ -27,7 +27,7 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.distributed as dist
 
-from hbt_fast.loss.gradcache import embed_without_graph, replay_backward
+from hbt_fast.train.gradcache import embed_without_graph, replay_backward
 
 __all__ = ["StepResult", "data_parallel", "global_batch_gradients", "world"]
 

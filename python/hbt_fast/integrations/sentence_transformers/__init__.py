@@ -1,4 +1,5 @@
-"""sentence-transformers integration: hybrid batches in their trainer, LAReQA in their evaluators.
+"""sentence-transformers integration: hybrid batches in their trainer, LAReQA in their evaluators,
+the fused drop-ins for their (Cached)MultipleNegativesRankingLoss.
 
 Needs the ``sentence-transformers`` package; names are imported on first use so that this
 package can be inspected without it.
@@ -11,6 +12,10 @@ import importlib
 _NAMES = {
     "HybridTrainer": "hbt_fast.integrations.sentence_transformers.trainer",
     "LAReQAEvaluator": "hbt_fast.integrations.sentence_transformers.evaluator",
+    "MultipleNegativesRankingLoss":
+        "hbt_fast.integrations.sentence_transformers.multiple_negatives_ranking",
+    "CachedMultipleNegativesRankingLoss":
+        "hbt_fast.integrations.sentence_transformers.cached_multiple_negatives_ranking",
 }
 
 __all__ = sorted(_NAMES)

@@ -45,9 +45,9 @@ from torch.utils.data import DataLoader
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-from hbt_fast import HybridSampler, labels_to_ids
+from hbt_fast.sampler import HybridBatchSampler, HybridSampler, labels_to_ids
 from hbt_fast.data.files import write_text_atomically
-from hbt_fast.integrations.sentence_transformers._pairs import HybridBatches, PairRows
+from hbt_fast.integrations.sentence_transformers.pair_rows import PairRows
 
 __all__ = ["HybridTrainer", "SAMPLER_STATE_NAME"]
 
@@ -120,7 +120,7 @@ class HybridTrainer(SentenceTransformerTrainer):
             self._resume_from = None
         args = self.args
         loader = DataLoader(
-            self._pairs, batch_sampler=HybridBatches(self.hybrid_sampler),
+            self._pairs, batch_sampler=HybridBatchSampler(self.hybrid_sampler),
             collate_fn=self.data_collator, num_workers=args.dataloader_num_workers,
             pin_memory=args.dataloader_pin_memory,
             persistent_workers=args.dataloader_persistent_workers,
