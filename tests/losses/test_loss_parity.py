@@ -40,7 +40,7 @@ def test_matches_reference(backend, case, dtype):
                          normalize=normalize, backend=backend)
     want = loss_and_grads(info_nce_reference, q, p, qg, pg, temperature=temperature,
                           symmetric=symmetric, normalize=normalize)
-    for got_value, want_value in zip(got, want):
+    for got_value, want_value in zip(got, want, strict=True):
         torch.testing.assert_close(got_value, want_value, rtol=TOLERANCES[dtype][0],
                                    atol=TOLERANCES[dtype][1])
 
@@ -291,7 +291,7 @@ def test_never_materialises_batch_by_batch(backend, max_share):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
-@pytest.mark.parametrize("threads", [1, 2])  # one pass in C++ / products on torch's BLAS
+@pytest.mark.parametrize("threads", [1, 2])  # the kernel on one thread / on a team of two
 @pytest.mark.parametrize("block_size", [None, 40])
 def test_every_cpu_plan_matches_reference(threads, block_size, dtype):
     q, p, qg, pg = make_batch(97, 130, 24, dtype, num_groups=25)
@@ -303,6 +303,6 @@ def test_every_cpu_plan_matches_reference(threads, block_size, dtype):
     finally:
         torch.set_num_threads(saved)
     want = loss_and_grads(info_nce_reference, q, p, qg, pg, symmetric=True)
-    for got_value, want_value in zip(got, want):
+    for got_value, want_value in zip(got, want, strict=True):
         torch.testing.assert_close(got_value, want_value, rtol=TOLERANCES[dtype][0],
                                    atol=TOLERANCES[dtype][1])

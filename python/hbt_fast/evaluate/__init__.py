@@ -4,7 +4,7 @@ Any encoder with ``encode_queries(list[str])`` and ``encode_passages(list[str])`
 ``[n, d]`` float arrays works; :class:`hbt_fast.models.TextEncoder` wraps Hugging Face models.
 Ties in every ranking are broken by candidate index, lower first (see ``search``).
 
-Each task module (``lareqa``, ``tatoeba``, ``miracl``) has ``load(dir)``, ``encode_jobs(data)``
+Each task module (``lareqa``, ``tatoeba``, ``beir``) has ``load(dir)``, ``encode_jobs(data)``
 and ``score(data, query_embeddings, candidate_embeddings) -> TaskResult``; ``driver.run_task``
 encodes (one progress bar for the whole task) and scores; ``report`` renders a TaskResult.
 """
@@ -13,13 +13,11 @@ from hbt_fast.evaluate.baselines import HashedNgramEncoder
 from hbt_fast.evaluate.keys import higher_is_better
 from hbt_fast.evaluate.lareqa import evaluate_lareqa, load_lareqa, score_lareqa
 from hbt_fast.evaluate.lareqa import metric_names as lareqa_metric_names
-from hbt_fast.evaluate.miracl import evaluate_beir
+from hbt_fast.evaluate.beir import evaluate_beir
 from hbt_fast.evaluate.report import write_report
 from hbt_fast.evaluate.result import TaskResult
 from hbt_fast.evaluate.search import SearchResult, search
 from hbt_fast.evaluate.tatoeba import evaluate_tatoeba
-
-evaluate_miracl = evaluate_beir
 
 __all__ = [
     "HashedNgramEncoder",
@@ -27,7 +25,6 @@ __all__ = [
     "TaskResult",
     "evaluate_beir",
     "evaluate_lareqa",
-    "evaluate_miracl",
     "evaluate_tatoeba",
     "higher_is_better",
     "lareqa_metric_names",

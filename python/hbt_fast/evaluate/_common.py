@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# Re-exported: data locations moved to hbt_fast.data.locations.
-from hbt_fast.data.locations import DATA_ENV, DATA_SOURCES, resolve_data_dir
-
-__all__ = ["DATA_ENV", "DATA_SOURCES", "l2_normalize", "mean_or_nan", "resolve_data_dir"]
+__all__ = ["l2_normalize", "mean_or_nan"]
 
 
 def l2_normalize(embeddings: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The kernel's algorithm in torch operations, for every device and dtype without a kernel
-(and for checking the kernels). The same dispatch rule as the C++ kernel: the whole B x M block
-in one pass (one product for the logits, one for each gradient) when it fits
-``SCRATCH_ELEMENTS``, else blocks of rows, never thinner than ``MIN_BLOCK_ROWS``."""
+(and for checking the kernels). The whole B x M block in one pass (one product for the logits,
+one for each gradient) when it fits ``SCRATCH_ELEMENTS``, else blocks of rows, never thinner
+than ``MIN_BLOCK_ROWS``. A fixed element budget, unlike the C++ kernel's, which sizes its
+blocks by the CPU's last-level cache and the element size (``info_nce_block_rows``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""MIRACL / BEIR-layout evaluation: nDCG@10 and Recall@100 per language.
+"""BEIR-layout evaluation (MIRACL and any dataset in that layout): nDCG@10 and Recall@100 per
+language.
 
 Data layout: see :mod:`hbt_fast.data.beir`. Every search result is kept, including a document
 whose id equals the query id (some BEIR evaluators silently drop those; we do not). Only
@@ -12,7 +13,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from hbt_fast.data import beir as _beir
 from hbt_fast.data.beir import BeirData, load_beir
 from hbt_fast.evaluate import metrics
 from hbt_fast.evaluate._common import l2_normalize
@@ -21,16 +21,9 @@ from hbt_fast.evaluate.keys import ndcg_at, recall_at
 from hbt_fast.evaluate.result import TaskResult
 from hbt_fast.evaluate.search import INDEX_KINDS, search
 
-__all__ = ["encode_jobs", "evaluate_beir", "load", "load_beir_language", "score"]
+__all__ = ["encode_jobs", "evaluate_beir", "load", "score"]
 
 load = load_beir
-
-
-def load_beir_language(folder) -> tuple:
-    """``(queries {qid: text}, qrels {qid: {docid: grade}}, doc_ids, doc_texts)`` of one folder
-    (the older tuple form of :func:`hbt_fast.data.load_beir_language`)."""
-    entry = _beir.load_beir_language(folder)
-    return entry.queries, entry.qrels, entry.doc_ids, entry.doc_texts
 
 
 def encode_jobs(data: BeirData) -> list:
