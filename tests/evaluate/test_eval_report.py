@@ -3,9 +3,10 @@
 import argparse
 import json
 
+import numpy as np
 import pytest
 
-from hbt_fast.evaluate import write_report
+from hbt_fast.evaluate import HashedNgramEncoder, write_report
 from hbt_fast.cli import main
 from hbt_fast.cli.eval import add_parser
 from lareqa_files import paragraph, write_language
@@ -22,10 +23,47 @@ def tiny_xquad(tmp_path):
     folder = tmp_path / "xquad-r"
     folder.mkdir()
     write_language(folder, "aa", paragraph(["Alpha one.", "Beta two.", "Gamma three."],
-                                    [("q1", "alpha?", 0), ("q2", "gamma?", 22)]))
+                                    [("q1", "beta two alpha?", 0), ("q2", "gamma?", 22)]))
     write_language(folder, "bb", paragraph(["Alfa uno.", "Gama tres."],
-                                    [("q1", "alfa?", 0), ("q2", "gama?", 11)]))
+                                    [("q1", "alfa?", 0), ("q2", "alfa uno gama?", 11)]))
     return folder
+
+
+# tiny_xquad spelled out: candidate sentences, and per question id its relevant sentence.
+SENTENCES = {"aa": ["Alpha one.", "Beta two.", "Gamma three."], "bb": ["Alfa uno.", "Gama tres."]}
+QUESTIONS = {"aa": {"q1": ("beta two alpha?", 0), "q2": ("gamma?", 2)},
+             "bb": {"q1": ("alfa?", 0), "q2": ("alfa uno gama?", 1)}}
+
+
+def _average_precision(scores, relevant, k=20):
+    """AP@k by the definition: rank by score, ties to the lower candidate index."""
+    order = np.lexsort((np.arange(len(scores)), -scores))[:k]
+    hits = np.isin(order, list(relevant))
+    precision = np.cumsum(hits) / np.arange(1, len(order) + 1)
+    return float((precision * hits).sum() / min(len(relevant), k))
+
+
+def _expected_map():
+    """mono / cross / multi mAP@20 of the hashed n-gram encoder on tiny_xquad, brute force."""
+    encoder = HashedNgramEncoder()
+    embed = {lang: encoder.encode(texts).astype(np.float64) for lang, texts in SENTENCES.items()}
+    pool = np.concatenate([embed[lang] for lang in SENTENCES])
+    offsets = {"aa": 0, "bb": len(SENTENCES["aa"])}
+    pairs = {}
+    multi = {}
+    for x, questions in QUESTIONS.items():
+        for y in SENTENCES:
+            aps = [_average_precision(embed[y] @ encoder.encode([text])[0].astype(np.float64),
+                                      {QUESTIONS[y][qid][1]})
+                   for qid, (text, _) in questions.items()]
+            pairs[x, y] = np.mean(aps)
+        multi[x] = np.mean([
+            _average_precision(pool @ encoder.encode([text])[0].astype(np.float64),
+                               {offsets[y] + QUESTIONS[y][qid][1] for y in SENTENCES})
+            for qid, (text, _) in questions.items()])
+    mono = np.mean([pairs[x, x] for x in SENTENCES])
+    cross = np.mean([value for (x, y), value in pairs.items() if x != y])
+    return mono, cross, np.mean(list(multi.values()))
 
 
 def test_eval_command_writes_json_markdown_and_heatmap(tiny_xquad, tmp_path, capsys):
@@ -35,8 +73,13 @@ def test_eval_command_writes_json_markdown_and_heatmap(tiny_xquad, tmp_path, cap
     assert args.func(args) == 0
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert results["languages"] == ["aa", "bb"] and results["model"] == "hashed-ngrams"
+    mono, cross, multi = _expected_map()
+    assert results["mono"]["map@20"] == pytest.approx(mono, abs=1e-6)
+    assert results["cross"]["map@20"] == pytest.approx(cross, abs=1e-6)
+    assert results["multi"]["map@20"] == pytest.approx(multi, abs=1e-6)
     markdown = (out / "results.md").read_text(encoding="utf-8")
     assert "| multi |" in markdown and "| aa |" in markdown
+    assert f"{multi:.4f}" in markdown  # the table shows the value of results.json
     assert (out / "heatmap.png").read_bytes()[:4] == b"\x89PNG"
     assert "map@20" in capsys.readouterr().out
 

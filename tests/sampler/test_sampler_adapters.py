@@ -23,7 +23,7 @@ def test_dataloader_batch_sampler_yields_text_pairs():
     )
     assert len(loader) == len(sampler)
     expected = list(sampler)
-    for (batch_queries, batch_passages), (q, p) in zip(loader, expected):
+    for (batch_queries, batch_passages), (q, p) in zip(loader, expected, strict=True):
         assert list(batch_queries) == [queries[i] for i in q]
         assert list(batch_passages) == [passages[i] for i in p]
 
@@ -31,9 +31,9 @@ def test_dataloader_batch_sampler_yields_text_pairs():
 def test_adapter_batches_are_pair_sequences_that_carry_the_kind():
     ids = labels_to_ids(["en", "de", "fr"] * 8, [f"q{i // 3}" for i in range(24)])
     sampler = HybridSampler(ids.languages, ids.groups, 4, mode="hybrid", seed=1)
-    for batch, expected in zip(HybridBatchSampler(sampler), sampler):
+    for batch, expected in zip(HybridBatchSampler(sampler), sampler, strict=True):
         assert isinstance(batch, PairBatch) and len(batch) == 4
-        assert list(batch) == list(zip(expected[0].tolist(), expected[1].tolist()))
+        assert list(batch) == list(zip(expected[0].tolist(), expected[1].tolist(), strict=True))
         assert batch[0] == (int(expected[0][0]), int(expected[1][0]))
         assert (batch.kind, batch.language) == (expected.kind, expected.language)
         assert pickle.loads(pickle.dumps(batch)) == batch  # DataLoader workers receive it pickled
@@ -55,7 +55,7 @@ def test_dataloader_with_workers_and_a_plain_dataset():
 
     loader = torch.utils.data.DataLoader(TupleIndexed(), batch_sampler=HybridBatchSampler(sampler),
                                          collate_fn=list, num_workers=1)
-    for got, (q, p) in zip(loader, sampler):
+    for got, (q, p) in zip(loader, sampler, strict=True):
         assert got == [(f"q{a}", f"p{b}") for a, b in zip(q.tolist(), p.tolist())]
 
 
@@ -74,7 +74,7 @@ def test_batches_pickle_with_kind_and_language():
     for batch in sampler:
         copy = pickle.loads(pickle.dumps(batch))
         assert (copy.kind, copy.language) == (batch.kind, batch.language)
-        assert all(np.array_equal(a, b) for a, b in zip(copy, batch))
+        assert all(np.array_equal(a, b) for a, b in zip(copy, batch, strict=True))
 
 
 @settings(max_examples=40, deadline=None)
@@ -91,6 +91,6 @@ def test_adapter_yields_the_sampler_batches_as_pairs(pairs, batch_size, mode, se
     adapter = HybridBatchSampler(sampler)
     batches = list(adapter)
     assert len(batches) == len(adapter) == len(sampler)
-    for batch, expected in zip(batches, sampler):
-        assert list(batch) == list(zip(expected[0].tolist(), expected[1].tolist()))
+    for batch, expected in zip(batches, sampler, strict=True):
+        assert list(batch) == list(zip(expected[0].tolist(), expected[1].tolist(), strict=True))
         assert texts.__getitems__(batch) == [texts[pair] for pair in batch]
