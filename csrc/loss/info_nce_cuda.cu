@@ -16,6 +16,12 @@
 #include "common/check.hpp"
 #include "loss/info_nce_cuda_kernels.cuh"
 
+// kernel<<<grid, block, 0, stream>>>(args) as HBT_LAUNCH(grid, block, stream, kernel)(args), so
+// that the host emulator of the tests (tests/cuda_emulation) runs this file on the CPU.
+#ifndef HBT_LAUNCH
+#define HBT_LAUNCH(grid, block, stream, ...) __VA_ARGS__<<<grid, block, 0, stream>>>
+#endif
+
 namespace hbt {
 namespace {
 
@@ -217,6 +223,13 @@ int grid_for(int64_t n) {
                                               1, 4096));
 }
 
+// The symmetric loss's column sums into their logs (any B: the kernel is grid-stride).
+void take_column_logs(float* col_sum, int64_t num_queries, cudaStream_t stream) {
+  HBT_LAUNCH(grid_for(num_queries), kElementwiseThreads, stream, cuda_loss::column_log_kernel)(
+      col_sum, num_queries);
+  check_launch("column_log_kernel");
+}
+
 // One call's state: typed views of the buffers and the workspace, and the steps of the
 // algorithm. T is float, __half or __nv_bfloat16.
 template <typename T>
@@ -273,17 +286,17 @@ class Run {
 
   void prepare() {
     const float inverse = 1.0f / (static_cast<float>(shape_.num_queries) * factor_);
-    cuda_loss::prepare_constants_kernel<<<1, 1, 0, stream_>>>(scale_, inverse, constants_);
+    HBT_LAUNCH(1, 1, stream_, cuda_loss::prepare_constants_kernel)(scale_, inverse, constants_);
     check_launch("prepare_constants_kernel");
     const int64_t query_elements = shape_.num_queries * shape_.dim;
     const int64_t passage_elements = shape_.num_passages * shape_.dim;
-    cuda_loss::find_non_finite_kernel<T><<<grid_for(query_elements), kElementwiseThreads, 0,
-                                           stream_>>>(queries_, query_elements,
-                                                      &constants_->non_finite);
+    HBT_LAUNCH(grid_for(query_elements), kElementwiseThreads, stream_,
+               cuda_loss::find_non_finite_kernel<T>)(queries_, query_elements,
+                                                     &constants_->non_finite);
     check_launch("find_non_finite_kernel");
-    cuda_loss::find_non_finite_kernel<T><<<grid_for(passage_elements), kElementwiseThreads, 0,
-                                           stream_>>>(passages_, passage_elements,
-                                                      &constants_->non_finite);
+    HBT_LAUNCH(grid_for(passage_elements), kElementwiseThreads, stream_,
+               cuda_loss::find_non_finite_kernel<T>)(passages_, passage_elements,
+                                                     &constants_->non_finite);
     check_launch("find_non_finite_kernel");
     if (!shape_.compute_gradients) return;
     // The gradient products add into their outputs (see Scalars): both start at zero.
@@ -313,7 +326,7 @@ class Run {
 
   void column_statistics() {
     const int64_t num_queries = shape_.num_queries;
-    cuda_loss::fill_kernel<<<grid_for(num_queries), kElementwiseThreads, 0, stream_>>>(
+    HBT_LAUNCH(grid_for(num_queries), kElementwiseThreads, stream_, cuda_loss::fill_kernel)(
         col_top_, num_queries, -std::numeric_limits<float>::infinity());
     check_launch("fill_kernel");
     check_cuda(cudaMemsetAsync(col_sum_, 0, num_queries * sizeof(float), stream_),
@@ -324,13 +337,11 @@ class Run {
     for (int64_t row0 = 0; row0 < num_queries; row0 += block_rows_) {
       const int64_t rows = rows_in(row0);
       similarities(row0, rows, 0, num_queries);
-      cuda_loss::column_statistics_kernel<<<blocks, threads, 0, stream_>>>(
+      HBT_LAUNCH(blocks, threads, stream_, cuda_loss::column_statistics_kernel)(
           sims_, sims_ld(), row0, rows, num_queries, mask_, scale_, col_top_, col_sum_);
       check_launch("column_statistics_kernel");
     }
-    cuda_loss::column_log_kernel<<<grid_for(num_queries), kElementwiseThreads, 0, stream_>>>(
-        col_sum_, num_queries);
-    check_launch("column_log_kernel");
+    take_column_logs(col_sum_, num_queries, stream_);
   }
 
   void row_block(int64_t block) {
@@ -341,13 +352,13 @@ class Run {
                     scale_, shape_.symmetric ? 0.5f : 1.0f, col_top_, col_sum_,
                     &constants_->non_finite};
     const auto grid = static_cast<unsigned>(rows);
-    cuda_loss::row_statistics_kernel<<<grid, cuda_loss::kRowThreads, 0, stream_>>>(
+    HBT_LAUNCH(grid, cuda_loss::kRowThreads, stream_, cuda_loss::row_statistics_kernel)(
         params, row_top_, row_log_sum_, row_loss_);
     check_launch("row_statistics_kernel");
     if (!shape_.compute_gradients) return;
-    cuda_loss::row_gradient_kernel<T, kRowGradientItems>
-        <<<grid, cuda_loss::kRowThreads, 0, stream_>>>(params, row_top_, row_log_sum_, factor_,
-                                                       row_grad_scale_);
+    HBT_LAUNCH(grid, cuda_loss::kRowThreads, stream_,
+               cuda_loss::row_gradient_kernel<T, kRowGradientItems>)(
+        params, row_top_, row_log_sum_, factor_, row_grad_scale_);
     check_launch("row_gradient_kernel");
     const Matrix grads{sims_, cuda_type(shape_.dtype), grads_ld()};
     const Scalars accumulate{&constants_->grad_alpha, &constants_->one,
@@ -362,25 +373,25 @@ class Run {
   }
 
   void finish() {
-    cuda_loss::finalize_kernel<<<1, cuda_loss::kRowThreads, 0, stream_>>>(
+    HBT_LAUNCH(1, cuda_loss::kRowThreads, stream_, cuda_loss::finalize_kernel)(
         row_loss_, row_grad_scale_, shape_.num_queries, constants_,
         reinterpret_cast<float*>(buffers_.result));
     check_launch("finalize_kernel");
     if (!shape_.compute_gradients) return;
     const int64_t query_elements = shape_.num_queries * shape_.dim;
     const int64_t passage_elements = shape_.num_passages * shape_.dim;
-    cuda_loss::poison_gradient_kernel<T><<<grid_for(query_elements), kElementwiseThreads, 0,
-                                           stream_>>>(grad_queries_, query_elements, constants_);
+    HBT_LAUNCH(grid_for(query_elements), kElementwiseThreads, stream_,
+               cuda_loss::poison_gradient_kernel<T>)(grad_queries_, query_elements, constants_);
     check_launch("poison_gradient_kernel");
     if (shape_.dtype == CudaDtype::kFloat32) {
-      cuda_loss::poison_gradient_kernel<T><<<grid_for(passage_elements), kElementwiseThreads,
-                                             0, stream_>>>(grad_passages_, passage_elements,
-                                                           constants_);
+      HBT_LAUNCH(grid_for(passage_elements), kElementwiseThreads, stream_,
+                 cuda_loss::poison_gradient_kernel<T>)(grad_passages_, passage_elements,
+                                                       constants_);
       check_launch("poison_gradient_kernel");
     } else {
-      cuda_loss::store_gradient_kernel<T><<<grid_for(passage_elements), kElementwiseThreads, 0,
-                                            stream_>>>(accumulator_, grad_passages_,
-                                                       passage_elements, constants_);
+      HBT_LAUNCH(grid_for(passage_elements), kElementwiseThreads, stream_,
+                 cuda_loss::store_gradient_kernel<T>)(accumulator_, grad_passages_,
+                                                      passage_elements, constants_);
       check_launch("store_gradient_kernel");
     }
   }
