@@ -3,10 +3,12 @@ the materialised logits on one GPU: B = 32768, D = 1024, bfloat16 (speed and mem
 B = 8192, D = 768, bfloat16 (speed; moved here from the tests, where it only printed).
 
 Run: ``python -m pytest benchmarks/bench_loss_cuda.py -s``. Skipped where no GPU or no CUDA
-kernel (hbt_fast.info()["loss_cuda"] says why). Stores both times, the speed-up and both peak
-memory growths (torch.cuda.max_memory_allocated above the inputs) in ``extra_info``.
-Target on an H100/H200: speed-up >= 1.3, fused extra memory <= 5% of the reference's. Not yet
-measured: no GPU was available where this was written.
+kernel (hbt_fast.info()["loss_cuda"] says why). Before timing B = 8192 it checks the loss, both
+gradients and d loss / d temperature against a float64 reference on the same inputs (a fast
+wrong kernel is not a result). Stores both times, the speed-up and both peak memory growths
+(torch.cuda.max_memory_allocated above the inputs) in ``extra_info``.
+Target on an H100/H200: speed-up >= 1.3, fused extra memory <= 5% of the reference's.
+benchmarks/gpu_first_run.sh runs this after the GPU tests.
 """
 
 import pytest
@@ -15,6 +17,7 @@ import torch.nn.functional as F
 
 from hbt_fast import _cuda
 from hbt_fast.losses import info_nce
+from hbt_fast.testing import info_nce_reference
 
 BATCH_SIZE = 32768
 DIM = 1024
@@ -85,8 +88,36 @@ def test_cuda_speed_and_memory(benchmark, inputs):
                    for k, v in info.items()))
 
 
+def loss_and_grads(function, q, p):
+    temperature = torch.tensor(TEMPERATURE, dtype=torch.float64 if q.dtype == torch.float64
+                               else torch.float32, device=q.device, requires_grad=True)
+    loss = function(q, p, temperature=temperature, normalize=False)
+    return (loss.detach(), *torch.autograd.grad(loss, (q, p, temperature)))
+
+
+def assert_correct(q, p, row_tolerance=2e-2, scalar_tolerance=1e-4):
+    """The fused loss, gradients and d loss / d temperature against info_nce_reference in
+    float64 on the same bfloat16 inputs: scalars relative, gradients row by row (each element
+    within row_tolerance of its value plus its row's largest magnitude)."""
+    got = loss_and_grads(lambda *a, **k: info_nce(*a, backend="cuda", **k), q, p)
+    q64, p64 = (t.detach().double().requires_grad_() for t in (q, p))
+    want = loss_and_grads(info_nce_reference, q64, p64)
+    for name, g, w in zip(("loss", "grad_q", "grad_p", "grad_temperature"), got, want):
+        g, w = g.double(), w.double()
+        if g.dim() == 0:
+            assert abs(g - w) <= scalar_tolerance * abs(w), (name, g.item(), w.item())
+            continue
+        bound = row_tolerance * (w.abs() + w.abs().amax(dim=1, keepdim=True))
+        bad = ((g - w).abs() > bound) | ~torch.isfinite(g)
+        assert not bad.any(), (name, int(bad.sum()), "elements in rows",
+                               bad.any(dim=1).nonzero().flatten()[:10].tolist())
+    print(f"B={q.shape[0]} D={q.shape[1]} {q.dtype}: loss {got[0].item():.6f} (reference "
+          f"{want[0].item():.6f}), gradients within row tolerance {row_tolerance}")
+
+
 def test_cuda_speed_8192(benchmark, inputs):
     q, p = (t.detach()[:8192, :768].contiguous().requires_grad_() for t in inputs)
+    assert_correct(q, p)
     benchmark.pedantic(fused_step, args=(q, p), rounds=3, iterations=1, warmup_rounds=1)
     fused_s, reference_s = seconds(fused_step, q, p), seconds(reference_step, q, p)
     benchmark.extra_info.update(device=torch.cuda.get_device_name(), batch_size=8192, dim=768,

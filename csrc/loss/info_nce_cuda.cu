@@ -16,6 +16,12 @@
 #include "common/check.hpp"
 #include "loss/info_nce_cuda_kernels.cuh"
 
+// kernel<<<grid, block, 0, stream>>>(args) as HBT_LAUNCH(grid, block, stream, kernel)(args), so
+// that the host emulator of the tests (tests/cuda_emulation) runs this file on the CPU.
+#ifndef HBT_LAUNCH
+#define HBT_LAUNCH(grid, block, stream, ...) __VA_ARGS__<<<grid, block, 0, stream>>>
+#endif
+
 namespace hbt {
 namespace {
 
@@ -175,18 +181,35 @@ void validate_buffers(const InfoNceCudaShape& shape, const InfoNceCudaBuffers& b
 }
 
 // C = alpha * op(A) op(B) + beta * C on row-major matrices (cuBLAS is column-major: the
-// row-major product is computed as its transpose, C^T = op(B)^T op(A)^T). alpha and beta
-// point to device memory; accumulation is float32.
+// row-major product is computed as its transpose, C^T = op(B)^T op(A)^T); accumulation is
+// float32.
 struct Matrix {
   const void* data;
   cudaDataType_t type;
   int64_t ld;
 };
 
+// alpha and beta of one product: both in host memory, or both in device memory.
+struct Scalars {
+  const float* alpha;
+  const float* beta;
+  cublasPointerMode_t mode;
+};
+
+// A product that overwrites C takes its zero beta from the host, where cuBLAS knows before the
+// launch that C is not read (uninitialised C may hold NaNs). Device scalars are only used with
+// beta = 1 on initialised C, so no result depends on how a kernel treats a beta it reads as 0.
+constexpr float kHostOne = 1.0f;
+constexpr float kHostZero = 0.0f;
+constexpr Scalars kOverwrite{&kHostOne, &kHostZero, CUBLAS_POINTER_MODE_HOST};
+
 void gemm(cublasHandle_t handle, bool transpose_a, bool transpose_b, int64_t m, int64_t n,
-          int64_t k, const float* alpha, Matrix a, Matrix b, const float* beta, void* c,
-          cudaDataType_t c_type, int64_t ldc, cublasComputeType_t compute) {
+          int64_t k, Scalars scalars, Matrix a, Matrix b, void* c, cudaDataType_t c_type,
+          int64_t ldc, cublasComputeType_t compute) {
   if (m == 0 || n == 0) return;
+  check_cublas(cublasSetPointerMode(handle, scalars.mode), "cublasSetPointerMode");
+  const float* alpha = scalars.alpha;
+  const float* beta = scalars.beta;
   check_cublas(cublasGemmEx(handle, transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                             transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(n),
                             static_cast<int>(m), static_cast<int>(k), alpha, b.data, b.type,
@@ -198,6 +221,13 @@ void gemm(cublasHandle_t handle, bool transpose_a, bool transpose_b, int64_t m, 
 int grid_for(int64_t n) {
   return static_cast<int>(std::clamp<int64_t>((n + kElementwiseThreads - 1) / kElementwiseThreads,
                                               1, 4096));
+}
+
+// The symmetric loss's column sums into their logs (any B: the kernel is grid-stride).
+void take_column_logs(float* col_sum, int64_t num_queries, cudaStream_t stream) {
+  HBT_LAUNCH(grid_for(num_queries), kElementwiseThreads, stream, cuda_loss::column_log_kernel)(
+      col_sum, num_queries);
+  check_launch("column_log_kernel");
 }
 
 // One call's state: typed views of the buffers and the workspace, and the steps of the
@@ -240,8 +270,6 @@ class Run {
     check_cublas(cublasSetStream(handle_, stream_), "cublasSetStream");
     check_cublas(cublasSetWorkspace(handle_, cublas_workspace_, kCublasWorkspaceBytes),
                  "cublasSetWorkspace");
-    check_cublas(cublasSetPointerMode(handle_, CUBLAS_POINTER_MODE_DEVICE),
-                 "cublasSetPointerMode");
     prepare();
     if (shape_.symmetric) column_statistics();
     const int64_t num_blocks = (shape_.num_queries + block_rows_ - 1) / block_rows_;
@@ -258,25 +286,31 @@ class Run {
 
   void prepare() {
     const float inverse = 1.0f / (static_cast<float>(shape_.num_queries) * factor_);
-    cuda_loss::prepare_constants_kernel<<<1, 1, 0, stream_>>>(scale_, inverse, constants_);
+    HBT_LAUNCH(1, 1, stream_, cuda_loss::prepare_constants_kernel)(scale_, inverse, constants_);
     check_launch("prepare_constants_kernel");
     const int64_t query_elements = shape_.num_queries * shape_.dim;
     const int64_t passage_elements = shape_.num_passages * shape_.dim;
-    cuda_loss::find_non_finite_kernel<T><<<grid_for(query_elements), kElementwiseThreads, 0,
-                                           stream_>>>(queries_, query_elements,
-                                                      &constants_->non_finite);
+    HBT_LAUNCH(grid_for(query_elements), kElementwiseThreads, stream_,
+               cuda_loss::find_non_finite_kernel<T>)(queries_, query_elements,
+                                                     &constants_->non_finite);
     check_launch("find_non_finite_kernel");
-    cuda_loss::find_non_finite_kernel<T><<<grid_for(passage_elements), kElementwiseThreads, 0,
-                                           stream_>>>(passages_, passage_elements,
-                                                      &constants_->non_finite);
+    HBT_LAUNCH(grid_for(passage_elements), kElementwiseThreads, stream_,
+               cuda_loss::find_non_finite_kernel<T>)(passages_, passage_elements,
+                                                     &constants_->non_finite);
     check_launch("find_non_finite_kernel");
+    if (!shape_.compute_gradients) return;
+    // The gradient products add into their outputs (see Scalars): both start at zero.
+    check_cuda(cudaMemsetAsync(grad_queries_, 0, query_elements * sizeof(T), stream_),
+               "cudaMemsetAsync");
+    check_cuda(cudaMemsetAsync(accumulator_, 0, passage_elements * sizeof(float), stream_),
+               "cudaMemsetAsync");
   }
 
   // sims[r, j] = <q[row0 + r], p[col0 + j]> for j < cols, written at column col0 of the block.
   void similarities(int64_t row0, int64_t rows, int64_t col0, int64_t cols) {
-    gemm(handle_, false, true, rows, cols, shape_.dim, &constants_->one,
+    gemm(handle_, false, true, rows, cols, shape_.dim, kOverwrite,
          input(queries_ + row0 * shape_.dim), input(passages_ + col0 * shape_.dim),
-         &constants_->zero, sims_ + col0, CUDA_R_32F, sims_ld(), compute_);
+         sims_ + col0, CUDA_R_32F, sims_ld(), compute_);
   }
 
   // The symmetric loss's first B columns are one product of their own in both passes, so
@@ -292,7 +326,7 @@ class Run {
 
   void column_statistics() {
     const int64_t num_queries = shape_.num_queries;
-    cuda_loss::fill_kernel<<<grid_for(num_queries), kElementwiseThreads, 0, stream_>>>(
+    HBT_LAUNCH(grid_for(num_queries), kElementwiseThreads, stream_, cuda_loss::fill_kernel)(
         col_top_, num_queries, -std::numeric_limits<float>::infinity());
     check_launch("fill_kernel");
     check_cuda(cudaMemsetAsync(col_sum_, 0, num_queries * sizeof(float), stream_),
@@ -303,13 +337,11 @@ class Run {
     for (int64_t row0 = 0; row0 < num_queries; row0 += block_rows_) {
       const int64_t rows = rows_in(row0);
       similarities(row0, rows, 0, num_queries);
-      cuda_loss::column_statistics_kernel<<<blocks, threads, 0, stream_>>>(
+      HBT_LAUNCH(blocks, threads, stream_, cuda_loss::column_statistics_kernel)(
           sims_, sims_ld(), row0, rows, num_queries, mask_, scale_, col_top_, col_sum_);
       check_launch("column_statistics_kernel");
     }
-    cuda_loss::column_log_kernel<<<grid_for(num_queries), kElementwiseThreads, 0, stream_>>>(
-        col_sum_, num_queries);
-    check_launch("column_log_kernel");
+    take_column_logs(col_sum_, num_queries, stream_);
   }
 
   void row_block(int64_t block) {
@@ -317,47 +349,49 @@ class Run {
     const int64_t rows = rows_in(row0);
     block_similarities(row0, rows);
     RowBlock params{sims_, sims_ld(), row0, shape_.num_queries, shape_.num_passages, mask_,
-                    scale_, shape_.symmetric ? 0.5f : 1.0f, col_top_, col_sum_};
+                    scale_, shape_.symmetric ? 0.5f : 1.0f, col_top_, col_sum_,
+                    &constants_->non_finite};
     const auto grid = static_cast<unsigned>(rows);
-    cuda_loss::row_statistics_kernel<<<grid, cuda_loss::kRowThreads, 0, stream_>>>(
+    HBT_LAUNCH(grid, cuda_loss::kRowThreads, stream_, cuda_loss::row_statistics_kernel)(
         params, row_top_, row_log_sum_, row_loss_);
     check_launch("row_statistics_kernel");
     if (!shape_.compute_gradients) return;
-    cuda_loss::row_gradient_kernel<T, kRowGradientItems>
-        <<<grid, cuda_loss::kRowThreads, 0, stream_>>>(params, row_top_, row_log_sum_, factor_,
-                                                       row_grad_scale_);
+    HBT_LAUNCH(grid, cuda_loss::kRowThreads, stream_,
+               cuda_loss::row_gradient_kernel<T, kRowGradientItems>)(
+        params, row_top_, row_log_sum_, factor_, row_grad_scale_);
     check_launch("row_gradient_kernel");
     const Matrix grads{sims_, cuda_type(shape_.dtype), grads_ld()};
-    // dQ[block] = grad_alpha * G p, written once per row.
-    gemm(handle_, false, false, rows, shape_.dim, shape_.num_passages, &constants_->grad_alpha,
-         grads, input(passages_), &constants_->zero, grad_queries_ + row0 * shape_.dim,
-         cuda_type(shape_.dtype), shape_.dim, compute_);
+    const Scalars accumulate{&constants_->grad_alpha, &constants_->one,
+                             CUBLAS_POINTER_MODE_DEVICE};
+    // dQ[block] = 0 + grad_alpha * G p, each row once.
+    gemm(handle_, false, false, rows, shape_.dim, shape_.num_passages, accumulate, grads,
+         input(passages_), grad_queries_ + row0 * shape_.dim, cuda_type(shape_.dtype),
+         shape_.dim, compute_);
     // dP += grad_alpha * G^T q[block], accumulated over blocks in float32.
-    gemm(handle_, true, false, shape_.num_passages, shape_.dim, rows, &constants_->grad_alpha,
-         grads, input(queries_ + row0 * shape_.dim), block == 0 ? &constants_->zero : &constants_->one,
-         accumulator_, CUDA_R_32F, shape_.dim, compute_);
+    gemm(handle_, true, false, shape_.num_passages, shape_.dim, rows, accumulate, grads,
+         input(queries_ + row0 * shape_.dim), accumulator_, CUDA_R_32F, shape_.dim, compute_);
   }
 
   void finish() {
-    cuda_loss::finalize_kernel<<<1, cuda_loss::kRowThreads, 0, stream_>>>(
+    HBT_LAUNCH(1, cuda_loss::kRowThreads, stream_, cuda_loss::finalize_kernel)(
         row_loss_, row_grad_scale_, shape_.num_queries, constants_,
         reinterpret_cast<float*>(buffers_.result));
     check_launch("finalize_kernel");
     if (!shape_.compute_gradients) return;
     const int64_t query_elements = shape_.num_queries * shape_.dim;
     const int64_t passage_elements = shape_.num_passages * shape_.dim;
-    cuda_loss::poison_gradient_kernel<T><<<grid_for(query_elements), kElementwiseThreads, 0,
-                                           stream_>>>(grad_queries_, query_elements, constants_);
+    HBT_LAUNCH(grid_for(query_elements), kElementwiseThreads, stream_,
+               cuda_loss::poison_gradient_kernel<T>)(grad_queries_, query_elements, constants_);
     check_launch("poison_gradient_kernel");
     if (shape_.dtype == CudaDtype::kFloat32) {
-      cuda_loss::poison_gradient_kernel<T><<<grid_for(passage_elements), kElementwiseThreads,
-                                             0, stream_>>>(grad_passages_, passage_elements,
-                                                           constants_);
+      HBT_LAUNCH(grid_for(passage_elements), kElementwiseThreads, stream_,
+                 cuda_loss::poison_gradient_kernel<T>)(grad_passages_, passage_elements,
+                                                       constants_);
       check_launch("poison_gradient_kernel");
     } else {
-      cuda_loss::store_gradient_kernel<T><<<grid_for(passage_elements), kElementwiseThreads, 0,
-                                            stream_>>>(accumulator_, grad_passages_,
-                                                       passage_elements, constants_);
+      HBT_LAUNCH(grid_for(passage_elements), kElementwiseThreads, stream_,
+                 cuda_loss::store_gradient_kernel<T>)(accumulator_, grad_passages_,
+                                                      passage_elements, constants_);
       check_launch("store_gradient_kernel");
     }
   }

@@ -70,12 +70,14 @@ __device__ __forceinline__ void add_value(LogSumExp& state, float value, float s
   }
 }
 
-// Commutative bit for bit (max, then a sum of two products), so every lane of a butterfly
-// ends with the same value.
+// Commutative bit for bit (max, then a sum of two rounded products), so every lane of a
+// butterfly ends with the same value: __fmul_rn is never contracted into an FMA, which would
+// round one product and not the other.
 __device__ __forceinline__ LogSumExp merge(LogSumExp a, LogSumExp b, float scale) {
   const float top = fmaxf(a.top, b.top);
   if (top == minus_infinity()) return empty_log_sum_exp();  // avoids -inf - -inf
-  return {top, a.sum * expf(scale * (a.top - top)) + b.sum * expf(scale * (b.top - top))};
+  return {top, __fmul_rn(a.sum, expf(scale * (a.top - top))) +
+                   __fmul_rn(b.sum, expf(scale * (b.top - top)))};
 }
 
 __device__ __forceinline__ LogSumExp warp_merge(LogSumExp state, float scale) {
@@ -131,10 +133,14 @@ struct RowBlock {
   float weight;  // 1, or 1/2 per direction for the symmetric loss (1/B is applied at the end)
   const float* col_top;      // symmetric only: column statistics of the B x B block
   const float* col_log_sum;
+  int* non_finite;           // set when a similarity or a row's loss is NaN or inf
 };
 
 // One block of threads per row: the row's exact log-sum-exp over unmasked columns, and its
 // loss term weight * (lse_row - logit_ii) (+ the column direction's term when symmetric).
+// Finite inputs can still overflow float32 (similarities, or logits with a large scale): every
+// similarity, masked or not, and the loss term are checked, so that such a batch gives NaN
+// like a non-finite input does, not an inf loss.
 __global__ void __launch_bounds__(kRowThreads)
     row_statistics_kernel(RowBlock block, float* row_top, float* row_log_sum, float* row_loss) {
   const int64_t r = blockIdx.x;
@@ -143,16 +149,22 @@ __global__ void __launch_bounds__(kRowThreads)
   const float scale = *block.scale;
   const int64_t query_group = block.mask.group_of(row);
   LogSumExp state = empty_log_sum_exp();
-  for (int64_t j = threadIdx.x; j < block.num_passages; j += kRowThreads)
-    if (!block.mask.masked(query_group, row, j)) add_value(state, sims[j], scale);
+  bool non_finite = false;
+  for (int64_t j = threadIdx.x; j < block.num_passages; j += kRowThreads) {
+    const float sim = sims[j];
+    non_finite |= !isfinite(sim);
+    if (!block.mask.masked(query_group, row, j)) add_value(state, sim, scale);
+  }
+  if (non_finite) atomicOr(block.non_finite, 1);
   state = block_merge(state, scale);
   if (threadIdx.x != 0) return;
-  // The positive is never masked, so top is finite for finite inputs.
+  // The positive is never masked, so top is finite for finite similarities.
   const float log_sum = logf(state.sum);
   const float positive = sims[row];
   float loss = block.weight * (scale * (state.top - positive) + log_sum);
   if (block.col_top != nullptr)
     loss += block.weight * (scale * (block.col_top[row] - positive) + block.col_log_sum[row]);
+  if (!isfinite(loss)) atomicOr(block.non_finite, 1);
   row_top[r] = state.top;
   row_log_sum[r] = log_sum;
   row_loss[row] = loss;
@@ -161,7 +173,11 @@ __global__ void __launch_bounds__(kRowThreads)
 // One block of threads per row: overwrites the row's similarities with
 //   factor * weight * ((softmax_row - y) + (softmax_col - y) for j < B when symmetric)
 // (d loss / d logits times B * factor) in T, packed at the start of the row's memory, and
-// writes the row's share of d loss / d scale (times B): sum_j grad_j * s_j.
+// writes the row's share of d loss / d scale (times B): sum_j grad_j * s_j, summed as
+// sum_j grad_j * (s_j - top) (the column term relative to its column's top), as the CPU
+// kernel's weighted_gap: equal, since each softmax's gradient sums to 0 over its row (column),
+// but a peaked softmax's positive then adds (nearly) 0 instead of a large product that
+// cancels the others' sum.
 //
 // A 16-bit store at index j lands in the float at index j / 2 of the same row, so the row is
 // walked in chunks: every thread loads its chunk values before a barrier and stores after it.
@@ -192,11 +208,15 @@ __global__ void __launch_bounds__(kRowThreads)
       const float sim = sims[j];
       const float target = j == row ? 1.0f : 0.0f;
       float g = expf(scale * (sim - top) - log_sum) - target;
-      if (symmetric && j < block.num_queries)
-        g += expf(scale * (sim - block.col_top[j]) - block.col_log_sum[j]) - target;
-      g *= block.weight;
-      grad_scale += g * sim;
-      grad[k] = g;
+      float weighted_gap = g * (sim - top);
+      if (symmetric && j < block.num_queries) {
+        const float col_top = block.col_top[j];
+        const float col_g = expf(scale * (sim - col_top) - block.col_log_sum[j]) - target;
+        g += col_g;
+        weighted_gap += col_g * (sim - col_top);
+      }
+      grad_scale += block.weight * weighted_gap;
+      grad[k] = block.weight * g;
     }
     __syncthreads();
 #pragma unroll
@@ -238,10 +258,12 @@ __global__ void __launch_bounds__(kColumnWidth * kColumnSplit)
   col_sum[col] = total.sum;
 }
 
-// Every column holds its unmasked diagonal, so each sum is >= 1 for finite inputs.
+// Every column holds its unmasked diagonal, so each sum is >= 1 for finite inputs. Grid-stride:
+// the grid is capped (grid_for), B is not.
 __global__ void column_log_kernel(float* col_sum, int64_t num_queries) {
-  const int64_t j = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
-  if (j < num_queries) col_sum[j] = logf(col_sum[j]);
+  for (int64_t j = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; j < num_queries;
+       j += int64_t{gridDim.x} * blockDim.x)
+    col_sum[j] = logf(col_sum[j]);
 }
 
 __global__ void fill_kernel(float* values, int64_t n, float value) {
@@ -250,19 +272,18 @@ __global__ void fill_kernel(float* values, int64_t n, float value) {
     values[i] = value;
 }
 
-// Device-side constants for cuBLAS (pointer mode device): the scale stays on the device.
+// Device-side constants for the gradient products, whose alpha depends on the scale, which
+// stays on the device (cuBLAS pointer mode device; beta is always one there, see gemm).
 struct Constants {
   float one;
-  float zero;
   float grad_alpha;  // scale / (B * factor): undoes the factors left out of the stored gradient
-  int non_finite;    // set when the scale or any input is NaN or inf
+  int non_finite;    // set when the scale, an input, a similarity or a row's loss is not finite
 };
 
 __global__ void prepare_constants_kernel(const float* scale, float inverse_rows_factor,
                                          Constants* constants) {
   const float value = *scale;
   constants->one = 1.0f;
-  constants->zero = 0.0f;
   constants->grad_alpha = value * inverse_rows_factor;
   constants->non_finite = isfinite(value) ? 0 : 1;
 }

@@ -1,7 +1,7 @@
 // Bindings of the optional CUDA loss as the private module _C_cuda. The shape and the buffers
 // are typed classes (hbt::InfoNceCudaShape, hbt::InfoNceCudaBuffers): Python fills them from
 // torch tensors (device addresses from data_ptr(), the stream's raw handle) and allocates every
-// buffer itself (see hbt_fast/loss/backends/cuda.py); the core checks the values.
+// buffer itself (see hbt_fast/ops/backends/cuda.py); the core checks the values.
 #include <pybind11/pybind11.h>
 
 #include <cstdint>

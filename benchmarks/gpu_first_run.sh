@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# The CUDA loss's first run on a GPU machine, in one go: build the package with the CUDA
+# back-end for this GPU, run compute-sanitizer (memcheck, racecheck, synccheck, initcheck) on a
+# few small GPU tests, then every GPU test, then the benchmark. Sized to finish in under 8
+# minutes on one H100/H200 (each step has a time limit inside an overall budget).
+#
+#   benchmarks/gpu_first_run.sh [RESULTS_DIR]     (default: $OUT, else ./gpu_first_run)
+#
+# Results, all in RESULTS_DIR: summary.txt (one line per step, pass/fail counts, error counts,
+# the benchmark's figures), environment.txt, build.log, sanitizer.log, tests.log,
+# benchmark.log, benchmark.json. Exit status 0 when every step that could run passed; without
+# a GPU the build still runs and the GPU steps are reported as skipped.
+#
+# Needs python3 with torch (CUDA build), pybind11, scikit-build-core, cmake, ninja,
+# nvidia-cublas (CUDA 13), scipy-openblas32, pytest, pytest-benchmark and hypothesis; nvcc 13;
+# compute-sanitizer (optional). Environment: PYTHON (default python3); HBT_GPU_WHEELS, a folder
+# of wheels installed first (for a machine without a package index); HBT_GPU_BUDGET, seconds
+# for the whole run (default 470); CMAKE_CUDA_ARCHITECTURES (default: the GPU's own, else 90).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+RESULTS=$(realpath -m "${1:-${OUT:-gpu_first_run}}")
+mkdir -p "$RESULTS"
+export PYTHONUNBUFFERED=1
+PYTHON=${PYTHON:-python3}
+BUDGET=${HBT_GPU_BUDGET:-470}
+WORK=$(mktemp -d)
+SITE=$WORK/site
+SUMMARY=$RESULTS/summary.txt
+: >"$SUMMARY"
+failed=0
+
+note() { echo "[$(date +%H:%M:%S) +${SECONDS}s] $*" | tee -a "$SUMMARY"; }
+
+# Seconds a step may take: at most MAX, and never so long that RESERVE seconds are not left
+# for the steps after it.
+limit_for() {
+  local max=$1 reserve=$2 left=$((BUDGET - SECONDS - $2))
+  ((left < max)) && max=$left
+  ((max < 10)) && max=10
+  echo "$max"
+}
+
+# run_step NAME MAX RESERVE LOG COMMAND...: COMMAND's output is appended to LOG and shown;
+# its exit status is returned (124: over its time limit).
+run_step() {
+  local name=$1 limit
+  limit=$(limit_for "$2" "$3")
+  local log=$4
+  shift 4
+  note "$name: started, limit ${limit}s"
+  timeout -k 10 "$limit" "$@" 2>&1 | tee -a "$log"
+  local status=${PIPESTATUS[0]}
+  note "$name: exit status $status$( ((status == 124)) && echo ' (time limit)')"
+  return "$status"
+}
+
+# ---------------------------------------------------------------- environment
+{
+  echo "date: $(date -u +%FT%TZ)"
+  echo "commit: $(git rev-parse HEAD 2>/dev/null || echo unknown)"
+  nvidia-smi 2>&1 || echo "nvidia-smi: not available"
+  nvcc --version 2>&1 | tail -2
+  compute-sanitizer --version 2>&1 | head -2
+  "$PYTHON" -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__,
+"cuda", torch.version.cuda, "available", torch.cuda.is_available())' 2>&1
+} >"$RESULTS/environment.txt" 2>&1
+note "environment: $(tail -1 "$RESULTS/environment.txt")"
+
+# ---------------------------------------------------------------- build
+export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
+if [ -n "${HBT_GPU_WHEELS:-}" ]; then
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target "$SITE" \
+    "$HBT_GPU_WHEELS"/*.whl >>"$RESULTS/build.log" 2>&1 || note "wheels from $HBT_GPU_WHEELS: install failed"
+fi
+HBT_CUBLAS_ROOT=$("$PYTHON" -c 'import importlib.util as u
+print(list(u.find_spec("nvidia.cu13").submodule_search_locations)[0])' 2>/dev/null)
+export HBT_CUBLAS_ROOT
+if [ -z "${CMAKE_CUDA_ARCHITECTURES:-}" ]; then
+  capability=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '. ')
+  CMAKE_CUDA_ARCHITECTURES="${capability:-90}-real"
+fi
+run_step build 240 200 "$RESULTS/build.log" \
+  "$PYTHON" -m pip install --no-index --no-build-isolation --no-deps --no-compile --target "$SITE" \
+  -Ccmake.define.HBT_CUDA=ON -Ccmake.define.CMAKE_CUDA_ARCHITECTURES="$CMAKE_CUDA_ARCHITECTURES" \
+  -Cbuild-dir="$WORK/build" .
+if (($? != 0)); then
+  note "RESULT: build FAILED (see build.log); nothing else ran"
+  exit 1
+fi
+loss_cuda=$(cd "$WORK" && "$PYTHON" -c 'import hbt_fast; print(hbt_fast.info()["loss_cuda"])' 2>&1)
+note "hbt_fast.info()['loss_cuda']: $loss_cuda"
+gpu=$(cd "$WORK" && "$PYTHON" -c 'import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else "")' 2>/dev/null)
+if [ -z "$gpu" ]; then
+  note "RESULT: built; GPU steps SKIPPED: torch sees no CUDA GPU here"
+  exit 0
+fi
+note "GPU: $gpu"
+
+pytest_on() {  # pytest_on TARGET ARGS...: the tests against the package built above
+  "$PYTHON" -m pytest -p no:cacheprovider "$@"
+}
+
+# ---------------------------------------------------------------- compute-sanitizer
+# Small tests only: row blocks with a partial last one, groups, extra negatives, both
+# directions, 16-bit rows over several gradient chunks, a non-finite scale, a side stream.
+TESTS=tests/losses/test_loss_cuda.py
+SANITIZED=(
+  "$TESTS::test_gpu_parity_with_reference[B97-M160-D32-groups30-one_way-t0.05-block32-torch.float32]"
+  "$TESTS::test_gpu_parity_with_reference[B600-M2600-D48-groups50-symmetric-t0.03-block64-torch.bfloat16]"
+  "$TESTS::test_gpu_parity_with_reference[B600-M2600-D48-groups50-symmetric-t0.03-block64-torch.float16]"
+  "$TESTS::test_gpu_non_finite_scale_makes_everything_nan[nan-torch.float16]"
+  "$TESTS::test_gpu_runs_on_the_current_stream[torch.bfloat16]"
+)
+if command -v compute-sanitizer >/dev/null 2>&1; then
+  for tool in memcheck racecheck synccheck initcheck; do
+    # racecheck and synccheck watch this project's kernels only (cuBLAS's are not ours, and
+    # instrumenting their shared memory would take most of the budget).
+    filter=()
+    case $tool in racecheck | synccheck) filter=(--kernel-name kns=cuda_loss) ;; esac
+    echo "==================== $tool" >>"$RESULTS/sanitizer.log"
+    start_line=$(wc -l <"$RESULTS/sanitizer.log")
+    run_step "compute-sanitizer $tool" 75 170 "$RESULTS/sanitizer.log" \
+      compute-sanitizer --tool "$tool" "${filter[@]}" --error-exitcode 9 --print-limit 30 \
+      "$PYTHON" -m pytest -p no:cacheprovider -q "${SANITIZED[@]}"
+    status=$?
+    errors=$(tail -n +"$start_line" "$RESULTS/sanitizer.log" | grep -E "ERROR SUMMARY|passed|failed" | tr '\n' ' ')
+    note "compute-sanitizer $tool: ${errors:-no summary line} (exit status $status)"
+    ((status != 0)) && failed=1
+  done
+else
+  note "compute-sanitizer: SKIPPED (not on PATH)"
+fi
+
+# ---------------------------------------------------------------- GPU tests
+run_step "GPU tests" 200 70 "$RESULTS/tests.log" \
+  pytest_on -v -rfEs --durations=10 "$TESTS"
+status=$?
+((status != 0)) && failed=1
+note "GPU tests: $(grep -E '^(=+ )?[0-9]+ (passed|failed)|^=+ .*(passed|failed|error)' "$RESULTS/tests.log" | tail -1)"
+
+# ---------------------------------------------------------------- benchmark
+run_step benchmark 120 0 "$RESULTS/benchmark.log" \
+  pytest_on -s -rfEs benchmarks/bench_loss_cuda.py --benchmark-json="$RESULTS/benchmark.json"
+status=$?
+((status != 0)) && failed=1
+grep -E "^B=|speedup|device=" "$RESULTS/benchmark.log" | while read -r line; do note "benchmark: $line"; done
+
+if ((failed)); then
+  note "RESULT: FAILED (see the logs in $RESULTS)"
+  exit 1
+fi
+note "RESULT: all steps passed"
