@@ -24,6 +24,7 @@ import numpy as np
 
 from hbt_fast.data.files import atomic_output, text_lines
 from hbt_fast.sampler import labels_to_ids
+from hbt_fast.sampler.ids import check_labels, label_kind
 
 __all__ = ["FIELDS", "REQUIRED_FIELDS", "PairCorpus", "corpus_from_records",
            "read_pairs_jsonl", "write_pairs_jsonl"]
@@ -54,6 +55,9 @@ class PairCorpus:
         if len(lengths) != 1:
             raise ValueError(f"queries, passages, languages and groups differ in length: {lengths}")
         self._set_negatives()
+        check_labels(self.groups, "groups")  # 7 and "7" are two groups, or an error: never one
+        # Ids in the order of the groups as strings: the batches (and saved sampler states)
+        # of a corpus with integer groups stay those of earlier releases.
         ids = labels_to_ids(self.languages, [str(g) for g in self.groups])
         self.language_ids, self.group_ids = ids.languages, ids.groups
         self.language_names = [str(name) for name in ids.language_names]
@@ -146,6 +150,7 @@ class CorpusBuilder:
         self.values = {name: [] for name in REQUIRED_FIELDS}
         self.negatives, self.offsets = [], [0]
         self.seen: dict = {}
+        self.first_group: Optional[tuple] = None  # (kind, value, position) of the first group
 
     def add(self, record: Mapping, where: str, position) -> None:
         values = {}
@@ -162,6 +167,7 @@ class CorpusBuilder:
         if isinstance(group, bool) or not isinstance(group, (str, int, np.integer)):
             raise ValueError(f"{where}: field {self.columns['group']!r} must be a string or an integer")
         values["group"] = group if isinstance(group, str) else int(group)
+        self._check_group_kind(values["group"], where, position)
         negatives = self._negatives(record.get(self.columns[NEGATIVES]), where)
         key = (str(values["group"]), values["lang"])
         if key in self.seen:
@@ -173,6 +179,19 @@ class CorpusBuilder:
             self.values[name].append(values[name])
         self.negatives.extend(negatives)
         self.offsets.append(len(self.negatives))
+
+    def _check_group_kind(self, group, where: str, position) -> None:
+        """One kind of group per source, the rule of :func:`hbt_fast.labels_to_ids`: groups 7
+        and "7" would otherwise merge into one."""
+        kind = label_kind(group)
+        if self.first_group is None:
+            self.first_group = (kind, group, position)
+        elif kind != self.first_group[0]:
+            first_kind, first_group, first_position = self.first_group
+            raise ValueError(
+                f"{where}: field {self.columns['group']!r} is {kind} {group!r}, but it is "
+                f"{first_kind} {first_group!r} at {first_position}; use one kind for every "
+                "group (all strings or all integers), so that 7 and '7' are not merged")
 
     def _negatives(self, value, where: str) -> list:
         if value is None:

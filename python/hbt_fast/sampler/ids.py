@@ -18,7 +18,8 @@ class PairIds(NamedTuple):
     group_names: np.ndarray  # sorted unique group labels
 
 
-def _label_kind(value) -> str:
+def label_kind(value) -> str:
+    """The kind of a label ("str", "int", "float", ...): one column holds one kind."""
     # bool before int (True == 1), ints and floats apart (1 == 1.0): labels of different
     # kinds would otherwise merge, or become strings in one numpy array ("1" and 1).
     if isinstance(value, (bool, np.bool_)):
@@ -56,7 +57,7 @@ def _check_object_labels(values: list, name: str) -> None:
     for row, value in enumerate(values):
         if _is_missing(value):
             _refuse_missing(name, row, value)
-        kind = _label_kind(value)
+        kind = label_kind(value)
         if first_kind is None:
             first_kind = kind, row, value
         elif kind != first_kind[0]:
@@ -80,12 +81,13 @@ def _check_numeric_labels(array: np.ndarray, name: str) -> None:
         _refuse_missing(name, row, array[row].item())
 
 
-def _label_array(labels, name: str) -> np.ndarray:
+def check_labels(labels, name: str) -> np.ndarray:
+    """``labels`` as a 1-D array, refusing mixed kinds and missing labels (naming the row)."""
     array = labels if isinstance(labels, np.ndarray) else None
     if array is None or array.dtype == object:
         values = labels.tolist() if array is not None else list(labels)
         _check_object_labels(values, name)
-        kinds = {_label_kind(value) for value in values[:1]}
+        kinds = {label_kind(value) for value in values[:1]}
         array = np.asarray(values) if values else np.asarray(values, dtype=np.int64)
         if kinds == {"str"} and any(value.endswith("\0") for value in values):
             # numpy's fixed-width strings drop trailing NULs ("a\0" would merge with "a")
@@ -105,8 +107,8 @@ def labels_to_ids(languages: Sequence, groups: Sequence) -> PairIds:
     Labels of one column must be of one kind (all str, all int, ...) and present: mixed kinds
     (``1`` and ``"1"``) are a TypeError, a missing label (None, NaN) a ValueError, each naming
     the row, since either would merge pairs that are not one group."""
-    language_labels = _label_array(languages, "languages")
-    group_labels = _label_array(groups, "groups")
+    language_labels = check_labels(languages, "languages")
+    group_labels = check_labels(groups, "groups")
     if len(language_labels) != len(group_labels):
         raise ValueError(
             f"languages and groups must have the same length, got {len(language_labels)} "
