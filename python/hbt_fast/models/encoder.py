@@ -18,6 +18,7 @@ import torch
 from hbt_fast.models.buckets import DEFAULT_CALL_COST, length_buckets
 from hbt_fast.models.head import PoolingHead
 from hbt_fast.models.loading import SETTINGS_FILE, resolve
+from hbt_fast.models.long_texts import token_ids
 from hbt_fast.models.sentence_transformers_format import write_layout
 from hbt_fast.models.settings import SIDES, EncoderSettings
 
@@ -182,9 +183,8 @@ class TextEncoder(torch.nn.Module):
         if not texts:
             return []
         prefix = self.settings.prefix(side)
-        encoded = self.tokenizer([prefix + t for t in texts], truncation=True,
-                                 max_length=self.settings.max_length(side))
-        return [list(ids) for ids in encoded["input_ids"]]
+        # Cut first: the tokenizer would process a 50 MB text whole before truncating it.
+        return token_ids(self.tokenizer, [prefix + t for t in texts], self.settings.max_length(side))
 
     def embed_ids(self, ids: Sequence[Sequence[int]], side: str = "passage") -> torch.Tensor:
         """Embeddings ``[len(ids), dim]`` with gradients, from :meth:`tokenize_all` output;
