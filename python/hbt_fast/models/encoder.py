@@ -8,6 +8,7 @@ batched, under ``no_grad``, cached).
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional, Sequence
@@ -52,6 +53,26 @@ def pad_ids(ids: Sequence[Sequence[int]], pad_id: Optional[int], *, left: bool =
 
 
 def _load_transformer(location: str, pooling: str):
+    """The transformer of ``location``; unreadable weights (damaged, or pickles holding more than
+    tensors, which are never run) are a ValueError naming the weights file."""
+    from safetensors import SafetensorError
+
+    try:
+        return _transformer_with_pooler(location, pooling)
+    except (pickle.UnpicklingError, SafetensorError) as error:
+        reason = str(error).splitlines()[0]
+        raise ValueError(f"{_weights_file(location)}: not readable transformer weights (only "
+                         f"tensors are loaded, never pickled code): {reason}") from None
+
+
+def _weights_file(location: str) -> str:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (Path(location) / name).is_file():
+            return str(Path(location) / name)
+    return location
+
+
+def _transformer_with_pooler(location: str, pooling: str):
     from transformers import AutoModel
 
     if pooling == "pooler":
