@@ -14,13 +14,12 @@ Only queries with at least one positive judgement are kept (``judged``), as trec
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from hbt_fast.data.files import text_lines
+from hbt_fast.data.files import json_record, text_lines
 from hbt_fast.data.locations import check_languages, resolve_data_dir
 
 __all__ = ["BeirData", "BeirLanguage", "load_beir", "load_beir_language"]
@@ -52,16 +51,6 @@ def _first_existing(folder: Path, names, what: str) -> Path:
     raise FileNotFoundError(f"{folder}: no {what} file (looked for {', '.join(names)})")
 
 
-def _json_object(line: str, where: str) -> dict:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{where}: not valid JSON ({error.msg})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a JSON object")
-    return record
-
-
 def _read_queries(path: Path) -> dict:
     queries = {}
     for line_no, line in text_lines(path):
@@ -69,7 +58,7 @@ def _read_queries(path: Path) -> dict:
             continue
         where = f"{path}:{line_no}"
         if path.suffix == ".jsonl":
-            record = _json_object(line, where)
+            record = json_record(line, where)
             if "_id" not in record or not isinstance(record.get("text"), str):
                 raise ValueError(f"{where}: a query needs '_id' and a string 'text'")
             qid, text = str(record["_id"]), record["text"]
@@ -113,7 +102,7 @@ def _read_corpus(path: Path):
         if not line.strip():
             continue
         where = f"{path}:{line_no}"
-        record = _json_object(line, where)
+        record = json_record(line, where)
         docid = record.get("docid", record.get("_id"))
         if docid is None:
             raise ValueError(f"{where}: corpus record has no 'docid' or '_id'")

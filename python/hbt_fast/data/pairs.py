@@ -22,7 +22,7 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from hbt_fast.data.files import atomic_output, text_lines
+from hbt_fast.data.files import atomic_output, check_no_lone_surrogate, json_record, text_lines
 from hbt_fast.sampler import labels_to_ids
 from hbt_fast.sampler.ids import check_labels, label_kind
 
@@ -163,10 +163,13 @@ class CorpusBuilder:
         for name in ("lang", "query", "passage"):
             if not isinstance(values[name], str) or not values[name].strip():
                 raise ValueError(f"{where}: field {self.columns[name]!r} must be a non-empty string")
+            check_no_lone_surrogate(values[name], f"{where}: field {self.columns[name]!r}")
         group = values["group"]
         if isinstance(group, bool) or not isinstance(group, (str, int, np.integer)):
             raise ValueError(f"{where}: field {self.columns['group']!r} must be a string or an integer")
         values["group"] = group if isinstance(group, str) else int(group)
+        if isinstance(group, str):
+            check_no_lone_surrogate(group, f"{where}: field {self.columns['group']!r}")
         self._check_group_kind(values["group"], where, position)
         negatives = self._negatives(record.get(self.columns[NEGATIVES]), where)
         key = (str(values["group"]), values["lang"])
@@ -204,6 +207,7 @@ class CorpusBuilder:
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"{where}: field {self.columns[NEGATIVES]!r} must hold "
                                  f"non-empty strings, found {text!r}")
+            check_no_lone_surrogate(text, f"{where}: field {self.columns[NEGATIVES]!r}")
         return value
 
     def corpus(self, source: str) -> PairCorpus:
@@ -228,20 +232,8 @@ def read_pairs_jsonl(path: Union[str, Path], columns: Optional[Mapping[str, str]
         if not line.strip():
             continue
         where = f"{path}:{line_number}"
-        builder.add(_parse_line(line, where), where, f"line {line_number}")
+        builder.add(json_record(line, where), where, f"line {line_number}")
     return builder.corpus(str(path))
-
-
-def _parse_line(line: str, where: str) -> dict:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{where}: not valid JSON ({error.msg})") from None
-    except RecursionError:
-        raise ValueError(f"{where}: JSON nested too deeply") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    return record
 
 
 def write_pairs_jsonl(path: Union[str, Path], records: Iterable[dict]) -> int:
