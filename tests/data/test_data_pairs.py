@@ -1,6 +1,7 @@
 """Training pairs: JSONL (with negatives), Parquet, datasets; errors name file and line."""
 
 import json
+import re
 import string
 
 import numpy as np
@@ -262,3 +263,24 @@ def test_any_file_reads_or_fails_naming_file_and_line(tmp_path_factory, content)
     else:
         assert 1 <= len(corpus) <= len(content)
         assert all(isinstance(q, str) and q.strip() for q in corpus.queries)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda raw: raw[: len(raw) // 2], lambda raw: b"\0" * len(raw),
+    lambda raw: raw[:200] + b"\xff" * (len(raw) - 200),
+], ids=["truncated", "zeroed", "overwritten"])
+def test_a_damaged_arrow_file_of_a_saved_dataset_is_named(tmp_path, damage):
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_dict(ROWS).save_to_disk(str(tmp_path / "saved"))
+    (arrow,) = (tmp_path / "saved").glob("*.arrow")
+    arrow.write_bytes(damage(arrow.read_bytes()))
+    with pytest.raises(ValueError, match="^" + re.escape(f"{arrow}: not readable, the save_to_disk folder is damaged")):
+        read_pairs(tmp_path / "saved")
+
+
+def test_damaged_metadata_of_a_saved_dataset_is_named(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_dict(ROWS).save_to_disk(str(tmp_path / "saved"))
+    (tmp_path / "saved" / "state.json").write_text("{oops", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"state.json: not readable, the save_to_disk folder is damaged"):
+        read_pairs(tmp_path / "saved")
