@@ -87,7 +87,7 @@ def test_other_activations_are_refused_naming_the_file(folder, activation):
 
 @pytest.mark.parametrize("kind, path", [
     ("Dense", "../outside"), ("Dense", "2_Dense/../../outside"), ("Transformer", "../outside"),
-    ("Dense", "/tmp"), ("Pooling", "..\\outside"),
+    ("Dense", "/tmp"), ("Pooling", "..\\outside"), ("Dense", "2_Dense\0"),
 ])
 def test_module_paths_must_stay_inside_the_folder(folder, kind, path):
     shutil.copytree(folder / "2_Dense", folder.parent / "outside")
@@ -136,6 +136,11 @@ def _without(key):
     (_edit("2_Dense/config.json", lambda c: {**c, "bias": "yes"}), "2_Dense/config.json",
      "'bias' must be bool"),
     (_edit("2_Dense/config.json", lambda c: {**c, "in_features": 31}), "2_Dense/model.safetensors",
+     "linear.weight has shape [32, 32], but"),
+    # nothing is allocated from config.json alone: a 10**12 x 10**12 layer is not attempted
+    (_edit("2_Dense/config.json", lambda c: {**c, "in_features": 10**12, "out_features": 10**12}),
+     "2_Dense/model.safetensors", "linear.weight has shape [32, 32], but"),
+    (_edit("2_Dense/config.json", lambda c: {**c, "bias": False}), "2_Dense/model.safetensors",
      "does not match"),
     (_replace("2_Dense/config.json", "[1, 2]"), "2_Dense/config.json", "expected a JSON object"),
     (_replace("2_Dense/config.json", "{"), "2_Dense/config.json", "not valid JSON"),

@@ -17,7 +17,7 @@ from typing import Optional
 import torch
 
 from hbt_fast.data.files import read_json
-from hbt_fast.models.head import Dense
+from hbt_fast.models.head import Dense, activation_from_name
 from hbt_fast.models.settings import EncoderSettings
 
 __all__ = ["SentenceTransformerLayout", "read_layout", "write_layout"]
@@ -84,7 +84,7 @@ def _module_folder(name_or_path: str, entry_path: object, modules_path: Path) ->
         raise ValueError(f"{modules_path}: a module's 'path' must be a string, got {entry_path!r}")
     relative = PurePosixPath(entry_path)
     outside = (relative.is_absolute() or ".." in relative.parts or "\\" in entry_path
-               or PureWindowsPath(entry_path).drive)
+               or "\0" in entry_path or PureWindowsPath(entry_path).drive)
     local = Path(name_or_path)
     if not outside and local.is_dir():  # a link inside the folder may lead out of it
         root = local.resolve()
@@ -115,7 +115,8 @@ def _pooling_mode(config: dict, path: Path) -> str:
     return modes[0]
 
 
-def _dense_from_config(config: dict, path: Path) -> Dense:
+def _dense_options(config: dict, path: Path) -> dict:
+    """Dense's arguments from its ``config.json``, checked (nothing is allocated here)."""
     if _option(config, "use_residual", bool, path):
         raise ValueError(f"{path}: Dense with use_residual is not supported")
     for key in ("module_input_name", "module_output_name"):
@@ -131,10 +132,10 @@ def _dense_from_config(config: dict, path: Path) -> Dense:
     activation = _option(config, "activation_function", str, path) or \
         "torch.nn.modules.linear.Identity"
     try:
-        return Dense(sizes["in_features"], sizes["out_features"],
-                     bias=_option(config, "bias", bool, path, True), activation=activation)
+        activation_from_name(activation)
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
+    return {**sizes, "bias": _option(config, "bias", bool, path, True), "activation": activation}
 
 
 def _dense_weights(name_or_path: str, folder: str) -> tuple:
@@ -163,13 +164,22 @@ def _read_dense(name_or_path: str, folder: str) -> Dense:
     config_path = _fetch(name_or_path, f"{folder}/config.json".lstrip("/"))
     if config_path is None:
         raise ValueError(f"{name_or_path}: Dense module {folder!r} has no config.json")
-    dense = _dense_from_config(_read_config(config_path), config_path)
+    options = _dense_options(_read_config(config_path), config_path)
     weights, state = _dense_weights(name_or_path, folder)
     if not isinstance(state, dict):
         raise ValueError(f"{weights}: expected a dict of tensors, got {type(state).__name__}")
+    state = {k: v for k, v in state.items() if k.startswith("linear.")}
+    # Checked before the layer exists: config.json alone must not decide what gets allocated.
+    expected = (options["out_features"], options["in_features"])
+    found = tuple(getattr(state.get("linear.weight"), "shape", ()))
+    if found != expected:
+        raise ValueError(f"{weights}: linear.weight has shape {list(found)}, but {config_path} "
+                         f"says out_features x in_features = {list(expected)}")
+    dense = Dense(options["in_features"], options["out_features"], bias=options["bias"],
+                  activation=options["activation"])
     try:
-        dense.load_state_dict({k: v for k, v in state.items() if k.startswith("linear.")})
-    except RuntimeError as error:  # missing keys or other shapes than config.json says
+        dense.load_state_dict(state)
+    except RuntimeError as error:  # a missing or surplus bias
         raise ValueError(f"{weights}: does not match {config_path}: "
                          f"{' '.join(str(error).split())}") from None
     return dense
