@@ -253,7 +253,7 @@ def test_saved_encoder_loads_in_sentence_transformers(tiny_model_dir, tmp_path, 
     ('[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},'
      ' {"idx": 1, "name": "1", "path": "1_LSTM", "type": "sentence_transformers.models.LSTM"}]',
      r"modules\.json: module type .*LSTM.* is not supported"),
-    ('[{"idx": 0,\n "name": }]', r"modules\.json: line 2: invalid JSON"),
+    ('[{"idx": 0,\n "name": }]', r"modules\.json:2: not valid JSON"),
 ])
 def test_unsupported_or_broken_modules_json_names_the_file(tiny_model_dir, tmp_path, modules_json,
                                                            match):

@@ -136,3 +136,59 @@ def test_tatoeba_files_load_aligned_or_fail_naming_file_or_language(tmp_path_fac
     else:
         assert len(data.sentences["deu"]) == len(data.english["deu"]) >= 1
         assert all("\n" not in line for line in data.sentences["deu"] + data.english["deu"])
+
+
+# ------------------------------------------------------------------ lone surrogates
+
+LONE = [r"\ud800", r"x\udfff", r"\ud83d x", r"\ude00\ud83d"]
+
+
+@pytest.mark.parametrize("escape", LONE)
+def test_a_lone_surrogate_in_a_jsonl_line_names_the_file_and_line(tmp_path, escape):
+    # json.loads accepts it; the tokenizer then failed naming no file
+    from hbt_fast.data import read_pairs_jsonl
+
+    good = '{"group": "a", "lang": "en", "query": "q \\ud83d\\ude00", "passage": "p"}'
+    bad = '{"group": "a", "lang": "de", "query": "q", "passage": "p %s"}' % escape
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(good + "\n" + bad + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"pairs.jsonl:2: text holds a lone surrogate U\+D[89A-F]"):
+        read_pairs_jsonl(path)
+    path.write_text(good + "\n", encoding="utf-8")
+    assert read_pairs_jsonl(path).queries == ["q \U0001F600"]  # a pair of escapes is one character
+
+
+def test_a_lone_surrogate_in_a_record_names_the_record_and_field():
+    from hbt_fast.data import corpus_from_records
+
+    records = [{"group": 1, "lang": "en", "query": "q", "passage": "p"},
+               {"group": 2, "lang": "en", "query": "q", "passage": "p", "negatives": ["n\ud800"]}]
+    with pytest.raises(ValueError, match=r"record 1: field 'negatives': text holds a lone surrogate"):
+        corpus_from_records(records)
+
+
+def test_a_lone_surrogate_in_a_json_document_names_its_line(tmp_path):
+    from lareqa_files import paragraph, write_language
+
+    from hbt_fast.data import load_lareqa
+
+    path = write_language(tmp_path, "aa", paragraph(["A0."], [("q", "Q", 0)]))
+    text = json.dumps(json.loads(path.read_text(encoding="utf-8")), indent=1)
+    lines = text.split("\n")
+    at = next(i for i, line in enumerate(lines) if '"Q"' in line)
+    lines[at] = lines[at].replace('"Q"', r'"Q \\ud800 \ud83d\ude00 \udbff"')
+    path.write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"aa.json:{at + 1}: text holds a lone surrogate U\+DBFF"):
+        load_lareqa(tmp_path)
+
+
+def test_a_lone_surrogate_in_a_beir_corpus_names_the_file_and_line(tmp_path):
+    from hbt_fast.data import load_beir_language
+
+    (tmp_path / "queries.tsv").write_text("q1\tquestion\n", encoding="utf-8")
+    (tmp_path / "qrels.txt").write_text("q1 Q0 d1 1\n", encoding="utf-8")
+    (tmp_path / "corpus.jsonl").write_text(
+        '{"docid": "d1", "text": "fine"}\n{"docid": "d2", "title": "\\udc00", "text": "t"}\n',
+        encoding="utf-8")
+    with pytest.raises(ValueError, match=r"corpus.jsonl:2: text holds a lone surrogate U\+DC00"):
+        load_beir_language(tmp_path)

@@ -64,6 +64,9 @@ def test_bad_utf8_in_a_language_file_names_the_line(tmp_path):
     (["aa", "aa"], ValueError, r"lists \['aa'\] more than once"),
     ("aa", TypeError, "not a single string"),
     (["../aa"], ValueError, "is not a language code"),
+    ([".."], ValueError, "is not a language code"),
+    (["."], ValueError, "is not a language code"),
+    (["a\0b"], ValueError, "is not a language code"),
 ])
 def test_language_lists_are_checked(tmp_path, languages, error, message):
     write_language(tmp_path, "aa", paragraph(["A0."], [("q", "x", 0)]))

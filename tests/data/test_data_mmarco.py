@@ -69,3 +69,22 @@ def test_bad_utf8_in_tsv_names_file_and_line(mmarco):
     (mmarco / "de" / "collection.tsv").write_bytes(b"10\tok\n20\tnot \xc3( utf-8\n")
     with pytest.raises(ValueError, match=r"de/collection.tsv:2: not valid UTF-8"):
         read_mmarco(mmarco, ["de"])
+
+
+@pytest.mark.parametrize("file, lines, message", [
+    ("en/queries.tsv", ["1\twhat one", "2\twhat two", "1\twhat else"],
+     r"en/queries.tsv:3: id '1' already on line 1"),
+    ("de/collection.tsv", ["10\tde ten", "20\tde twenty", "20\tde zwanzig"],
+     r"de/collection.tsv:3: id '20' already on line 2"),
+])
+def test_duplicate_ids_name_the_file_and_line(mmarco, file, lines, message):
+    # the text of a duplicated id was whichever line came last, silently
+    write_lines(mmarco / file, lines)
+    with pytest.raises(ValueError, match=message):
+        read_mmarco(mmarco, ["en", "de"])
+
+
+@pytest.mark.parametrize("language", ["..", ".", "en/../de", "a\\b", "a\0b"])
+def test_language_codes_cannot_leave_the_root(mmarco, language):
+    with pytest.raises(ValueError, match="is not a language code"):
+        read_mmarco(mmarco / "en", [language])

@@ -1,6 +1,7 @@
 """Training pairs: JSONL (with negatives), Parquet, datasets; errors name file and line."""
 
 import json
+import re
 import string
 
 import numpy as np
@@ -20,7 +21,7 @@ def pair(group, lang, query="q", passage="p"):
 
 
 def test_pairs_are_read_with_ids(tmp_path):
-    path = write_lines(tmp_path / "pairs.jsonl", [pair("a", "en", "q1", "p1"), "", pair("a", "de"), pair(7, "en")])
+    path = write_lines(tmp_path / "pairs.jsonl", [pair("a", "en", "q1", "p1"), "", pair("a", "de"), pair("7", "en")])
     corpus = read_pairs_jsonl(path)
     assert len(corpus) == 3
     assert corpus.queries[0] == "q1" and corpus.passages[0] == "p1"
@@ -181,6 +182,32 @@ def test_a_folder_not_written_by_save_to_disk_is_refused(tmp_path):
         read_pairs(tmp_path)
 
 
+@pytest.mark.parametrize("first, second", [(7, "7"), ("7", 7), ("a", 7)])
+def test_groups_of_mixed_kinds_are_refused_not_merged(tmp_path, first, second):
+    # 7 and "7" were one group: pairs of two items trained as translations of each other
+    path = write_lines(tmp_path / "pairs.jsonl", [pair(first, "en"), pair(second, "de")])
+    with pytest.raises(ValueError, match=rf"pairs.jsonl:2: field 'group' is \w+ {second!r}, but "
+                                         rf"it is \w+ {first!r} at line 1"):
+        read_pairs_jsonl(path)
+    with pytest.raises(ValueError, match=r"record 1: field 'group'"):
+        corpus_from_records([json.loads(pair(first, "en")), json.loads(pair(second, "de"))])
+    with pytest.raises(TypeError, match=r"groups mixes labels of kinds \['int', 'str'\]"):
+        PairCorpus(["q", "q"], ["p", "p"], ["en", "de"], [first, second])
+
+
+def test_groups_of_mixed_kinds_in_a_table_name_the_row():
+    pyarrow = pytest.importorskip("pyarrow")
+    # A Parquet or datasets column has one type; an Arrow union column can hold both kinds.
+    groups = pyarrow.UnionArray.from_dense(
+        pyarrow.array([0, 1], type=pyarrow.int8()), pyarrow.array([0, 0], type=pyarrow.int32()),
+        [pyarrow.array([7]), pyarrow.array(["7"])])
+    table = pyarrow.table({"group": groups, "lang": ["en", "de"], "query": ["q", "q"],
+                           "passage": ["p", "p"]})
+    with pytest.raises(ValueError, match=r"dataset row 2: field 'group' is str '7', but it is "
+                                         r"int 7 at row 1"):
+        corpus_from_dataset(table)
+
+
 def test_records_are_validated_like_lines():
     with pytest.raises(ValueError, match="record 1: field 'query' must be a non-empty string"):
         corpus_from_records([{"group": 1, "lang": "en", "query": "q", "passage": "p"},
@@ -198,9 +225,16 @@ _record = st.fixed_dictionaries(
     optional={"negatives": st.lists(_text, max_size=3)})
 
 
+def _groups_of_one_kind(records, as_strings):
+    kind = str if as_strings else (lambda g: g if isinstance(g, int) else 10 + "ab".index(g))
+    return [{**r, "group": kind(r["group"])} for r in records]
+
+
 @settings(max_examples=60, deadline=None)
-@given(records=st.lists(_record, min_size=1, max_size=12, unique_by=lambda r: (str(r["group"]), r["lang"])))
-def test_valid_records_read_back_exactly(tmp_path_factory, records):
+@given(records=st.lists(_record, min_size=1, max_size=12, unique_by=lambda r: (str(r["group"]), r["lang"])),
+       as_strings=st.booleans())
+def test_valid_records_read_back_exactly(tmp_path_factory, records, as_strings):
+    records = _groups_of_one_kind(records, as_strings)
     path = tmp_path_factory.mktemp("p") / "pairs.jsonl"
     write_pairs_jsonl(path, records)
     corpus = read_pairs_jsonl(path)
@@ -229,3 +263,24 @@ def test_any_file_reads_or_fails_naming_file_and_line(tmp_path_factory, content)
     else:
         assert 1 <= len(corpus) <= len(content)
         assert all(isinstance(q, str) and q.strip() for q in corpus.queries)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda raw: raw[: len(raw) // 2], lambda raw: b"\0" * len(raw),
+    lambda raw: raw[:200] + b"\xff" * (len(raw) - 200),
+], ids=["truncated", "zeroed", "overwritten"])
+def test_a_damaged_arrow_file_of_a_saved_dataset_is_named(tmp_path, damage):
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_dict(ROWS).save_to_disk(str(tmp_path / "saved"))
+    (arrow,) = (tmp_path / "saved").glob("*.arrow")
+    arrow.write_bytes(damage(arrow.read_bytes()))
+    with pytest.raises(ValueError, match="^" + re.escape(f"{arrow}: not readable, the save_to_disk folder is damaged")):
+        read_pairs(tmp_path / "saved")
+
+
+def test_damaged_metadata_of_a_saved_dataset_is_named(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_dict(ROWS).save_to_disk(str(tmp_path / "saved"))
+    (tmp_path / "saved" / "state.json").write_text("{oops", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"state.json: not readable, the save_to_disk folder is damaged"):
+        read_pairs(tmp_path / "saved")

@@ -64,3 +64,14 @@ def test_missing_files(tmp_path):
         evaluate_beir(HashedNgramEncoder(), tmp_path)
     with pytest.raises(FileNotFoundError, match="'zz'"):
         evaluate_beir(HashedNgramEncoder(), tmp_path, languages=["zz"])
+
+
+def test_judgements_of_documents_not_in_the_corpus_warn_with_the_count(tmp_path):
+    rng = np.random.default_rng(1)
+    _write_language(tmp_path / "xx", rng)
+    with open(tmp_path / "xx" / "qrels.txt", "a", encoding="utf-8") as handle:
+        handle.write("q1 Q0 gone1 1\nq2 Q0 gone1 2\nq2 Q0 gone2 0\n")
+    with pytest.warns(UserWarning, match=r"qrels.txt: 3 judgement\(s\) name 2 document\(s\) not "
+                                         r"in .*corpus.jsonl \(e.g. 'gone1'\)"):
+        result = evaluate_beir(HashedNgramEncoder(dim=64), tmp_path)
+    assert result["per_language"]["xx"]["recall@100"] < 1

@@ -87,6 +87,14 @@ def test_without_gradients_it_is_the_plain_loss(model):
     torch.testing.assert_close(cached, plain, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("mini_batch_size", [0, -2, True, 2.0, None])
+def test_bad_mini_batch_sizes_are_refused_at_construction(model, mini_batch_size):
+    # they were accepted, and the first step failed naming gradcache's chunk_size
+    with pytest.raises(ValueError, match=rf"^mini_batch_size must be an integer >= 1, got "
+                                         rf"{mini_batch_size!r}$"):
+        CachedMultipleNegativesRankingLoss(model, mini_batch_size=mini_batch_size)
+
+
 def test_token_budget_mini_batches_are_refused(model):
     with pytest.raises(ValueError, match="mini_batch_num_tokens=64 is not supported"):
         CachedMultipleNegativesRankingLoss(model, mini_batch_num_tokens=64)

@@ -6,6 +6,7 @@ loss receives can be read back and checked against the sampler's rules."""
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import pytest
@@ -240,3 +241,23 @@ def test_property_every_batch_obeys_the_rules(st_model_dir, tmp_path, num_groups
                                args={"per_device_train_batch_size": batch_size, "seed": seed})
     kinds = {check_batch(rows, batch_size) for rows in epoch_of_batches(trainer)}
     assert kinds <= ({"xx"} if mode == "xx" else {"xy"} if mode == "xy" else {"xx", "xy"})
+
+
+@pytest.mark.parametrize("column, row, value", [
+    ("query", 3, ""), ("query", 0, "  \n"), ("passage", 7, "\t"), ("negative_1", 2, " "),
+])
+def test_empty_texts_are_refused_like_the_jsonl_reader_does(st_model_dir, tmp_path, column,
+                                                            row, value):
+    dataset = datasets.Dataset.from_dict(pair_rows(10, negatives=1)).map(
+        lambda r, i: {column: value if i == row else r[column]}, with_indices=True)
+    with pytest.raises(ValueError, match=rf"column '{column}' must hold non-empty strings, "
+                                         rf"found {re.escape(repr(value))} at row {row}"):
+        make_trainer(st_model_dir, tmp_path, dataset, negative_columns=["negative_1"])
+
+
+def test_nan_groups_are_refused_not_merged(st_model_dir, tmp_path):
+    # every NaN group would be one group: unrelated rows trained as translations of each other
+    dataset = datasets.Dataset.from_dict(pair_rows(10)).map(
+        lambda r, i: {"group": float("nan") if i in (4, 9) else float(i // 3)}, with_indices=True)
+    with pytest.raises(ValueError, match=r"'group' \(groups\): groups: row 4 has no label"):
+        make_trainer(st_model_dir, tmp_path, dataset)

@@ -74,3 +74,25 @@ def test_mixed_labels_raise_or_map_faithfully(labels):
         return
     assert [type(x) for x in ids.language_names[ids.languages].tolist()] == [type(x) for x in labels]
     assert ids.language_names[ids.languages].tolist() == labels
+
+
+@pytest.mark.parametrize(
+    "groups, row",
+    [
+        ([1.0, float("nan"), 2.0, float("nan")], 1),
+        (np.array([1.0, 2.0, np.nan], dtype=np.float32), 2),
+        (["a", "b", None], 2),
+        ([None, None, None], 0),
+        (np.array(["2024-01-01", "NaT", "NaT"], dtype="datetime64[D]"), 1),
+    ],
+    ids=["nan-list", "nan-float32-array", "none-beside-str", "all-none", "nat"],
+)
+def test_missing_labels_are_refused_naming_the_row(groups, row):
+    # np.unique puts every NaN into one group: unrelated pairs would become X-Y positives
+    with pytest.raises(ValueError, match=rf"groups: row {row} has no label"):
+        labels_to_ids(["en"] * len(groups), groups)
+
+
+def test_mixed_kinds_error_names_both_rows():
+    with pytest.raises(TypeError, match=r"row 0 is int 7, row 2 is str '7'"):
+        labels_to_ids(["en", "de", "fr"], [7, 8, "7"])

@@ -14,12 +14,12 @@ Only queries with at least one positive judgement are kept (``judged``), as trec
 
 from __future__ import annotations
 
-import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from hbt_fast.data.files import text_lines
+from hbt_fast.data.files import json_record, text_lines
 from hbt_fast.data.locations import check_languages, resolve_data_dir
 
 __all__ = ["BeirData", "BeirLanguage", "load_beir", "load_beir_language"]
@@ -51,16 +51,6 @@ def _first_existing(folder: Path, names, what: str) -> Path:
     raise FileNotFoundError(f"{folder}: no {what} file (looked for {', '.join(names)})")
 
 
-def _json_object(line: str, where: str) -> dict:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{where}: not valid JSON ({error.msg})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a JSON object")
-    return record
-
-
 def _read_queries(path: Path) -> dict:
     queries = {}
     for line_no, line in text_lines(path):
@@ -68,7 +58,7 @@ def _read_queries(path: Path) -> dict:
             continue
         where = f"{path}:{line_no}"
         if path.suffix == ".jsonl":
-            record = _json_object(line, where)
+            record = json_record(line, where)
             if "_id" not in record or not isinstance(record.get("text"), str):
                 raise ValueError(f"{where}: a query needs '_id' and a string 'text'")
             qid, text = str(record["_id"]), record["text"]
@@ -112,7 +102,7 @@ def _read_corpus(path: Path):
         if not line.strip():
             continue
         where = f"{path}:{line_no}"
-        record = _json_object(line, where)
+        record = json_record(line, where)
         docid = record.get("docid", record.get("_id"))
         if docid is None:
             raise ValueError(f"{where}: corpus record has no 'docid' or '_id'")
@@ -130,12 +120,27 @@ def _read_corpus(path: Path):
     return ids, texts
 
 
+def _warn_about_unknown_documents(qrels: dict, doc_ids: set, qrels_path: Path,
+                                  corpus_path: Path) -> None:
+    """Judgements of documents the corpus lacks: the relevant ones still count (as trec_eval
+    counts them) and cap recall and nDCG below 1. Said with the count, never silently."""
+    unknown = [docid for judged in qrels.values() for docid in judged if docid not in doc_ids]
+    if unknown:
+        warnings.warn(
+            f"{qrels_path}: {len(unknown)} judgement(s) name {len(set(unknown))} document(s) "
+            f"not in {corpus_path} (e.g. {unknown[0]!r}); relevant ones count but can never be "
+            "retrieved, so scores stay below 1", UserWarning, stacklevel=3)
+
+
 def load_beir_language(folder) -> BeirLanguage:
     """Queries, qrels and corpus of one language folder."""
     folder = Path(folder)
     queries = _read_queries(_first_existing(folder, QUERY_FILES, "queries"))
-    qrels = _read_qrels(_first_existing(folder, QREL_FILES, "qrels"))
-    doc_ids, doc_texts = _read_corpus(_first_existing(folder, ("corpus.jsonl",), "corpus"))
+    qrels_path = _first_existing(folder, QREL_FILES, "qrels")
+    qrels = _read_qrels(qrels_path)
+    corpus_path = _first_existing(folder, ("corpus.jsonl",), "corpus")
+    doc_ids, doc_texts = _read_corpus(corpus_path)
+    _warn_about_unknown_documents(qrels, set(doc_ids), qrels_path, corpus_path)
     judged = [q for q in queries if any(g > 0 for g in qrels.get(q, {}).values())]
     if not judged:
         raise ValueError(f"{folder}: no query has a positive qrel")

@@ -2,7 +2,10 @@
 
 * :func:`text_lines` yields ``(line_number, text)`` of a UTF-8 text file; a byte sequence that
   is not UTF-8 raises ``ValueError("<file>:<line>: not valid UTF-8 ...")``.
-* :func:`read_json` reads one JSON document with the same guarantee for decoding and syntax.
+* :func:`read_json` reads one JSON document with the same guarantee for decoding and syntax;
+  :func:`json_record` parses one JSONL line into an object. Both refuse a string holding a lone
+  surrogate (a ``\\ud800`` escape without its pair): it is no character, cannot be written as
+  UTF-8, and would otherwise fail far from its file, in a tokenizer.
 * :func:`atomic_output` writes a file under a temporary name beside it and renames it into place
   only once complete, so a failure (or a kill) never leaves a truncated file under the real name.
 * :func:`refuse_overlap` stops an output that equals or contains one of the inputs.
@@ -13,10 +16,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from pathlib import Path
-from typing import Iterator, Mapping, Union
+from typing import Iterator, Mapping, Optional, Union
 
-__all__ = ["atomic_output", "read_json", "refuse_overlap", "text_lines", "write_text_atomically"]
+__all__ = ["atomic_output", "check_no_lone_surrogate", "json_record", "read_json",
+           "refuse_overlap", "text_lines", "write_text_atomically"]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
 
 PathLike = Union[str, os.PathLike]
 
@@ -45,6 +53,83 @@ def text_lines(path: PathLike) -> Iterator[tuple[int, str]]:
             yield line_number, _decode(raw, path, line_number)
 
 
+def check_no_lone_surrogate(text: str, where: str) -> None:
+    """Raise ValueError naming ``where`` if ``text`` holds a lone surrogate code point."""
+    found = _SURROGATE.search(text)
+    if found:
+        raise ValueError(
+            f"{where}: text holds a lone surrogate U+{ord(found.group()):04X} at character "
+            f"{found.start() + 1} (a \\u escape without its pair?): it is not a character and "
+            "cannot be encoded as UTF-8")
+
+
+def _string_with_lone_surrogate(value) -> Optional[str]:
+    """The first string (key or value) of a parsed JSON value that holds a lone surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+def _escaped_code(escape) -> int:
+    return int(escape.group(1)[1:], 16) if len(escape.group(1)) == 5 else 0
+
+
+def _first_lone_surrogate_escape(text: str) -> Optional[tuple]:
+    """``(line, code point)`` of the first ``\\uD800``-style escape in JSON ``text`` that is not
+    half of a high-low pair (None if there is none)."""
+    for line_number, line in enumerate(text.split("\n"), start=1):
+        escapes = list(_JSON_ESCAPE.finditer(line))
+        for index, escape in enumerate(escapes):
+            code = _escaped_code(escape)
+            if 0xD800 <= code < 0xDC00:
+                following = escapes[index + 1] if index + 1 < len(escapes) else None
+                if not (following and following.start() == escape.end()
+                        and 0xDC00 <= _escaped_code(following) < 0xE000):
+                    return line_number, code
+            elif 0xDC00 <= code < 0xE000:
+                previous = escapes[index - 1] if index else None
+                if not (previous and previous.end() == escape.start()
+                        and 0xD800 <= _escaped_code(previous) < 0xDC00):
+                    return line_number, code
+    return None
+
+
+def _refuse_lone_surrogates(value, text: str, where) -> None:
+    """``where(line)`` names the place; only text with a ``\\u`` escape can hold a surrogate."""
+    found = _string_with_lone_surrogate(value) if "\\u" in text else None
+    if found is not None:
+        escape = _first_lone_surrogate_escape(text)
+        if escape is None:  # not from an escape: text that did not come from a UTF-8 file
+            check_no_lone_surrogate(found, where(1))
+        line, code = escape
+        raise ValueError(
+            f"{where(line)}: text holds a lone surrogate U+{code:04X} (the escape \\u{code:04x} "
+            "without its pair): it is not a character and cannot be encoded as UTF-8")
+
+
+def json_record(line: str, where: str) -> dict:
+    """One JSONL line parsed into a JSON object; errors start with ``where`` (file:line)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where}: not valid JSON ({error.msg})") from None
+    except RecursionError:
+        raise ValueError(f"{where}: JSON nested too deeply") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    _refuse_lone_surrogates(record, line, lambda _: where)
+    return record
+
+
 def read_json(path: PathLike):
     """Parse a UTF-8 JSON file; errors name the file and the line."""
     path = Path(path)
@@ -59,13 +144,15 @@ def read_json(path: PathLike):
             f"{error.start - line_start + 1}); save the file as UTF-8"
         ) from None
     try:
-        return json.loads(text)
+        document = json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(
             f"{path}:{error.lineno}: not valid JSON ({error.msg}, column {error.colno})"
         ) from None
     except RecursionError:
         raise ValueError(f"{path}: JSON nested too deeply to read") from None
+    _refuse_lone_surrogates(document, text, lambda line: f"{path}:{line}")
+    return document
 
 
 @contextlib.contextmanager

@@ -60,8 +60,11 @@ def check_languages(languages, *, found=None) -> list:
     if not languages:
         raise ValueError("languages must not be empty (leave it out to use every language found)")
     for language in languages:
-        if not isinstance(language, str) or not language or "/" in language or "\\" in language:
-            raise ValueError(f"languages: {language!r} is not a language code")
+        # A code names a file or folder inside the data folder: "..", "/" or "\\" would leave it.
+        if (not isinstance(language, str) or language.strip(".") == ""
+                or any(c in language for c in "/\\\0")):
+            raise ValueError(f"languages: {language!r} is not a language code (it names a "
+                             "file or folder inside the data folder)")
     duplicates = sorted({lang for lang in languages if languages.count(lang) > 1})
     if duplicates:
         raise ValueError(f"languages lists {duplicates} more than once")

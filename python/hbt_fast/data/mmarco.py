@@ -21,9 +21,11 @@ from hbt_fast.data.pairs import PairCorpus
 
 
 def _read_tsv_ids(path: Path, wanted: Optional[set] = None) -> dict:
+    """``{id: text}`` of the ids in ``wanted`` (all when None); an id a pair uses may appear only
+    once (its text would otherwise be whichever line came last)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
-    table = {}
+    table, lines = {}, {}
     for line_number, line in text_lines(path):
         if not line.strip():
             continue
@@ -31,7 +33,10 @@ def _read_tsv_ids(path: Path, wanted: Optional[set] = None) -> dict:
         if len(parts) < 2:
             raise ValueError(f"{path}:{line_number}: expected 'id<TAB>text'")
         if wanted is None or parts[0] in wanted:
-            table[parts[0]] = parts[1]
+            if parts[0] in lines:
+                raise ValueError(f"{path}:{line_number}: id {parts[0]!r} already on line "
+                                 f"{lines[parts[0]]}; each id may appear once")
+            table[parts[0]], lines[parts[0]] = parts[1], line_number
     return table
 
 

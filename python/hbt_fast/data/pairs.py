@@ -22,8 +22,9 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from hbt_fast.data.files import atomic_output, text_lines
+from hbt_fast.data.files import atomic_output, check_no_lone_surrogate, json_record, text_lines
 from hbt_fast.sampler import labels_to_ids
+from hbt_fast.sampler.ids import check_labels, label_kind
 
 __all__ = ["FIELDS", "REQUIRED_FIELDS", "PairCorpus", "corpus_from_records",
            "read_pairs_jsonl", "write_pairs_jsonl"]
@@ -54,6 +55,9 @@ class PairCorpus:
         if len(lengths) != 1:
             raise ValueError(f"queries, passages, languages and groups differ in length: {lengths}")
         self._set_negatives()
+        check_labels(self.groups, "groups")  # 7 and "7" are two groups, or an error: never one
+        # Ids in the order of the groups as strings: the batches (and saved sampler states)
+        # of a corpus with integer groups stay those of earlier releases.
         ids = labels_to_ids(self.languages, [str(g) for g in self.groups])
         self.language_ids, self.group_ids = ids.languages, ids.groups
         self.language_names = [str(name) for name in ids.language_names]
@@ -146,6 +150,7 @@ class CorpusBuilder:
         self.values = {name: [] for name in REQUIRED_FIELDS}
         self.negatives, self.offsets = [], [0]
         self.seen: dict = {}
+        self.first_group: Optional[tuple] = None  # (kind, value, position) of the first group
 
     def add(self, record: Mapping, where: str, position) -> None:
         values = {}
@@ -158,10 +163,14 @@ class CorpusBuilder:
         for name in ("lang", "query", "passage"):
             if not isinstance(values[name], str) or not values[name].strip():
                 raise ValueError(f"{where}: field {self.columns[name]!r} must be a non-empty string")
+            check_no_lone_surrogate(values[name], f"{where}: field {self.columns[name]!r}")
         group = values["group"]
         if isinstance(group, bool) or not isinstance(group, (str, int, np.integer)):
             raise ValueError(f"{where}: field {self.columns['group']!r} must be a string or an integer")
         values["group"] = group if isinstance(group, str) else int(group)
+        if isinstance(group, str):
+            check_no_lone_surrogate(group, f"{where}: field {self.columns['group']!r}")
+        self._check_group_kind(values["group"], where, position)
         negatives = self._negatives(record.get(self.columns[NEGATIVES]), where)
         key = (str(values["group"]), values["lang"])
         if key in self.seen:
@@ -174,6 +183,19 @@ class CorpusBuilder:
         self.negatives.extend(negatives)
         self.offsets.append(len(self.negatives))
 
+    def _check_group_kind(self, group, where: str, position) -> None:
+        """One kind of group per source, the rule of :func:`hbt_fast.labels_to_ids`: groups 7
+        and "7" would otherwise merge into one."""
+        kind = label_kind(group)
+        if self.first_group is None:
+            self.first_group = (kind, group, position)
+        elif kind != self.first_group[0]:
+            first_kind, first_group, first_position = self.first_group
+            raise ValueError(
+                f"{where}: field {self.columns['group']!r} is {kind} {group!r}, but it is "
+                f"{first_kind} {first_group!r} at {first_position}; use one kind for every "
+                "group (all strings or all integers), so that 7 and '7' are not merged")
+
     def _negatives(self, value, where: str) -> list:
         if value is None:
             return []
@@ -185,6 +207,7 @@ class CorpusBuilder:
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"{where}: field {self.columns[NEGATIVES]!r} must hold "
                                  f"non-empty strings, found {text!r}")
+            check_no_lone_surrogate(text, f"{where}: field {self.columns[NEGATIVES]!r}")
         return value
 
     def corpus(self, source: str) -> PairCorpus:
@@ -209,20 +232,8 @@ def read_pairs_jsonl(path: Union[str, Path], columns: Optional[Mapping[str, str]
         if not line.strip():
             continue
         where = f"{path}:{line_number}"
-        builder.add(_parse_line(line, where), where, f"line {line_number}")
+        builder.add(json_record(line, where), where, f"line {line_number}")
     return builder.corpus(str(path))
-
-
-def _parse_line(line: str, where: str) -> dict:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{where}: not valid JSON ({error.msg})") from None
-    except RecursionError:
-        raise ValueError(f"{where}: JSON nested too deeply") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    return record
 
 
 def write_pairs_jsonl(path: Union[str, Path], records: Iterable[dict]) -> int:

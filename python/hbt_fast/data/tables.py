@@ -8,6 +8,7 @@ fields (``group``, ``lang``, ``query``, ``passage``, optional ``negatives``), re
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
@@ -72,11 +73,43 @@ def _read_saved_dataset(path: Path, columns: dict) -> PairCorpus:
         import datasets
     except ImportError:  # pragma: no cover - datasets is a dependency
         raise ImportError(f"reading {path} needs the 'datasets' package") from None
+    import pyarrow
+
     if not (path / "dataset_info.json").is_file() and not (path / "dataset_dict.json").is_file():
         raise ValueError(f"{path} is a folder but not one written by datasets' save_to_disk "
                          "(no dataset_info.json)")
-    dataset = datasets.load_from_disk(str(path))
-    return corpus_from_dataset(dataset, columns, source=str(path))
+    try:
+        dataset = datasets.load_from_disk(str(path))
+    except Exception as error:  # noqa: BLE001 - any failure of datasets' reader: a damaged folder
+        raise _unreadable(path, error) from None
+    try:
+        return corpus_from_dataset(dataset, columns, source=str(path))
+    except (pyarrow.ArrowException, OSError) as error:  # data read lazily, memory-mapped
+        raise _unreadable(path, error) from None
+
+
+def _unreadable(folder: Path, error: Exception) -> ValueError:
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return ValueError(f"{_damaged_file(folder)}: not readable, the save_to_disk folder is "
+                      f"damaged ({reason}); write it again with Dataset.save_to_disk")
+
+
+def _damaged_file(folder: Path) -> Path:
+    """The first file of ``folder`` that does not read on its own (the folder if none)."""
+    import pyarrow
+
+    for arrow in sorted(folder.rglob("*.arrow")):
+        try:
+            with pyarrow.memory_map(str(arrow)) as source:
+                pyarrow.ipc.open_stream(source).read_all()
+        except (pyarrow.ArrowException, OSError):
+            return arrow
+    for metadata in sorted(folder.rglob("*.json")):
+        try:
+            json.loads(metadata.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            return metadata
+    return folder
 
 
 def read_pairs(path: Union[str, Path], columns: Optional[Mapping[str, str]] = None) -> PairCorpus:

@@ -8,6 +8,7 @@ batched, under ``no_grad``, cached).
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional, Sequence
@@ -18,6 +19,7 @@ import torch
 from hbt_fast.models.buckets import DEFAULT_CALL_COST, length_buckets
 from hbt_fast.models.head import PoolingHead
 from hbt_fast.models.loading import SETTINGS_FILE, resolve
+from hbt_fast.models.long_texts import token_ids
 from hbt_fast.models.sentence_transformers_format import write_layout
 from hbt_fast.models.settings import SIDES, EncoderSettings
 
@@ -51,6 +53,26 @@ def pad_ids(ids: Sequence[Sequence[int]], pad_id: Optional[int], *, left: bool =
 
 
 def _load_transformer(location: str, pooling: str):
+    """The transformer of ``location``; unreadable weights (damaged, or pickles holding more than
+    tensors, which are never run) are a ValueError naming the weights file."""
+    from safetensors import SafetensorError
+
+    try:
+        return _transformer_with_pooler(location, pooling)
+    except (pickle.UnpicklingError, SafetensorError) as error:
+        reason = str(error).splitlines()[0]
+        raise ValueError(f"{_weights_file(location)}: not readable transformer weights (only "
+                         f"tensors are loaded, never pickled code): {reason}") from None
+
+
+def _weights_file(location: str) -> str:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (Path(location) / name).is_file():
+            return str(Path(location) / name)
+    return location
+
+
+def _transformer_with_pooler(location: str, pooling: str):
     from transformers import AutoModel
 
     if pooling == "pooler":
@@ -182,9 +204,8 @@ class TextEncoder(torch.nn.Module):
         if not texts:
             return []
         prefix = self.settings.prefix(side)
-        encoded = self.tokenizer([prefix + t for t in texts], truncation=True,
-                                 max_length=self.settings.max_length(side))
-        return [list(ids) for ids in encoded["input_ids"]]
+        # Cut first: the tokenizer would process a 50 MB text whole before truncating it.
+        return token_ids(self.tokenizer, [prefix + t for t in texts], self.settings.max_length(side))
 
     def embed_ids(self, ids: Sequence[Sequence[int]], side: str = "passage") -> torch.Tensor:
         """Embeddings ``[len(ids), dim]`` with gradients, from :meth:`tokenize_all` output;

@@ -7,12 +7,11 @@ in ``SentenceTransformer.encode``.
 
 from __future__ import annotations
 
-import importlib
 from typing import Sequence
 
 import torch
 
-__all__ = ["Dense", "PoolingHead", "pool"]
+__all__ = ["ACTIVATIONS", "Dense", "PoolingHead", "pool"]
 
 
 def _first_token(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -62,15 +61,29 @@ def pool(mode: str, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown pooling mode {mode!r}")
 
 
+#: The activations a Dense layer may name: torch.nn's element-wise activations that take no
+#: arguments and hold no weights, by sentence-transformers' names for them
+#: ("torch.nn.modules.activation.Tanh", also "torch.nn.Tanh"). Nothing else is ever imported,
+#: so a model folder from anywhere cannot make us run other code.
+ACTIVATIONS = {
+    f"{prefix}.{cls.__name__}": cls
+    for cls in (torch.nn.Identity, torch.nn.CELU, torch.nn.ELU, torch.nn.GELU,
+                torch.nn.Hardshrink, torch.nn.Hardsigmoid, torch.nn.Hardswish, torch.nn.Hardtanh,
+                torch.nn.LeakyReLU, torch.nn.LogSigmoid, torch.nn.Mish, torch.nn.ReLU,
+                torch.nn.ReLU6, torch.nn.SELU, torch.nn.SiLU, torch.nn.Sigmoid, torch.nn.Softplus,
+                torch.nn.Softshrink, torch.nn.Softsign, torch.nn.Tanh, torch.nn.Tanhshrink)
+    for prefix in (cls.__module__, "torch.nn")
+}
+
+
 def activation_from_name(name: str) -> torch.nn.Module:
-    """``torch.nn.modules.activation.Tanh`` -> ``Tanh()``; only torch classes are imported, so a
-    model folder cannot make us import arbitrary code."""
-    module_name, _, class_name = name.rpartition(".")
-    if not module_name.startswith("torch."):
-        raise ValueError(f"activation_function must be a torch.nn module class, got {name!r}")
-    activation = getattr(importlib.import_module(module_name), class_name, None)
-    if not (isinstance(activation, type) and issubclass(activation, torch.nn.Module)):
-        raise ValueError(f"activation_function {name!r} is not a torch.nn.Module class")
+    """``torch.nn.modules.activation.Tanh`` -> ``Tanh()``, for the names in :data:`ACTIVATIONS`."""
+    activation = ACTIVATIONS.get(name) if isinstance(name, str) else None
+    if activation is None:
+        allowed = sorted({cls.__name__ for cls in ACTIVATIONS.values()})
+        raise ValueError(f"activation_function {name!r} is not an allowed torch.nn activation "
+                         f"(torch.nn.modules.activation.<name> for <name> in {allowed}, or "
+                         "torch.nn.modules.linear.Identity)")
     return activation()
 
 

@@ -7,11 +7,11 @@ nothing about itself); a sentence-transformers ``modules.json`` with its prompts
 
 from __future__ import annotations
 
-import json
 from dataclasses import fields
 from pathlib import Path
 from typing import Optional
 
+from hbt_fast.data.files import read_json
 from hbt_fast.models.sentence_transformers_format import SentenceTransformerLayout, read_layout
 from hbt_fast.models.settings import PRESETS, STUDY_PREFIXES, EncoderSettings
 
@@ -21,13 +21,21 @@ SETTINGS_FILE = "hbt_encoder.json"
 
 
 def _saved_settings(name_or_path: str) -> dict:
+    """The settings of ``hbt_encoder.json``, checked as EncoderSettings checks them; errors
+    name the file."""
     path = Path(name_or_path) / SETTINGS_FILE
     if not path.is_file():
         return {}
+    saved = read_json(path)
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(saved).__name__}")
+    known = {f.name for f in fields(EncoderSettings)}
+    saved = {key: value for key, value in saved.items() if key in known}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: line {error.lineno}: invalid JSON ({error.msg})") from None
+        EncoderSettings(**saved)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
+    return saved
 
 
 def _layout_settings(layout: SentenceTransformerLayout) -> dict:

@@ -45,7 +45,7 @@ from typing import Callable, ContextManager, Iterator, Optional, Sequence
 
 import torch
 
-__all__ = ["EmbeddingCache", "RandomState", "chunk_slices", "embed_without_graph", "replay_backward"]
+__all__ = ["EmbeddingCache", "RandomState", "check_chunk_size", "chunk_slices", "embed_without_graph", "replay_backward"]
 
 Embed = Callable[[slice], torch.Tensor]
 
@@ -79,6 +79,13 @@ class RandomState:
             yield
 
 
+def check_chunk_size(chunk_size: object, name: str) -> int:
+    """Rows per chunk: an integer >= 1 (``name`` is what the caller calls it)."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {chunk_size!r}")
+    return chunk_size
+
+
 def chunk_slices(count: int, chunk_size: Optional[int]) -> list:
     """``count`` rows cut into consecutive slices of at most ``chunk_size`` rows (one slice
     for ``None``; no slice for ``count == 0``)."""
@@ -86,8 +93,7 @@ def chunk_slices(count: int, chunk_size: Optional[int]) -> list:
         raise ValueError(f"count must be an integer >= 0, got {count!r}")
     if chunk_size is None:
         chunk_size = max(count, 1)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an integer >= 1 or None, got {chunk_size!r}")
+    check_chunk_size(chunk_size, "chunk_size")
     return [slice(start, min(start + chunk_size, count)) for start in range(0, count, chunk_size)]
 
 

@@ -53,6 +53,7 @@ __all__ = ["HybridTrainer", "SAMPLER_STATE_NAME"]
 
 SAMPLER_STATE_NAME = "hybrid_sampler.json"
 _TEXT_TYPES = ("string", "large_string")
+_TEXT_CHECK_ROWS = 65536  # rows turned into Python strings at a time by the text check
 
 
 class HybridTrainer(SentenceTransformerTrainer):
@@ -79,7 +80,7 @@ class HybridTrainer(SentenceTransformerTrainer):
         self._text_columns = [query_column, passage_column, *negative_columns]
         self._label_columns = [language_column, group_column]
         _check_train_dataset(train_dataset, self._text_columns, self._label_columns)
-        self._pair_ids = labels_to_ids(*(_labels(train_dataset, name) for name in self._label_columns))
+        self._pair_ids = _pair_ids(train_dataset, language_column, group_column)
         super().__init__(model=model, args=args, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, loss=loss, **kwargs)
         if self.args.batch_sampler != BatchSamplers.BATCH_SAMPLER:
@@ -201,6 +202,27 @@ def _check_train_dataset(dataset, text_columns: Sequence[str], label_columns: Se
         if dtype not in _TEXT_TYPES:
             raise TypeError(f"train_dataset column {column!r} must hold strings, "
                             f"got {dataset.features[column]}")
+        _check_texts(dataset, column)
+
+
+def _check_texts(dataset, column: str) -> None:
+    """Every value a non-empty string, as the JSONL reader requires (an empty query or passage
+    would train an embedding of nothing)."""
+    values = dataset.select_columns([column]).with_format("arrow")[:][column]
+    for start in range(0, len(values), _TEXT_CHECK_ROWS):
+        for offset, text in enumerate(values.slice(start, _TEXT_CHECK_ROWS).to_pylist()):
+            if text is None or not text.strip():
+                raise ValueError(f"train_dataset column {column!r} must hold non-empty strings, "
+                                 f"found {text!r} at row {start + offset}")
+
+
+def _pair_ids(dataset, language_column: str, group_column: str):
+    languages, groups = _labels(dataset, language_column), _labels(dataset, group_column)
+    try:
+        return labels_to_ids(languages, groups)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"train_dataset columns {language_column!r} (languages) and "
+                          f"{group_column!r} (groups): {error}") from None
 
 
 def _labels(dataset, column: str):
