@@ -170,6 +170,21 @@ def _real_in(value, name: str, low: float, high: float, *, closed_low: bool) -> 
     return value
 
 
+def _bool(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def _rule(lower: float, upper: float, margin: float) -> str:
+    """The pre-registered rule on the interval [lower, upper] of the sign-adjusted difference."""
+    if lower > -margin:
+        return REPRODUCED
+    if upper < -margin:
+        return REFUTED
+    return INCONCLUSIVE
+
+
 def _int_at_least(value, name: str, low: int) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -287,9 +302,7 @@ def verdict(treatment, baseline, groups=None, *, margin: float = MARGINS["score"
                          f"by seed and query), got {treatment.shape} and {baseline.shape}")
     margin = _real_in(margin, "margin", 0.0, math.inf, closed_low=True)
     confidence = _real_in(confidence, "confidence", 0.0, 1.0, closed_low=False)
-    for name, flag in (("relative", relative), ("lower_is_better", lower_is_better)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+    relative, lower_is_better = _bool(relative, "relative"), _bool(lower_is_better, "lower_is_better")
     resamples = _int_at_least(resamples, "resamples", 100)
     seed = _int_at_least(seed, "seed", 0)
     min_seeds = _int_at_least(min_seeds, "min_seeds", 2)
@@ -310,14 +323,7 @@ def verdict(treatment, baseline, groups=None, *, margin: float = MARGINS["score"
                              "mean is <= 0 in the data or in a resample")
         estimate, differences = estimate / observed[1], differences / resampled[1]
     lower, upper = np.quantile(differences, [(1 - confidence) / 2, (1 + confidence) / 2])
-    if num_seeds < min_seeds:
-        outcome = TOO_FEW_SEEDS
-    elif lower > -margin:
-        outcome = REPRODUCED
-    elif upper < -margin:
-        outcome = REFUTED
-    else:
-        outcome = INCONCLUSIVE
+    outcome = TOO_FEW_SEEDS if num_seeds < min_seeds else _rule(lower, upper, margin)
     return Verdict(verdict=outcome, estimate=float(estimate), lower=float(lower), upper=float(upper),
-                   margin=margin, relative=bool(relative), lower_is_better=bool(lower_is_better),
+                   margin=margin, relative=relative, lower_is_better=lower_is_better,
                    confidence=confidence, seeds=num_seeds, groups=num_groups, resamples=resamples)
