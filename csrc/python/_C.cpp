@@ -46,22 +46,25 @@ void check_shape(const CArray<T>& array, const char* name, std::initializer_list
 PyStructSequence_Field batch_fields[] = {
     {"query_rows", "int64 [batch_size]: rows whose queries form the batch"},
     {"passage_rows", "int64 [batch_size]: rows whose passages are the positives"},
-    {"kind", "'xx' (one language, query_rows == passage_rows) or 'xy'"},
-    {"language", "language id of an X-X batch, -1 for an X-Y batch"},
+    {"kind", "'xx' (one language, query_rows == passage_rows), 'xy' or 'mixed' "
+             "(query_rows == passage_rows, any languages)"},
+    {"language", "language id of an X-X batch, -1 for an X-Y or mixed batch"},
     {nullptr, nullptr}};
 PyStructSequence_Desc batch_desc = {
     "hbt_fast.sampler.Batch",
-    "One rank's batch: unpacks as (query_rows, passage_rows); .kind is 'xx' or 'xy', "
+    "One rank's batch: unpacks as (query_rows, passage_rows); .kind is 'xx', 'xy' or 'mixed', "
     ".language the X-X language id or -1.",
     batch_fields, 2};
 PyTypeObject* batch_type = nullptr;
 
-py::object make_batch(PyObject* query_rows, PyObject* passage_rows, int64_t language) {
+// A mixed batch, like an X-Y one, has no single language (-1): the sampler's mode tells them apart.
+py::object make_batch(PyObject* query_rows, PyObject* passage_rows, int64_t language, hbt::SamplerMode mode) {
   static PyObject* const xx = PyUnicode_InternFromString("xx");
   static PyObject* const xy = PyUnicode_InternFromString("xy");
+  static PyObject* const mixed = PyUnicode_InternFromString("mixed");
   PyObject* batch = PyStructSequence_New(batch_type);
   if (batch == nullptr) throw py::error_already_set();
-  PyObject* kind = language >= 0 ? xx : xy;
+  PyObject* kind = language >= 0 ? xx : (mode == hbt::SamplerMode::kMixed ? mixed : xy);
   Py_INCREF(kind);
   PyStructSequence_SetItem(batch, 0, query_rows);  // steals the references
   PyStructSequence_SetItem(batch, 1, passage_rows);
@@ -106,7 +109,7 @@ class BatchIterator {
       PyObject* query_rows = PySequence_GetItem(queries.ptr(), k);
       PyObject* passage_rows = PySequence_GetItem(passages.ptr(), k);
       if (query_rows == nullptr || passage_rows == nullptr) throw py::error_already_set();
-      chunk_.push_back(make_batch(query_rows, passage_rows, languages[k]));
+      chunk_.push_back(make_batch(query_rows, passage_rows, languages[k], sampler_->config().mode));
     }
   }
 

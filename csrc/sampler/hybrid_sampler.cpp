@@ -15,7 +15,14 @@ namespace {
 
 // Stream tags keep the random decisions of different purposes independent.
 enum : uint64_t { kKindTag = 1, kLanguageOrderTag, kLanguageStreamTag, kCrossStreamTag,
-                  kQueryLanguageTag, kPassageLanguageTag, kCrossBatchOrderTag };
+                  kQueryLanguageTag, kPassageLanguageTag, kCrossBatchOrderTag, kMixedLanguageTag };
+
+// Index of a group's language in layer `layer`: (offset + layer) mod count, where layer < count
+// and offset < count, so one subtraction is the modulo (and no division).
+inline uint32_t layer_language(uint32_t offset, uint32_t layer, uint32_t count) {
+  const uint32_t language = offset + layer;
+  return language >= count ? language - count : language;
+}
 
 // Uniform integer in [0, bound) from 64 random bits; bound is a small language count, so the
 // multiply-shift bias (bound / 2^32) is far below anything measurable.
@@ -42,6 +49,14 @@ std::vector<int64_t> apportion(const std::vector<double>& weights, int64_t total
   return counts;
 }
 
+// The spans of a batch's groups are a random slot of a layer: fetch all their cache lines at once.
+void prefetch_spans(const PairIndex::GroupSpan* spans, int64_t count) {
+  const int64_t bytes = count * static_cast<int64_t>(sizeof(PairIndex::GroupSpan));
+  for (int64_t line = 0; line < bytes; line += 64) {
+    __builtin_prefetch(reinterpret_cast<const char*>(spans) + line);
+  }
+}
+
 std::string hex_digest(uint64_t digest) {
   char text[17];
   std::snprintf(text, sizeof(text), "%016" PRIx64, digest);
@@ -59,7 +74,8 @@ SamplerMode parse_sampler_mode(const std::string& name) {
   if (name == "xx") return SamplerMode::kXX;
   if (name == "xy") return SamplerMode::kXY;
   if (name == "hybrid") return SamplerMode::kHybrid;
-  fail("mode must be 'xx', 'xy' or 'hybrid', got '", name, "'");
+  if (name == "mixed") return SamplerMode::kMixed;
+  fail("mode must be 'xx', 'xy', 'hybrid' or 'mixed', got '", name, "'");
 }
 
 const char* sampler_mode_name(SamplerMode mode) {
@@ -67,6 +83,7 @@ const char* sampler_mode_name(SamplerMode mode) {
     case SamplerMode::kXX: return "xx";
     case SamplerMode::kXY: return "xy";
     case SamplerMode::kHybrid: return "hybrid";
+    case SamplerMode::kMixed: return "mixed";
   }
   fail("invalid sampler mode ", static_cast<int>(mode));
 }
@@ -89,11 +106,12 @@ int64_t SamplerConfig::global_batch() const {
 template <typename LanguageId, typename GroupId>
 HybridSampler::HybridSampler(const LanguageId* languages, const GroupId* groups, int64_t num_pairs,
                              const SamplerConfig& config)
-    : config_(validated(config)), index_(languages, groups, num_pairs),
+    : config_(validated(config)),
+      index_(languages, groups, num_pairs, config.mode == SamplerMode::kMixed),
       global_batch_(config.global_batch()) {
   compute_language_weights();
   size_epoch();
-  index_cross_layers();
+  index_layers();
 }
 
 template HybridSampler::HybridSampler(const int64_t*, const int64_t*, int64_t, const SamplerConfig&);
@@ -154,6 +172,10 @@ void HybridSampler::size_epoch() {
             " exceeds the ", num_cross_groups,
             " groups present in two languages, so no X-Y batch can be formed");
   }
+  if (config_.mode == SamplerMode::kMixed) {
+    require(index_.num_groups() >= global_batch_, "batch_size * world_size = ", global_batch_,
+            " exceeds the ", index_.num_groups(), " groups, so no mixed batch can be formed");
+  }
   double epoch_pairs = 0.0;
   switch (config_.mode) {
     case SamplerMode::kXX: epoch_pairs = static_cast<double>(xx_pairs); break;
@@ -161,6 +183,8 @@ void HybridSampler::size_epoch() {
     case SamplerMode::kHybrid:
       epoch_pairs = config_.alpha * static_cast<double>(xx_pairs) +
                     (1.0 - config_.alpha) * static_cast<double>(xy_pairs);
+      break;
+    case SamplerMode::kMixed: epoch_pairs = static_cast<double>(index_.num_pairs()); break;
   }
   // At most num_pairs / global_batch + 1 batches, so the conversion cannot overflow.
   const double batches = epoch_pairs / static_cast<double>(global_batch_);
@@ -168,18 +192,26 @@ void HybridSampler::size_epoch() {
   num_batches_ = std::max<int64_t>(num_batches_, 1);
 }
 
-void HybridSampler::index_cross_layers() {
+// The single-language groups are indexed in mode "mixed" only, so every other mode layers the
+// cross-lingual groups alone, in the same order as before mode "mixed" existed.
+template <typename Visit>
+void HybridSampler::for_each_layered_group(Visit visit) const {
+  for (const PairIndex::GroupSpan& g : index_.cross_groups()) visit(g);
+  for (const PairIndex::GroupSpan& g : index_.single_language_groups()) visit(g);
+}
+
+void HybridSampler::index_layers() {
   uint32_t num_layers = 0;
-  for (const auto& g : index_.cross_groups()) num_layers = std::max(num_layers, g.count);
+  for_each_layered_group([&](const PairIndex::GroupSpan& g) { num_layers = std::max(num_layers, g.count); });
   layer_sizes_.assign(num_layers, 0);
-  for (const auto& g : index_.cross_groups()) {
+  for_each_layered_group([&](const PairIndex::GroupSpan& g) {
     for (uint32_t layer = 0; layer < g.count; ++layer) ++layer_sizes_[layer];
-  }
+  });
   layer_batch_offsets_.assign(num_layers + 1, 0);
   for (uint32_t layer = 0; layer < num_layers; ++layer) {
     layer_batch_offsets_[layer + 1] = layer_batch_offsets_[layer] + layer_sizes_[layer] / global_batch_;
   }
-  cross_batches_per_pass_ = layer_batch_offsets_.back();
+  layer_batches_per_pass_ = layer_batch_offsets_.back();
 }
 
 int64_t HybridSampler::epoch() const {
@@ -281,11 +313,11 @@ std::vector<int64_t> HybridSampler::small_languages() const {
 
 int64_t HybridSampler::memory_bytes() const {
   int64_t cursor = num_batches_ * static_cast<int64_t>(sizeof(int32_t) + sizeof(int64_t)) +
-                   cross_batches_per_pass_ * static_cast<int64_t>(sizeof(uint32_t));
+                   layer_batches_per_pass_ * static_cast<int64_t>(sizeof(uint32_t));
   for (int64_t l = 0; l < index_.num_languages(); ++l) {
     if (is_xx_language(l)) cursor += index_.language_size(l) * static_cast<int64_t>(sizeof(PairIndex::Row));
   }
-  for (int64_t size : layer_sizes_) cursor += size * static_cast<int64_t>(sizeof(PairIndex::CrossGroup));
+  for (int64_t size : layer_sizes_) cursor += size * static_cast<int64_t>(sizeof(PairIndex::GroupSpan));
   auto bytes = [](const auto& v) { return static_cast<int64_t>(v.capacity() * sizeof(v[0])); };
   return index_.memory_bytes() + bytes(language_weights_) + bytes(layer_sizes_) +
          bytes(layer_batch_offsets_) + cursor;
@@ -329,11 +361,11 @@ void EpochCursor::build_plan() {
 
   plan_ordinal_.assign(num_batches, 0);
   std::vector<int64_t> used(sampler_->index_.num_languages(), 0);
-  int64_t cross_used = 0;
+  int64_t layered_used = 0;
   auto next_language = order.begin();
   for (int64_t k = 0; k < num_batches; ++k) {
     if (plan_language_[k] < 0) {
-      plan_ordinal_[k] = cross_used++;
+      plan_ordinal_[k] = layered_used++;
     } else {
       plan_language_[k] = *next_language++;
       plan_ordinal_[k] = used[plan_language_[k]]++;
@@ -368,13 +400,13 @@ void EpochCursor::fill_xx(int64_t language, int64_t ordinal, int64_t* query_rows
   }
 }
 
-const PairIndex::CrossGroup* EpochCursor::cross_slot(int64_t ordinal, bool generate, uint32_t* layer_out) {
+const PairIndex::GroupSpan* EpochCursor::layer_slot(int64_t ordinal, bool generate, uint32_t* layer_out) {
   const SamplerConfig& config = sampler_->config_;
   const auto& offsets = sampler_->layer_batch_offsets_;
-  const int64_t per_pass = sampler_->cross_batches_per_pass_;
+  const int64_t per_pass = sampler_->layer_batches_per_pass_;
   const int64_t pass = ordinal / per_pass;
-  if (!generate && cross_batch_order_.pass != pass) return nullptr;
-  const uint32_t batch_id = stream_pass(cross_batch_order_, kCrossBatchOrderTag, pass,
+  if (!generate && layer_batch_order_.pass != pass) return nullptr;
+  const uint32_t batch_id = stream_pass(layer_batch_order_, kCrossBatchOrderTag, pass,
                                         [&](std::vector<uint32_t>& out) {
                                           out.resize(per_pass);
                                           std::iota(out.begin(), out.end(), 0u);
@@ -384,12 +416,12 @@ const PairIndex::CrossGroup* EpochCursor::cross_slot(int64_t ordinal, bool gener
   if (!generate && layer_streams_[layer].pass != pass) return nullptr;
   const int64_t slot = batch_id - offsets[layer];
   const auto& order = stream_pass(layer_streams_[layer], hash_key(kCrossStreamTag, layer), pass,
-                                  [&](std::vector<CrossGroup>& out) {
+                                  [&](std::vector<GroupSpan>& out) {
                                     out.clear();
                                     out.reserve(sampler_->layer_sizes_[layer]);
-                                    for (const CrossGroup& g : sampler_->index_.cross_groups()) {
+                                    sampler_->for_each_layered_group([&](const GroupSpan& g) {
                                       if (g.count > layer) out.push_back(g);
-                                    }
+                                    });
                                   });
   if (layer_out != nullptr) *layer_out = layer;
   return order.data() + slot * sampler_->global_batch_ + config.rank * config.batch_size;
@@ -399,23 +431,16 @@ void EpochCursor::prefetch_batch(int64_t index) {
   if (index >= sampler_->num_batches_ || plan_language_[index] >= 0) return;
   // Only when no stream has to be regenerated for it: batch `index` must not change the
   // streams the batch before it reads.
-  const CrossGroup* groups = cross_slot(plan_ordinal_[index], false, nullptr);
-  if (groups == nullptr) return;
-  const int64_t bytes = sampler_->config_.batch_size * static_cast<int64_t>(sizeof(CrossGroup));
-  for (int64_t line = 0; line < bytes; line += 64) {
-    __builtin_prefetch(reinterpret_cast<const char*>(groups) + line);
-  }
+  const GroupSpan* groups = layer_slot(plan_ordinal_[index], false, nullptr);
+  if (groups != nullptr) prefetch_spans(groups, sampler_->config_.batch_size);
 }
 
 void EpochCursor::fill_xy(int64_t ordinal, int64_t* query_rows, int64_t* passage_rows) {
   const SamplerConfig& config = sampler_->config_;
-  const int64_t pass = ordinal / sampler_->cross_batches_per_pass_;
+  const int64_t pass = ordinal / sampler_->layer_batches_per_pass_;
   uint32_t layer = 0;
-  const CrossGroup* groups = cross_slot(ordinal, true, &layer);
-  // The batch's groups are a random slot of the layer: fetch all their cache lines at once.
-  for (int64_t line = 0; line < config.batch_size * static_cast<int64_t>(sizeof(CrossGroup)); line += 64) {
-    __builtin_prefetch(reinterpret_cast<const char*>(groups) + line);
-  }
+  const GroupSpan* groups = layer_slot(ordinal, true, &layer);
+  prefetch_spans(groups, config.batch_size);
   const PairIndex::Row* group_rows = sampler_->index_.group_rows();
   // One key per (epoch, pass) and per (epoch, pass, layer), then a single mix per row.
   const uint64_t offset_key = hash_key(config.seed, kQueryLanguageTag, epoch_, pass);
@@ -425,10 +450,9 @@ void EpochCursor::fill_xy(int64_t ordinal, int64_t* query_rows, int64_t* passage
   // whole batch overlap instead of queueing one behind the other.
   for (int64_t i = 0; i < config.batch_size; ++i) {
     const auto [group, first, count] = groups[i];
-    const uint32_t offset = bounded(hash_combine(offset_key, group), count);
-    // Both sums are below 2 * count, so one subtraction is the modulo (and no division).
-    uint32_t query = offset + layer;  // layer < count: distinct per layer
-    if (query >= count) query -= count;
+    // layer < count, so each layer of a pass gives the group another query language
+    const uint32_t query = layer_language(bounded(hash_combine(offset_key, group), count), layer, count);
+    // query + 1 + (a value below count - 1) is below 2 * count: one subtraction is the modulo.
     uint32_t passage = query + 1 + bounded(hash_combine(partner_key, group), count - 1);
     if (passage >= count) passage -= count;
     query_rows[i] = first + query;
@@ -442,10 +466,33 @@ void EpochCursor::fill_xy(int64_t ordinal, int64_t* query_rows, int64_t* passage
   }
 }
 
+// Mixed batches are cut from the layers like X-Y batches, with the group's query row also its
+// passage row: a pass over the layers so uses each pair of every group once, and the rows of a
+// batch, from distinct groups, are in whichever languages their groups' offsets give.
+void EpochCursor::fill_mixed(int64_t ordinal, int64_t* query_rows, int64_t* passage_rows) {
+  const SamplerConfig& config = sampler_->config_;
+  const int64_t pass = ordinal / sampler_->layer_batches_per_pass_;
+  uint32_t layer = 0;
+  const GroupSpan* groups = layer_slot(ordinal, true, &layer);
+  prefetch_spans(groups, config.batch_size);
+  const PairIndex::Row* group_rows = sampler_->index_.group_rows();
+  const uint64_t offset_key = hash_key(config.seed, kMixedLanguageTag, epoch_, pass);
+  for (int64_t i = 0; i < config.batch_size; ++i) {  // positions first, prefetched (see fill_xy)
+    const auto [group, first, count] = groups[i];
+    query_rows[i] = first + layer_language(bounded(hash_combine(offset_key, group), count), layer, count);
+    __builtin_prefetch(group_rows + query_rows[i]);
+  }
+  for (int64_t i = 0; i < config.batch_size; ++i) {
+    query_rows[i] = passage_rows[i] = group_rows[query_rows[i]];
+  }
+}
+
 void EpochCursor::batch(int64_t index, int64_t* query_rows, int64_t* passage_rows) {
   require(index >= 0 && index < sampler_->num_batches_, "batch index must be in [0, ",
           sampler_->num_batches_, "), got ", index);
-  if (plan_language_[index] < 0) {
+  if (plan_language_[index] < 0 && sampler_->config_.mode == SamplerMode::kMixed) {
+    fill_mixed(plan_ordinal_[index], query_rows, passage_rows);
+  } else if (plan_language_[index] < 0) {
     fill_xy(plan_ordinal_[index], query_rows, passage_rows);
   } else {
     fill_xx(plan_language_[index], plan_ordinal_[index], query_rows, passage_rows);

@@ -2,8 +2,9 @@
 // Language-stratified hybrid batch sampler (pure C++17, no Python).
 //
 // Each global batch (batch_size * world_size rows) is either X-X (one language, distinct
-// groups, query row == passage row) or X-Y (distinct groups, query and passage rows of one
-// group in two different languages). Every random decision is a pure function of
+// groups, query row == passage row), X-Y (distinct groups, query and passage rows of one
+// group in two different languages) or, in mode "mixed" only, mixed (distinct groups, query
+// row == passage row, rows of all languages together). Every random decision is a pure function of
 // (seed, epoch, counters), so batch k of an epoch is computed without replaying batches
 // 0..k-1, and the same seed gives the same batches on every platform.
 //
@@ -21,16 +22,16 @@
 
 namespace hbt {
 
-enum class SamplerMode { kXX, kXY, kHybrid };
+enum class SamplerMode { kXX, kXY, kHybrid, kMixed };
 
-SamplerMode parse_sampler_mode(const std::string& name);  // "xx", "xy", "hybrid"
+SamplerMode parse_sampler_mode(const std::string& name);  // "xx", "xy", "hybrid", "mixed"
 const char* sampler_mode_name(SamplerMode mode);
 
 struct SamplerConfig {
   int64_t batch_size = 1;     // rows per rank
   SamplerMode mode = SamplerMode::kHybrid;
-  double alpha = 0.5;         // probability of an X-X batch in hybrid mode
-  double lang_exponent = 0.0; // X-X language weight is n_lang ** lang_exponent
+  double alpha = 0.5;         // probability of an X-X batch in hybrid mode (no other mode reads it)
+  double lang_exponent = 0.0; // X-X language weight is n_lang ** lang_exponent (unused by xy, mixed)
   uint64_t seed = 0;
   int64_t rank = 0;
   int64_t world_size = 1;
@@ -76,7 +77,8 @@ class HybridSampler {
   void record_position(uint64_t ticket, int64_t position);
 
   // Batches [start, start + count) of `epoch`, row-major [count, batch_size], on a cursor of
-  // its own (thread-safe); languages (optional) receives each batch's X-X language or -1.
+  // its own (thread-safe); languages (optional) receives each batch's X-X language, or -1
+  // for X-Y and mixed batches.
   void batches(int64_t epoch, int64_t start, int64_t count, int64_t* query_rows,
                int64_t* passage_rows, int64_t* languages = nullptr) const;
 
@@ -90,7 +92,7 @@ class HybridSampler {
   friend class EpochCursor;
   void size_epoch();
   void compute_language_weights();
-  void index_cross_layers();
+  void index_layers();
   bool is_xx_language(int64_t language) const { return index_.language_size(language) >= global_batch_; }
 
   SamplerConfig config_;
@@ -98,13 +100,16 @@ class HybridSampler {
   int64_t global_batch_ = 0;
   int64_t num_batches_ = 0;
   std::vector<double> language_weights_;   // normalised over X-X-eligible languages
-  // X-Y layers: layer r holds every cross-lingual group with more than r languages, and in
-  // layer r a group's query is its ((offset + r) mod count)-th language. A pass over all
-  // layers so uses each pair of those groups once as a query, and a batch cut from one layer
-  // has distinct groups. Batches of all layers are visited in a random order per pass.
+  // Layers of the X-Y and mixed batches: layer r holds every indexed group (those in two or
+  // more languages; in mode "mixed" all groups) with more than r languages, and in layer r a
+  // group's query is its ((offset + r) mod count)-th language. A pass over all layers so uses
+  // each pair of those groups once as a query, and a batch cut from one layer has distinct
+  // groups. Batches of all layers are visited in a random order per pass.
+  template <typename Visit>
+  void for_each_layered_group(Visit visit) const;
   std::vector<int64_t> layer_sizes_;
   std::vector<int64_t> layer_batch_offsets_;  // first batch id of each layer in a pass
-  int64_t cross_batches_per_pass_ = 0;
+  int64_t layer_batches_per_pass_ = 0;
 
   mutable std::mutex state_mutex_;
   int64_t epoch_ = 0;
@@ -135,27 +140,28 @@ class EpochCursor {
     int64_t pass = -1;
     std::vector<T> order;
   };
-  using CrossGroup = PairIndex::CrossGroup;
+  using GroupSpan = PairIndex::GroupSpan;
 
   void build_plan();
   template <typename T, typename Fill>
   const std::vector<T>& stream_pass(Stream<T>& stream, uint64_t key, int64_t pass, Fill fill);
   void fill_xx(int64_t language, int64_t ordinal, int64_t* query_rows, int64_t* passage_rows);
   void fill_xy(int64_t ordinal, int64_t* query_rows, int64_t* passage_rows);
-  // The first group of X-Y batch `ordinal` in its layer stream (and the layer); with
-  // generate false, nullptr instead of regenerating a stream.
-  const CrossGroup* cross_slot(int64_t ordinal, bool generate, uint32_t* layer);
+  void fill_mixed(int64_t ordinal, int64_t* query_rows, int64_t* passage_rows);
+  // The first group of X-Y (or mixed) batch `ordinal` in its layer stream (and the layer);
+  // with generate false, nullptr instead of regenerating a stream.
+  const GroupSpan* layer_slot(int64_t ordinal, bool generate, uint32_t* layer);
   void prefetch_batch(int64_t index);
 
   const HybridSampler* sampler_;
   int64_t epoch_;
   int64_t position_;
   uint64_t ticket_;
-  std::vector<int32_t> plan_language_;  // per batch: compact X-X language or -1 (X-Y)
+  std::vector<int32_t> plan_language_;  // per batch: compact X-X language or -1 (X-Y, mixed)
   std::vector<int64_t> plan_ordinal_;   // per batch: index among batches of its pool
   std::vector<Stream<PairIndex::Row>> language_streams_;
-  std::vector<Stream<CrossGroup>> layer_streams_;
-  Stream<uint32_t> cross_batch_order_;
+  std::vector<Stream<GroupSpan>> layer_streams_;
+  Stream<uint32_t> layer_batch_order_;
 };
 
 }  // namespace hbt

@@ -86,7 +86,8 @@ std::vector<int64_t> bucket_offsets(const std::vector<uint32_t>& keys, size_t nu
 }  // namespace
 
 template <typename LanguageId, typename GroupId>
-PairIndex::PairIndex(const LanguageId* languages, const GroupId* groups, int64_t num_pairs)
+PairIndex::PairIndex(const LanguageId* languages, const GroupId* groups, int64_t num_pairs,
+                     bool index_single_language_groups)
     : num_pairs_(num_pairs) {
   require(num_pairs > 0, "languages must not be empty");
   require(num_pairs < static_cast<int64_t>(UINT32_MAX), "at most 2^32 - 2 pairs are supported, got ",
@@ -104,6 +105,7 @@ PairIndex::PairIndex(const LanguageId* languages, const GroupId* groups, int64_t
   for (int64_t row = 0; row < num_pairs; ++row) language_rows_[cursor[language[row]]++] = static_cast<Row>(row);
 
   // Scattering the language-ordered rows by group orders each group's rows by language.
+  num_groups_ = static_cast<int64_t>(group_ids.size());
   const std::vector<int64_t> group_offsets = bucket_offsets(group, group_ids.size());
   cursor.assign(group_offsets.begin(), group_offsets.end() - 1);
   group_rows_.resize(num_pairs);
@@ -117,22 +119,25 @@ PairIndex::PairIndex(const LanguageId* languages, const GroupId* groups, int64_t
               std::min(a, b), " and ", std::max(a, b), " both have group ", groups[a],
               " and language ", languages[a]);
     }
+    const GroupSpan span{static_cast<Row>(g), static_cast<Row>(first), static_cast<uint32_t>(count)};
     if (count >= 2) {
-      cross_groups_.push_back({static_cast<Row>(g), static_cast<Row>(first), static_cast<uint32_t>(count)});
+      cross_groups_.push_back(span);
       cross_pairs_ += count;
+    } else if (index_single_language_groups) {
+      single_language_groups_.push_back(span);
     }
   }
 }
 
-template PairIndex::PairIndex(const int64_t*, const int64_t*, int64_t);
-template PairIndex::PairIndex(const int64_t*, const uint64_t*, int64_t);
-template PairIndex::PairIndex(const uint64_t*, const int64_t*, int64_t);
-template PairIndex::PairIndex(const uint64_t*, const uint64_t*, int64_t);
+template PairIndex::PairIndex(const int64_t*, const int64_t*, int64_t, bool);
+template PairIndex::PairIndex(const int64_t*, const uint64_t*, int64_t, bool);
+template PairIndex::PairIndex(const uint64_t*, const int64_t*, int64_t, bool);
+template PairIndex::PairIndex(const uint64_t*, const uint64_t*, int64_t, bool);
 
 int64_t PairIndex::memory_bytes() const {
   auto bytes = [](const auto& v) { return static_cast<int64_t>(v.capacity() * sizeof(v[0])); };
   return bytes(language_ids_) + bytes(language_offsets_) + bytes(language_rows_) +
-         bytes(group_rows_) + bytes(cross_groups_);
+         bytes(group_rows_) + bytes(cross_groups_) + bytes(single_language_groups_);
 }
 
 }  // namespace hbt

@@ -73,6 +73,68 @@ void test_sampler_batches() {
          "out-of-range batch index throws invalid_argument");
 }
 
+// Mode "mixed": uneven_pairs plus groups in one language only. Every batch has query row ==
+// passage row and distinct groups; the ranks' slices form the global batch; a pass over the
+// layers, which here divides into whole batches, uses every row once, single-language groups
+// included; the epoch is all pairs over the global batch.
+void test_sampler_mixed_batches() {
+  auto pairs = uneven_pairs();
+  auto& languages = pairs[0];
+  auto& groups = pairs[1];
+  for (int64_t g = 100; g < 110; ++g) {
+    languages.push_back(g % 4);
+    groups.push_back(g);
+  }
+  const auto num_pairs = static_cast<int64_t>(languages.size());  // 160 + 10 = 170 = 17 * 10
+  expect(hbt::parse_sampler_mode("mixed") == hbt::SamplerMode::kMixed, "mode 'mixed' parses");
+  hbt::SamplerConfig config;
+  config.mode = hbt::SamplerMode::kMixed;
+  config.batch_size = 5;
+  config.world_size = 1;
+  const hbt::HybridSampler global(languages.data(), groups.data(), num_pairs, config);
+  expect(global.num_batches() == num_pairs / 5, "mixed epoch is all pairs over the global batch");
+  config.world_size = 2;
+  config.batch_size = 5;
+  config.rank = 0;
+  const hbt::HybridSampler rank0(languages.data(), groups.data(), num_pairs, config);
+  config.rank = 1;
+  const hbt::HybridSampler rank1(languages.data(), groups.data(), num_pairs, config);
+  expect(rank0.num_batches() == num_pairs / 10 && rank1.num_batches() == rank0.num_batches(),
+         "mixed epoch length equal on every rank");
+  const int64_t n = rank0.num_batches();
+  std::vector<int64_t> q0(n * 5), p0(n * 5), q1(n * 5), p1(n * 5), kinds(n);
+  rank0.batches(3, 0, n, q0.data(), p0.data(), kinds.data());
+  rank1.batches(3, 0, n, q1.data(), p1.data());
+  std::multiset<int64_t> used;
+  std::set<int64_t> languages_seen;
+  for (int64_t k = 0; k < n; ++k) {
+    std::set<int64_t> batch_groups;
+    for (int64_t i = 0; i < 5; ++i) {
+      for (const auto* rows : {&q0, &q1}) {
+        const int64_t row = (*rows)[k * 5 + i];
+        batch_groups.insert(groups[row]);
+        used.insert(row);
+        languages_seen.insert(languages[row]);
+      }
+      expect(q0[k * 5 + i] == p0[k * 5 + i] && q1[k * 5 + i] == p1[k * 5 + i],
+             "mixed batch has query row == passage row");
+    }
+    expect(batch_groups.size() == 10, "groups distinct within a mixed global batch");
+    expect(kinds[k] == -1, "a mixed batch has no single language");
+  }
+  // Layer sizes: 50 groups with 2+ languages (and 10 single) in layer 0 = 60, then 50, 50, 10
+  // (groups in 4 languages): 6 + 5 + 5 + 1 = 17 whole batches, one pass.
+  bool each_once = used.size() == static_cast<size_t>(num_pairs);
+  for (int64_t row = 0; row < num_pairs; ++row) each_once = each_once && used.count(row) == 1;
+  expect(each_once, "a mixed pass uses every row once");
+  expect(languages_seen.size() == 4, "mixed batches draw every language");
+  config.world_size = 1;
+  config.rank = 0;
+  config.batch_size = 61;  // more than the 60 groups
+  expect(throws_invalid_argument([&] { hbt::HybridSampler(languages.data(), groups.data(), num_pairs, config); }),
+         "a global batch larger than the groups throws invalid_argument in mode mixed");
+}
+
 void test_sampler_config_overflow_is_an_error() {
   const auto pairs = uneven_pairs();
   hbt::SamplerConfig config;
@@ -238,6 +300,7 @@ void test_loss_refuses_bad_arguments() {
 
 int main() {
   test_sampler_batches();
+  test_sampler_mixed_batches();
   test_sampler_config_overflow_is_an_error();
   test_sampler_threads_get_the_same_batches();
   test_huge_language_exponent_terminates();

@@ -1,7 +1,7 @@
 // Fuzz harness for the hybrid sampler: any configuration and any ids either raise
 // std::invalid_argument from the core's checks or give batches that keep every invariant
 // (full batches, distinct groups, X-X one language with query == passage, X-Y two languages
-// of one group), the same from a cursor in chunks as from random access, resumable from state.
+// of one group, mixed query == passage in any language), the same from a cursor in chunks as from random access, resumable from state.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -61,8 +61,10 @@ hbt::SamplerConfig config_from(hbt_fuzz::FuzzInput& input) {
   } else {
     config.rank = input.in_range(0, std::max<int64_t>(config.world_size - 1, 0));
   }
+  static const hbt::SamplerMode modes[] = {hbt::SamplerMode::kHybrid, hbt::SamplerMode::kXY,
+                                           hbt::SamplerMode::kXX, hbt::SamplerMode::kMixed};
   const uint8_t mode = input.raw<uint8_t>() % 16;
-  config.mode = static_cast<hbt::SamplerMode>(mode == 15 ? 3 : (2 - mode % 3));  // 3 is invalid
+  config.mode = mode == 15 ? static_cast<hbt::SamplerMode>(4) : modes[mode % 4];  // 4 is invalid
   config.alpha = input.real(alphas);
   config.lang_exponent = input.real(exponents);
   config.seed = input.raw<uint64_t>();
@@ -71,14 +73,17 @@ hbt::SamplerConfig config_from(hbt_fuzz::FuzzInput& input) {
 }
 
 void check_batch(const std::vector<int64_t>& languages, const std::vector<int64_t>& groups,
-                 const int64_t* queries, const int64_t* passages, int64_t width, int64_t language) {
+                 const int64_t* queries, const int64_t* passages, int64_t width, int64_t language,
+                 hbt::SamplerMode mode) {
   std::set<int64_t> seen;
   const auto n = static_cast<int64_t>(languages.size());
   for (int64_t i = 0; i < width; ++i) {
     fuzz_check(queries[i] >= 0 && queries[i] < n && passages[i] >= 0 && passages[i] < n, "row in range");
     fuzz_check(groups[queries[i]] == groups[passages[i]], "query and passage share a group");
     seen.insert(groups[queries[i]]);
-    if (language >= 0) {
+    if (mode == hbt::SamplerMode::kMixed) {
+      fuzz_check(queries[i] == passages[i] && language == -1, "mixed batch");
+    } else if (language >= 0) {
       fuzz_check(queries[i] == passages[i] && languages[queries[i]] == language, "X-X batch");
     } else {
       fuzz_check(languages[queries[i]] != languages[passages[i]], "X-Y batch has two languages");
@@ -93,6 +98,13 @@ void exercise(hbt::HybridSampler& sampler, const std::vector<int64_t>& languages
   const int64_t num_batches = sampler.num_batches();
   fuzz_check(num_batches >= 1 && num_batches <= static_cast<int64_t>(languages.size()) + 1,
              "epoch length");
+  const hbt::SamplerConfig& config = sampler.config();
+  if (config.mode == hbt::SamplerMode::kMixed) {  // all pairs, rounded as drop_last says
+    const int64_t global = config.batch_size * config.world_size;
+    const auto pairs = static_cast<int64_t>(languages.size());
+    fuzz_check(num_batches == (config.drop_last ? pairs / global : (pairs + global - 1) / global),
+               "mixed epoch length");
+  }
   sampler.set_epoch(input.in_range(0, 1000));
   const int64_t start = input.in_range(0, num_batches);
   hbt::SamplerState state = sampler.state();
@@ -111,7 +123,8 @@ void exercise(hbt::HybridSampler& sampler, const std::vector<int64_t>& languages
   std::vector<int64_t> again(num_batches * width), again_passages(num_batches * width), again_kinds(num_batches);
   sampler.batches(cursor.epoch(), 0, num_batches, again.data(), again_passages.data(), again_kinds.data());
   for (int64_t k = start; k < num_batches; ++k) {
-    check_batch(languages, groups, &queries[k * width], &passages[k * width], width, kinds[k]);
+    check_batch(languages, groups, &queries[k * width], &passages[k * width], width, kinds[k],
+                sampler.config().mode);
     fuzz_check(std::equal(&queries[k * width], &queries[(k + 1) * width], &again[k * width]) &&
                    kinds[k] == again_kinds[k], "chunked cursor equals random access");
   }

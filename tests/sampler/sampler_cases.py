@@ -13,12 +13,16 @@ def make_pairs(num_groups, num_languages, coverage, seed):
     return languages[order].astype(np.int64) * 3 + 5, groups[order].astype(np.int64) * 7
 
 
-def check_batch(query_rows, passage_rows, languages, groups, batch_size):
-    """Returns the batch kind after checking its composition rules."""
+def check_batch(query_rows, passage_rows, languages, groups, batch_size, mode=None):
+    """Returns the batch kind after checking its composition rules. A mixed batch (mode
+    "mixed") may happen to hold one language, so only the mode tells it from X-X."""
     assert query_rows.dtype == np.int64 and passage_rows.dtype == np.int64
     assert len(query_rows) == len(passage_rows) == batch_size
     assert np.array_equal(groups[query_rows], groups[passage_rows])
     assert len(np.unique(groups[query_rows])) == batch_size, "groups must be distinct"
+    if mode == "mixed":
+        assert np.array_equal(query_rows, passage_rows), "mixed batch with query row != passage row"
+        return "mixed"
     if np.array_equal(query_rows, passage_rows):
         assert len(np.unique(languages[query_rows])) == 1, "X-X batch mixes languages"
         return "xx"
@@ -30,6 +34,8 @@ def epoch_rows(sampler):
     batches = list(sampler)
     return np.array([q for q, _ in batches]), np.array([p for _, p in batches])
 
+
+MODES = ["xx", "xy", "hybrid", "mixed"]
 
 pair_sets = st.builds(
     make_pairs,

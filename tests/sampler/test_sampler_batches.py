@@ -9,11 +9,11 @@ from hbt_fast import HybridSampler
 from hbt_fast.testing import ReferenceHybridSampler
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sampler_cases import check_batch, epoch_rows, make_pairs, pair_sets
+from sampler_cases import MODES, check_batch, epoch_rows, make_pairs, pair_sets
 
 
 @settings(max_examples=60, deadline=None)
-@given(pairs=pair_sets, batch_size=st.integers(1, 8), mode=st.sampled_from(["xx", "xy", "hybrid"]),
+@given(pairs=pair_sets, batch_size=st.integers(1, 8), mode=st.sampled_from(MODES),
        alpha=st.floats(0.0, 1.0), seed=st.integers(0, 2**64 - 1), epoch=st.integers(0, 1000))
 @pytest.mark.filterwarnings("ignore:languages .* have fewer than")
 def test_batches_follow_composition_rules(pairs, batch_size, mode, alpha, seed, epoch):
@@ -24,16 +24,16 @@ def test_batches_follow_composition_rules(pairs, batch_size, mode, alpha, seed, 
         assert "exceeds" in str(error) or "no group has pairs in two languages" in str(error)
         return
     sampler.set_epoch(epoch)
-    kinds = [check_batch(q, p, languages, groups, batch_size) for q, p in sampler]
+    kinds = [check_batch(q, p, languages, groups, batch_size, mode) for q, p in sampler]
     assert len(kinds) == len(sampler)
     if mode != "hybrid":
         assert set(kinds) == {mode}
     batch_languages = sampler.batch_languages()
-    assert np.array_equal(batch_languages == -1, np.array(kinds) == "xy")
+    assert np.array_equal(batch_languages == -1, np.array(kinds) != "xx")
 
 
 @settings(max_examples=30, deadline=None)
-@given(pairs=pair_sets, batch_size=st.integers(1, 6), mode=st.sampled_from(["xx", "xy", "hybrid"]),
+@given(pairs=pair_sets, batch_size=st.integers(1, 6), mode=st.sampled_from(MODES),
        seed=st.integers(0, 1000))
 @pytest.mark.filterwarnings("ignore:languages .* have fewer than")
 def test_reference_follows_the_same_rules(pairs, batch_size, mode, seed):
@@ -46,7 +46,7 @@ def test_reference_follows_the_same_rules(pairs, batch_size, mode, seed):
     batches = list(reference.epoch_batches(0))
     assert len(batches) == len(reference) == len(sampler)
     for q, p in batches:
-        check_batch(q, p, languages, groups, batch_size)
+        check_batch(q, p, languages, groups, batch_size, mode)
 
 
 def expected_length(languages, groups, global_batch, mode, alpha, drop_last):
@@ -54,11 +54,12 @@ def expected_length(languages, groups, global_batch, mode, alpha, drop_last):
     xx_pairs = language_sizes[language_sizes >= global_batch].sum()
     _, group_sizes = np.unique(groups, return_counts=True)
     xy_pairs = group_sizes[group_sizes >= 2].sum()
-    pairs = {"xx": xx_pairs, "xy": xy_pairs, "hybrid": alpha * xx_pairs + (1 - alpha) * xy_pairs}[mode]
+    pairs = {"xx": xx_pairs, "xy": xy_pairs, "hybrid": alpha * xx_pairs + (1 - alpha) * xy_pairs,
+             "mixed": len(languages)}[mode]
     return max(1, (math.floor if drop_last else math.ceil)(pairs / global_batch))
 
 
-@pytest.mark.parametrize("mode", ["xx", "xy", "hybrid"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("drop_last", [True, False])
 @pytest.mark.parametrize("world_size", [1, 3])
 def test_len_is_exact_and_equal_on_every_rank(mode, drop_last, world_size):
@@ -74,10 +75,11 @@ def test_len_is_exact_and_equal_on_every_rank(mode, drop_last, world_size):
     assert lengths == {expected_length(languages, groups, 7 * world_size, mode, 0.3, drop_last)}
 
 
-def test_same_seed_and_epoch_give_same_batches():
+@pytest.mark.parametrize("mode", ["hybrid", "mixed"])
+def test_same_seed_and_epoch_give_same_batches(mode):
     languages, groups = make_pairs(200, 6, [1, 1, 0.8, 0.6, 0.5, 0.5], seed=2)
-    first = HybridSampler(languages, groups, 16, seed=11)
-    second = HybridSampler(languages, groups, 16, seed=11)
+    first = HybridSampler(languages, groups, 16, mode=mode, seed=11)
+    second = HybridSampler(languages, groups, 16, mode=mode, seed=11)
     for epoch in (0, 5):
         first.set_epoch(epoch)
         second.set_epoch(epoch)
@@ -85,41 +87,43 @@ def test_same_seed_and_epoch_give_same_batches():
     other_epoch = epoch_rows(first)  # epoch 5 again
     first.set_epoch(6)
     assert not np.array_equal(epoch_rows(first)[0], other_epoch[0])
-    third = HybridSampler(languages, groups, 16, seed=12)
+    third = HybridSampler(languages, groups, 16, mode=mode, seed=12)
     third.set_epoch(5)
     assert not np.array_equal(epoch_rows(third)[0], other_epoch[0])
 
 
-def test_batches_are_the_same_on_every_platform():
+@pytest.mark.parametrize("mode", ["hybrid", "mixed"])
+def test_batches_are_the_same_on_every_platform(mode):
     """Golden digest of a fixed configuration: the RNG is integer-only, so any platform or
     compiler must reproduce these exact rows. If this fails after an intended change to the
     sampling rules, update the digest and say so in the changelog (it breaks resumption)."""
     languages, groups = make_pairs(300, 5, [1, 0.9, 0.8, 0.7, 0.6], seed=0)
-    sampler = HybridSampler(languages, groups, 8, mode="hybrid", alpha=0.5, seed=123)
+    sampler = HybridSampler(languages, groups, 8, mode=mode, alpha=0.5, seed=123)
     sampler.set_epoch(2)
     queries, passages = sampler.epoch_batches()
     digest = hashlib.sha256(queries.tobytes() + passages.tobytes()).hexdigest()[:16]
-    assert digest == GOLDEN_DIGEST
+    assert digest == GOLDEN_DIGESTS[mode]
 
 
-GOLDEN_DIGEST = "b3f34fd8388d2553"
+GOLDEN_DIGESTS = {"hybrid": "b3f34fd8388d2553", "mixed": "4d41cb880be4758f"}
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "mixed"])
 @pytest.mark.parametrize("stop_after", [0, 1, 13, 40])
-def test_resume_equals_uninterrupted_run(stop_after):
+def test_resume_equals_uninterrupted_run(stop_after, mode):
     languages, groups = make_pairs(150, 5, [1, 1, 0.7, 0.6, 0.5], seed=4)
-    uninterrupted = HybridSampler(languages, groups, 6, seed=9)
+    uninterrupted = HybridSampler(languages, groups, 6, mode=mode, seed=9)
     uninterrupted.set_epoch(3)
     expected = list(uninterrupted)
 
-    interrupted = HybridSampler(languages, groups, 6, seed=9)
+    interrupted = HybridSampler(languages, groups, 6, mode=mode, seed=9)
     interrupted.set_epoch(3)
     iterator = iter(interrupted)
     seen = [next(iterator) for _ in range(stop_after)]
     state = interrupted.state_dict()
     assert state["position"] == stop_after and state["epoch"] == 3
 
-    resumed = HybridSampler(languages, groups, 6, seed=9)
+    resumed = HybridSampler(languages, groups, 6, mode=mode, seed=9)
     resumed.load_state_dict(state)
     got = seen + list(resumed)
     assert len(got) == len(expected)
@@ -151,7 +155,7 @@ def test_load_state_dict_rejects_a_different_configuration():
         HybridSampler(np.roll(languages, 1), np.roll(groups, 1), 4, seed=1).load_state_dict(state)
 
 
-@pytest.mark.parametrize("mode", ["xx", "xy", "hybrid"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("world_size", [2, 3])
 def test_rank_slices_are_disjoint_and_form_the_global_batch(mode, world_size):
     languages, groups = make_pairs(240, 5, [1, 1, 0.9, 0.8, 0.8], seed=6)
@@ -246,7 +250,7 @@ def test_xy_epoch_uses_each_pair_once_under_skewed_coverage(batch_size):
     assert len(np.unique(queries)) >= cross_pairs - 2 * layers * batch_size
 
 
-@pytest.mark.parametrize("mode", ["xx", "xy", "hybrid"])
+@pytest.mark.parametrize("mode", MODES)
 def test_batches_carry_their_kind_and_language(mode):
     languages, groups = make_pairs(200, 4, [1, 1, 0.8, 0.6], seed=9)
     sampler = HybridSampler(languages, groups, 8, mode=mode, seed=3)
@@ -254,9 +258,85 @@ def test_batches_carry_their_kind_and_language(mode):
     assert [b.language for b in batches] == sampler.batch_languages().tolist()
     for batch in batches:
         query_rows, passage_rows = batch  # still unpacks as the pinned pair
-        assert batch.kind == check_batch(query_rows, passage_rows, languages, groups, 8)
+        assert batch.kind == check_batch(query_rows, passage_rows, languages, groups, 8, mode)
         assert batch.query_rows is query_rows and batch.passage_rows is passage_rows
         if batch.kind == "xx":
             assert batch.language == languages[query_rows[0]]
         else:
             assert batch.language == -1
+
+
+def test_mixed_epoch_uses_every_pair_once_and_mixes_languages():
+    """A full grid cut into layers without remainder: the epoch is exactly one pass, so each
+    row is query (and passage) once, and a batch's rows come from several languages."""
+    num_groups, num_languages, batch_size = 60, 4, 6
+    languages = np.tile(np.arange(num_languages), num_groups)
+    groups = np.repeat(np.arange(num_groups), num_languages)
+    sampler = HybridSampler(languages, groups, batch_size, mode="mixed", seed=2)
+    queries, passages = sampler.epoch_batches()
+    assert np.array_equal(queries, passages)
+    assert np.array_equal(np.sort(queries.ravel()), np.arange(len(languages)))
+    languages_per_batch = np.array([len(np.unique(languages[q])) for q in queries])
+    # Six rows in independent uniform languages share one with probability 4 / 4**6.
+    assert np.mean(languages_per_batch >= 2) >= 0.9
+
+
+@pytest.mark.parametrize("batch_size", [4, 32])
+def test_mixed_epoch_uses_each_pair_once_under_skewed_coverage(batch_size):
+    """Groups in 1 to 30 languages (Zipf-like), many in one language only: a mixed epoch
+    uses almost every pair once, single-language groups included. Each layer leaves out less
+    than one global batch, and only the epoch's run into the next pass can repeat rows."""
+    coverage = 1.0 / np.arange(1, 31) ** 0.9
+    languages, groups = make_pairs(3000, 30, coverage / coverage[0], seed=8)
+    singles = np.arange(500)  # groups present in one language only, ids beyond the others'
+    languages = np.concatenate([languages, languages[singles]])
+    groups = np.concatenate([groups, groups.max() + 1 + singles])
+    sampler = HybridSampler(languages, groups, batch_size, mode="mixed", seed=1)
+    _, group_sizes = np.unique(groups, return_counts=True)
+    queries = sampler.epoch_batches()[0].ravel()
+    layers = group_sizes.max()
+    assert len(queries) - len(np.unique(queries)) <= layers * batch_size
+    assert len(np.unique(queries)) >= len(languages) - 2 * layers * batch_size
+    single_rows = np.flatnonzero(np.isin(groups, np.unique(groups)[group_sizes == 1]))
+    assert np.isin(single_rows, queries).mean() >= 0.9
+
+
+def test_mixed_batches_match_the_reference_in_distribution():
+    """C++ and the numpy reference draw different random numbers, so compare what the rule
+    implies: each language's rows per epoch (its pairs, up to the layers' remainders) and
+    the mean number of languages in a batch."""
+    languages, groups = make_pairs(2000, 5, [1, 0.8, 0.6, 0.4, 0.2], seed=10)
+    batch_size = 8
+    sampler = HybridSampler(languages, groups, batch_size, mode="mixed", seed=4)
+    reference = ReferenceHybridSampler(languages, groups, batch_size, mode="mixed", seed=4)
+    pair_counts = np.bincount(languages)
+    means = []
+    for rows in (sampler.epoch_batches()[0], np.array([q for q, _ in reference.epoch_batches(0)])):
+        assert len(rows) == len(sampler) == len(reference)
+        remainder_bound = 2 * 5 * batch_size  # < one global batch per layer, twice
+        assert np.all(np.abs(np.bincount(languages[rows.ravel()], minlength=len(pair_counts))
+                             - pair_counts) <= remainder_bound)
+        means.append(np.mean([len(np.unique(languages[q])) for q in rows]))
+    # about 1000 batches, a per-batch spread below 1 language: the standard error is < 0.03
+    assert abs(means[0] - means[1]) < 0.15
+
+
+def test_mixed_ignores_alpha_and_lang_exponent():
+    """Documented: only hybrid reads alpha, only X-X batches read lang_exponent."""
+    languages, groups = make_pairs(200, 4, [1, 0.8, 0.6, 0.4], seed=11)
+    default = HybridSampler(languages, groups, 8, mode="mixed", seed=3)
+    other = HybridSampler(languages, groups, 8, mode="mixed", alpha=0.0, lang_exponent=2.5, seed=3)
+    assert len(default) == len(other)
+    assert all(np.array_equal(a, b) for a, b in zip(default.epoch_batches(), other.epoch_batches()))
+
+
+def test_mixed_uses_a_language_too_small_for_xx_without_a_warning():
+    languages = np.array([0] * 20 + [1] * 3)
+    groups = np.concatenate([np.arange(20), np.arange(100, 103)])
+    sampler = HybridSampler(languages, groups, 8, mode="mixed", seed=0)  # warnings are errors
+    assert len(sampler) == len(languages) // 8
+    seen = set()
+    for epoch in range(5):
+        sampler.set_epoch(epoch)
+        seen.update(sampler.epoch_batches()[0].ravel().tolist())
+    assert {20, 21, 22} <= seen

@@ -45,7 +45,12 @@ def build(**kwargs):
         ({"rank": 2, "world_size": 2}, ValueError, "rank must be in \\[0, world_size=2\\), got 2"),
         ({"rank": -1}, ValueError, "rank must be in \\[0, world_size=1\\), got -1"),
         ({"world_size": 0}, ValueError, "world_size must be >= 1, got 0"),
-        ({"mode": "xz"}, ValueError, "mode must be 'xx', 'xy' or 'hybrid', got 'xz'"),
+        ({"mode": "xz"}, ValueError, "mode must be 'xx', 'xy', 'hybrid' or 'mixed', got 'xz'"),
+        ({"mode": "Mixed"}, ValueError, "mode must be .* got 'Mixed'"),
+        ({"mode": "mixed", "batch_size": 3}, ValueError,
+         "batch_size \\* world_size = 3 exceeds the 2 groups, so no mixed batch can be formed"),
+        ({"mode": "mixed", "world_size": 3, "rank": 1}, ValueError,
+         "batch_size \\* world_size = 6 exceeds the 2 groups"),
         ({"mode": None}, TypeError, "mode must be a str, got NoneType"),
         ({"seed": -1}, ValueError, "seed must be in \\[0, 18446744073709551615\\], got -1"),
         ({"seed": 2**64}, ValueError, "seed must be in"),
@@ -99,7 +104,7 @@ def test_extreme_language_exponents_finish_and_favour_the_extreme_language(lang_
         assert counts.max() - counts.min() <= 1
 
 
-@pytest.mark.parametrize("mode", ["xx", "xy", "hybrid"])
+@pytest.mark.parametrize("mode", ["xx", "xy", "hybrid", "mixed"])
 def test_threads_sharing_one_sampler_get_the_same_batches(mode):
     """Was heap corruption: epoch_batches() from several threads shared the stream caches."""
     languages, groups = make_pairs(400, 5, [1, 0.9, 0.8, 0.7, 0.6], seed=3)
@@ -154,7 +159,8 @@ def test_state_follows_the_newest_iterator():
         ({"epoch": -1}, ValueError, "state epoch must be >= 0"),
         ({"seed": 2}, ValueError, "state was saved with seed=2 but this sampler has seed=1"),
         ({"mode": "xx"}, ValueError, "state was saved with mode=xx but this sampler has mode=hybrid"),
-        ({"mode": "bad"}, ValueError, "mode must be 'xx', 'xy' or 'hybrid'"),
+        ({"mode": "mixed"}, ValueError, "state was saved with mode=mixed but this sampler has mode=hybrid"),
+        ({"mode": "bad"}, ValueError, "mode must be 'xx', 'xy', 'hybrid' or 'mixed'"),
         ({"drop_last": False}, ValueError, "drop_last=False but this sampler has drop_last=True"),
         ({"drop_last": "yes"}, TypeError, "state\\['drop_last'\\] must be a bool"),
         ({"data_digest": "0" * 16}, ValueError, "data_digest"),

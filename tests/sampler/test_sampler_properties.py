@@ -11,7 +11,7 @@ import pytest
 from hbt_fast import HybridSampler
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sampler_cases import check_batch, pair_sets
+from sampler_cases import MODES, check_batch, pair_sets
 
 anything = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
@@ -20,7 +20,7 @@ anything = st.one_of(
 batch_sizes = st.one_of(st.integers(1, 8), st.integers(-2, 2**64), anything)
 world_sizes = st.one_of(st.integers(1, 3), st.integers(-2, 2**64), anything)
 ranks = st.one_of(st.integers(0, 2), st.integers(-2, 2**64), anything)
-modes = st.one_of(st.sampled_from(["xx", "xy", "hybrid"]), anything)
+modes = st.one_of(st.sampled_from(MODES), anything)
 alphas = st.one_of(st.floats(0, 1), st.floats(allow_nan=True, allow_infinity=True), anything)
 exponents = st.one_of(st.floats(-3, 3), st.floats(allow_nan=True, allow_infinity=True), anything)
 seeds = st.one_of(st.integers(0, 2**64 - 1), anything)
@@ -51,7 +51,7 @@ def test_any_arguments_give_a_clear_error_or_valid_batches(
     batches = list(sampler)
     assert len(batches) == len(sampler) >= 1
     for batch in batches:
-        assert batch.kind == check_batch(*batch, languages, groups, batch_size)
+        assert batch.kind == check_batch(*batch, languages, groups, batch_size, sampler.mode)
         assert batch.language == (languages[batch[0][0]] if batch.kind == "xx" else -1)
 
 
@@ -77,19 +77,19 @@ def test_any_ids_give_a_clear_error_or_a_sampler(values, dtype):
 
 @settings(max_examples=50, deadline=None)
 @given(pairs=pair_sets, stop=st.integers(0, 50), seed=st.integers(0, 2**64 - 1),
-       epoch=st.integers(0, 2**40))
+       epoch=st.integers(0, 2**40), mode=st.sampled_from(MODES))
 @pytest.mark.filterwarnings("ignore:languages .* have fewer than")
-def test_resume_anywhere_continues_the_same_epoch(pairs, stop, seed, epoch):
+def test_resume_anywhere_continues_the_same_epoch(pairs, stop, seed, epoch, mode):
     languages, groups = pairs
     try:
-        sampler = HybridSampler(languages, groups, 2, seed=seed)
+        sampler = HybridSampler(languages, groups, 2, mode=mode, seed=seed)
     except ValueError:
         return
     sampler.set_epoch(epoch)
     expected = [b[0] for b in sampler]
     iterator = iter(sampler)
     seen = [next(iterator)[0] for _ in range(min(stop, len(sampler)))]
-    resumed = HybridSampler(languages, groups, 2, seed=seed)
+    resumed = HybridSampler(languages, groups, 2, mode=mode, seed=seed)
     resumed.load_state_dict(sampler.state_dict())
     got = seen + [b[0] for b in resumed]
     assert len(got) == len(expected) and all(np.array_equal(a, b) for a, b in zip(got, expected))

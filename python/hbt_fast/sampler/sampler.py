@@ -12,13 +12,22 @@ Batch kinds
     X-Y: distinct groups; per group a query row in language x and a passage row of the same
     group in language y != x. Groups present in only one language never appear in X-Y batches.
     hybrid: each batch is X-X with probability ``alpha``, else X-Y (independent per batch).
+    mixed (mode "mixed" only; the contrastive multilingual fine-tuning baseline): query row ==
+    passage row, as in X-X, but the rows of one batch come from all languages shuffled
+    together, and all groups of the global batch are distinct (so no parallel translation of
+    a query is among its negatives). Every group takes part, including groups in one
+    language.
+
+    ``alpha`` applies to mode "hybrid" only and ``lang_exponent`` to X-X batches only (modes
+    "xx" and "hybrid"); the other modes ignore them (they are still validated and recorded in
+    the state). In mode "mixed" a language's share of rows is its share of pairs.
 
 Epoch
     ``len(sampler)`` batches, the same on every rank: ``floor(P / (batch_size * world_size))``
     (``ceil`` with ``drop_last=False``; every batch is always full) where P is the number of
     pairs the mode can use: pairs of X-X-eligible languages (mode "xx"), pairs of groups in
-    two or more languages (mode "xy"), or ``alpha * P_xx + (1 - alpha) * P_xy`` (hybrid). So
-    the number of query slots in an epoch matches the number of usable pairs.
+    two or more languages (mode "xy"), ``alpha * P_xx + (1 - alpha) * P_xy`` (hybrid), or all
+    pairs (mixed). So the number of query slots in an epoch matches the number of usable pairs.
 
     X-Y coverage: layer r holds every cross-lingual group with more than r languages, and a
     group's query in layer r is its ((offset + r) mod count)-th language, with a random offset
@@ -27,6 +36,10 @@ Epoch
     a cross-lingual group the query exactly once, except for each layer's remainder smaller
     than a global batch; mode "xy" uses about one pass per epoch, so each pair is used once,
     whatever the spread of languages per group.
+
+    Mixed coverage: the same layers over all groups (layer 0 holds every group), with the
+    group's row in layer r as both query and passage, so an epoch uses each pair once up to
+    the same remainders, whatever the spread of languages per group.
 
     X-X coverage: within one language no pair repeats until all of its pairs were used (a
     pass). With ``lang_exponent=1`` a language's share of X-X batches matches its share of
@@ -37,13 +50,15 @@ Small languages
     A language with fewer pairs than ``batch_size * world_size`` cannot fill an X-X batch
     with distinct groups. It is left out of X-X batches with a ``UserWarning`` naming it (its
     pairs still serve X-Y batches); if no language is large enough, or fewer cross-lingual
-    groups than a global batch exist when X-Y batches are needed, construction fails with a
-    ValueError. Pairs are never duplicated within a batch to pad it.
+    groups than a global batch exist when X-Y batches are needed, or (mode "mixed") fewer
+    groups than a global batch, construction fails with a ValueError. Mode "mixed" has no
+    small languages. Pairs are never duplicated within a batch to pad it.
 
 Batches
     Iteration yields :class:`Batch` objects: tuples ``(query_rows, passage_rows)`` (two
-    np.int64 arrays of length ``batch_size``) with ``.kind`` ("xx" or "xy") and ``.language``
-    (the X-X language id, -1 for X-Y) as attributes, so the trainer never re-derives the kind.
+    np.int64 arrays of length ``batch_size``) with ``.kind`` ("xx", "xy" or "mixed") and
+    ``.language`` (the X-X language id, -1 for X-Y and mixed) as attributes, so the trainer
+    never re-derives the kind.
 
 Iterators and threads
     Every ``iter(sampler)`` is an independent iterator with its own position (nested loops and
@@ -129,16 +144,18 @@ def _str(value, name: str) -> str:
 
 class HybridSampler(RefusesStockTrainer):
     """Yields :class:`Batch` ``(query_rows, passage_rows)``: two np.int64 arrays of length
-    ``batch_size``, with ``.kind`` ("xx" or "xy") and ``.language`` (X-X language id or -1).
+    ``batch_size``, with ``.kind`` ("xx", "xy" or "mixed") and ``.language`` (X-X language id
+    or -1).
 
     Args:
         languages: int array [N], language id of training pair i.
         groups: int array [N], parallel-group id of pair i (same id = same item in another
             language). Each (group, language) may occur once.
         batch_size: rows per rank.
-        mode: "xx", "xy" or "hybrid".
-        alpha: probability that a hybrid batch is X-X.
-        lang_exponent: X-X language weight is ``n_lang ** lang_exponent``.
+        mode: "xx", "xy", "hybrid" or "mixed".
+        alpha: probability that a hybrid batch is X-X (mode "hybrid" only; ignored otherwise).
+        lang_exponent: X-X language weight is ``n_lang ** lang_exponent`` (modes "xx" and
+            "hybrid"; ignored by "xy" and "mixed").
         seed: base seed; batches depend only on (seed, epoch, position).
         rank, world_size: this process's slice of each global batch.
         drop_last: epoch length rounds down (True) or up (False); batches are always full.
@@ -217,7 +234,7 @@ class HybridSampler(RefusesStockTrainer):
         return queries, passages
 
     def batch_languages(self) -> np.ndarray:
-        """Per batch of the current epoch: its X-X language id, or -1 for an X-Y batch."""
+        """Per batch of the current epoch: its X-X language id, or -1 for an X-Y or mixed batch."""
         return self._core.batch_languages(self._core.epoch)
 
     @property

@@ -43,7 +43,7 @@ class ReferenceHybridSampler:
         xx_pairs = int(sizes.sum())
         xy_pairs = sum(len(self.rows_by_group[g]) for g in self.cross_groups)
         pairs = {"xx": xx_pairs, "xy": xy_pairs,
-                 "hybrid": alpha * xx_pairs + (1 - alpha) * xy_pairs}[mode]
+                 "hybrid": alpha * xx_pairs + (1 - alpha) * xy_pairs, "mixed": len(languages)}[mode]
         rounding = math.floor if drop_last else math.ceil
         self.num_batches = max(1, rounding(pairs / self.global_batch))
 
@@ -59,7 +59,8 @@ class ReferenceHybridSampler:
         quotas = largest_remainder(self.weights, int(is_xx.sum()))
         language_order = rng.permutation(np.repeat(self.xx_languages, quotas).astype(np.int64))
         xx_streams = {lang: self._language_stream(lang, rng) for lang in self.xx_languages}
-        xy_stream = self._cross_stream(rng)
+        # Mode "mixed" has no X-X batches; its batches come from layers over all groups.
+        xy_stream = self._mixed_stream(rng) if self.mode == "mixed" else self._cross_stream(rng)
         next_language = iter(language_order.tolist())
         for xx in is_xx:
             rows = next(xx_streams[next(next_language)]) if xx else next(xy_stream)
@@ -74,16 +75,29 @@ class ReferenceHybridSampler:
                 yield chunk, chunk
 
     def _cross_stream(self, rng):
-        """X-Y batches: layer r holds the groups with more than r languages, and a group's
-        query in layer r is its ((offset + r) mod count)-th language, so one pass over all
-        layers makes each pair of those groups the query once. Each batch is cut from one
-        layer (distinct groups); the batches of all layers come in a random order."""
-        languages_of = {g: sorted(self.rows_by_group[g]) for g in self.cross_groups}
+        """X-Y batches: per group the layer's query row and a row in another language."""
+        def pair(rows, query):
+            partner = (query + 1 + int(rng.integers(len(rows) - 1))) % len(rows)
+            return rows[query], rows[partner]
+        return self._layer_stream(rng, self.cross_groups, pair)
+
+    def _mixed_stream(self, rng):
+        """Mixed batches: per group the layer's row as query and passage, over all groups
+        (including those in one language), so the languages of a batch are shuffled together."""
+        return self._layer_stream(rng, sorted(self.rows_by_group), lambda rows, query: (rows[query],) * 2)
+
+    def _layer_stream(self, rng, groups, pair):
+        """Layer r holds the groups with more than r languages, and a group's query in layer
+        r is its ((offset + r) mod count)-th language, so one pass over all layers makes each
+        pair of those groups the query once. Each batch is cut from one layer (distinct
+        groups); the batches of all layers come in a random order. ``pair(rows, query)``
+        gives the (query row, passage row) of a group whose rows (by language) are ``rows``."""
+        languages_of = {g: sorted(self.rows_by_group[g]) for g in groups}
         depth = max(len(langs) for langs in languages_of.values())
-        layers = [[g for g in self.cross_groups if len(languages_of[g]) > r] for r in range(depth)]
+        layers = [[g for g in groups if len(languages_of[g]) > r] for r in range(depth)]
         batch_ids = [(r, s) for r, layer in enumerate(layers) for s in range(len(layer) // self.global_batch)]
         while True:
-            query_offset = {g: int(rng.integers(len(languages_of[g]))) for g in self.cross_groups}
+            query_offset = {g: int(rng.integers(len(languages_of[g]))) for g in groups}
             layer_orders = [rng.permutation(layer) for layer in layers]
             for index in rng.permutation(len(batch_ids)):
                 layer, slot = batch_ids[index]
@@ -91,8 +105,7 @@ class ReferenceHybridSampler:
                 chunk = layer_orders[layer][slot * self.global_batch:(slot + 1) * self.global_batch]
                 for group in chunk.tolist():
                     rows = [self.rows_by_group[group][lang] for lang in languages_of[group]]
-                    query = (query_offset[group] + layer) % len(rows)
-                    partner = (query + 1 + int(rng.integers(len(rows) - 1))) % len(rows)
-                    queries.append(rows[query])
-                    passages.append(rows[partner])
+                    query_row, passage_row = pair(rows, (query_offset[group] + layer) % len(rows))
+                    queries.append(query_row)
+                    passages.append(passage_row)
                 yield np.array(queries, dtype=np.int64), np.array(passages, dtype=np.int64)

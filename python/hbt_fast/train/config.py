@@ -23,7 +23,7 @@ from typing import Optional
 __all__ = ["EVAL_METRICS", "EVAL_TASKS", "MODES", "PRESETS", "REPORT_TO", "TrainConfig",
            "add_config_arguments", "config_differences", "parse_eval_spec"]
 
-MODES = ("xx", "xy", "hybrid")
+MODES = ("xx", "xy", "hybrid", "mixed")
 PRESETS = ("xlmr", "labse", "e5")
 REPORT_TO = ("jsonl", "tensorboard", "none")
 EVAL_TASKS = ("xquad-r", "mlqa-r")
