@@ -60,7 +60,7 @@ class HybridTrainer(SentenceTransformerTrainer):
     """``SentenceTransformerTrainer`` whose training batches come from ``HybridSampler``.
 
     Args (besides those of ``SentenceTransformerTrainer``):
-        mode: "xx", "xy" or "hybrid" (see :class:`hbt_fast.HybridSampler`).
+        mode: "xx", "xy", "hybrid" or "mixed" (see :class:`hbt_fast.HybridSampler`).
         alpha: probability that a hybrid batch is X-X.
         lang_exponent: X-X language weight ``n_lang ** lang_exponent``.
         query_column, passage_column: text columns of ``train_dataset``.
