@@ -15,10 +15,13 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
 from typing import Callable, Iterator, Optional
+
+from safetensors import SafetensorError
 
 from hbt_fast.data.files import write_text_atomically
 
@@ -29,6 +32,9 @@ MANIFEST = "manifest.json"
 STATE_FILE = "trainer_state.pt"
 LATEST = "latest"
 PREFIX = "step-"
+#: what a failed write raises: OSError from Python, RuntimeError from torch.save (a full disk
+#: there reads "PytorchStreamWriter failed writing file ..."), SafetensorError from safetensors
+WRITE_FAILURES = (OSError, RuntimeError, SafetensorError)
 
 
 class CheckpointError(ValueError):
@@ -73,7 +79,7 @@ def write_folder(target: Path, fill: Callable[[Path], None]) -> Path:
             if previous.exists() and not target.exists():
                 os.replace(previous, target)
             raise
-    except OSError as error:
+    except WRITE_FAILURES as error:
         shutil.rmtree(temporary, ignore_errors=True)
         raise CheckpointError(f"writing {target} failed: {_reason(error)}") from error
     shutil.rmtree(previous, ignore_errors=True)
@@ -81,10 +87,15 @@ def write_folder(target: Path, fill: Callable[[Path], None]) -> Path:
 
 
 def _reason(error: BaseException) -> str:
-    if isinstance(error, OSError):
-        return ("no space left on device" if error.errno in (errno.ENOSPC, errno.EDQUOT)
-                else (error.strerror or str(error)))
-    return str(error)
+    """Why a write failed, on one line."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on device"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = " ".join(str(error).split())
+    if "no space left on device" in text.lower():
+        return "no space left on device"
+    return re.sub(r"^\[enforce fail at [^]]*\]\s*\.?\s*", "", text) or type(error).__name__
 
 
 def listed_files(folder: Path) -> Optional[set]:
@@ -138,12 +149,13 @@ class CheckpointDirectory:
 
     @contextlib.contextmanager
     def disk_errors(self, step: int) -> Iterator[None]:
-        """A failed write (disk full, permissions) becomes one message; the temporary folder goes."""
+        """A failed write (disk full, permissions, a read-only folder) becomes one message; the
+        temporary folder goes."""
         try:
             yield
         except CheckpointError:
             raise
-        except OSError as error:
+        except WRITE_FAILURES as error:
             shutil.rmtree(self.temporary(step), ignore_errors=True)
             previous = self.newest_name()
             kept = f"; {previous} is kept" if previous else ""
