@@ -121,3 +121,10 @@ def test_bench_json_is_checked_before_measuring(world, capsys, monkeypatch):
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and error.startswith("hbt-fast bench: error: --json ") and message in error
     assert not (PACKAGE / "bench.json").exists() and os.listdir(world / "out") == []
+
+
+def test_experiment_refusals_are_one_line_with_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("HBT_DATA_DIR")
+    assert main(["experiment", "--output", str(tmp_path / "out"), "--quick"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("hbt-fast experiment: error: give --data or set HBT_DATA_DIR")

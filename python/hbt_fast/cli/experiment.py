@@ -86,6 +86,17 @@ def _settings(args: argparse.Namespace, model: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hbt_fast.cli import CommandError
+
+    try:
+        return _run(args)
+    except SystemExit as stop:  # the experiment's own refusals (no data, other settings) are misuse
+        if isinstance(stop.code, str):
+            raise CommandError(stop.code) from None
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     from hbt_fast.experiments.sampling_report import report, summarise
 
     from hbt_fast._outputs import refuse_overlap
