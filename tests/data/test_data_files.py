@@ -30,7 +30,8 @@ def test_atomic_output_keeps_the_old_file_when_writing_fails(tmp_path):
 
 
 @pytest.mark.parametrize("output, verdict", [
-    ("data", "is the data"), (".", "contains the data"), ("data/sub", None), ("other", None)])
+    ("data", "is the data"), (".", "contains the data"), ("data/sub", "lies inside the data"),
+    ("other", None)])
 def test_refuse_overlap(tmp_path, monkeypatch, output, verdict):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()

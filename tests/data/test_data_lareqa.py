@@ -144,7 +144,7 @@ def test_split_cli_misuse_is_one_line_with_exit_2(small_lareqa, tmp_path):
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
-    assert done.stderr.startswith("hbt-fast split-lareqa: error: output")
+    assert done.stderr.startswith("hbt-fast split-lareqa: error: --output")
     assert main(["split-lareqa", "--data", str(small_lareqa), "--output", str(tmp_path / "x"),
                  "--eval-fraction", "1.5"]) == 2
 

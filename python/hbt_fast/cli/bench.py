@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from hbt_fast import _openmp
+from hbt_fast._outputs import refuse_overlap
 
 # Suites in the order they run; each module offers run(quick) -> list[Result].
 SUITES = {"sampler": "hbt_fast.bench.sampler", "loss": "hbt_fast.bench.loss",
@@ -86,11 +87,16 @@ def machine_description() -> str:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
+    from hbt_fast.cli import FAILURE, USAGE, CommandError, reported_as
+
     json_path = Path(args.json) if args.json else None
-    if json_path is not None and not json_path.parent.is_dir():
-        print(f"hbt-fast bench: error: --json {args.json}: folder {json_path.parent} does not exist",
-              file=sys.stderr)
-        return 2
+    if json_path is not None:  # checked before the minutes of measuring
+        with reported_as(USAGE):
+            refuse_overlap(json_path, {}, name="--json")
+        if not json_path.parent.is_dir():
+            raise CommandError(f"--json {args.json}: folder {json_path.parent} does not exist")
+        if json_path.is_dir():
+            raise CommandError(f"--json {args.json} is a folder; give a file name")
     suites = [SUITES[name] for name in SUITES if not args.suite or name in args.suite]
     results = []
     for suite in tqdm(suites, desc="hbt-fast bench", unit="suite", file=sys.stderr):
@@ -100,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if json_path is not None:
         from hbt_fast.data.files import write_text_atomically
 
-        write_text_atomically(json_path, json.dumps(
-            [{**dataclasses.asdict(r), "speedup": r.speedup} for r in results], indent=2))
+        with reported_as(FAILURE, (OSError,), prefix="--json: "):
+            write_text_atomically(json_path, json.dumps(
+                [{**dataclasses.asdict(r), "speedup": r.speedup} for r in results], indent=2))
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -31,20 +30,18 @@ def _inputs(args) -> dict:
     for language in args.languages:
         for name in ("queries.tsv", "collection.tsv"):
             inputs[f"the {language}/{name} input"] = root / language / name
-    return inputs
+    return {**inputs, "the --root folder": root}  # the files first: the closest name wins
 
 
 def run(args: argparse.Namespace) -> int:
+    from hbt_fast.cli import USAGE, reported_as
     from hbt_fast.data import read_mmarco, write_pairs_jsonl
     from hbt_fast.data.files import refuse_overlap
 
-    try:
-        refuse_overlap(args.output, _inputs(args))
+    with reported_as(USAGE):
+        refuse_overlap(args.output, _inputs(args), name="--output")
         corpus = read_mmarco(args.root, args.languages, pairs_file=args.pairs_file,
                              max_queries=args.max_queries)
         count = write_pairs_jsonl(args.output, corpus.records())
-    except (ValueError, TypeError, OSError) as error:
-        print(f"hbt-fast convert-mmarco: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
     print(f"wrote {count} pairs to {args.output}")
     return 0

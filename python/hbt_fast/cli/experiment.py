@@ -86,13 +86,32 @@ def _settings(args: argparse.Namespace, model: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hbt_fast.cli import CommandError
+
+    try:
+        return _run(args)
+    except SystemExit as stop:  # the experiment's own refusals (no data, other settings) are misuse
+        if isinstance(stop.code, str):
+            raise CommandError(stop.code) from None
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     from hbt_fast.experiments.sampling_report import report, summarise
+
+    from hbt_fast._outputs import refuse_overlap
+    from hbt_fast.cli import USAGE, CommandError, reported_as
 
     args = apply_defaults(args)
     root = data_root(args.data)
     if args.mlqa_r is not None and not args.mlqa_r.is_dir():
-        raise SystemExit(f"--mlqa-r: {args.mlqa_r} is not a folder")
+        raise CommandError(f"--mlqa-r: {args.mlqa_r} is not a folder")
     model = args.model or default_model()
+    with reported_as(USAGE):
+        refuse_overlap(args.output, {
+            "the --data folder" if args.data else "the data folder found through $HBT_DATA_DIR": root,
+            "the --model folder": model if Path(model).exists() else None,
+            "the --mlqa-r folder": args.mlqa_r}, name="--output")
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def add_parser(subparsers) -> None:
@@ -24,13 +23,13 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hbt_fast.cli import USAGE, reported_as
     from hbt_fast.data import split_lareqa
+    from hbt_fast.data.files import refuse_overlap
 
-    try:
+    with reported_as(USAGE):
+        refuse_overlap(args.output, {"the --data folder": args.data}, name="--output")
         summary = split_lareqa(args.data, args.output, eval_fraction=args.eval_fraction,
                                seed=args.seed, languages=args.languages)
-    except (ValueError, TypeError, OSError) as error:
-        print(f"hbt-fast split-lareqa: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
     print(json.dumps({k: v for k, v in summary.items() if k != "eval_articles"}, indent=2))
     return 0

@@ -66,20 +66,18 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from hbt_fast.train import CheckpointError, NonFiniteLossError, Trainer, init_distributed
+    from safetensors import SafetensorError
 
-    try:  # every input problem stops here, before the first step
+    from hbt_fast.cli import BAD_INPUT, FAILURE, USAGE, reported_as
+    from hbt_fast.train import Trainer, init_distributed
+
+    with reported_as(USAGE):  # every input problem stops here, before the first step
         config = config_from_args(args)
         init_distributed()
         trainer = Trainer(config)
-    except (ValueError, TypeError, OSError) as error:  # OSError: model or file not found
-        print(f"hbt-fast train: error: {error}", file=sys.stderr)
-        return 2
-    try:
+    # A non-finite loss, a failed checkpoint (CheckpointError), a full disk, a folder gone
+    with reported_as(FAILURE, (*BAD_INPUT, RuntimeError, SafetensorError)):
         result = trainer.train()
-    except (NonFiniteLossError, CheckpointError) as error:
-        print(f"hbt-fast train: error: {error}", file=sys.stderr)
-        return 1
     for section in ("mono", "cross", "multi"):
         if result is not None and section in result:
             print(f"{section}: " + ", ".join(f"{k}={v:.4f}" for k, v in result[section].items()

@@ -8,7 +8,8 @@
   UTF-8, and would otherwise fail far from its file, in a tokenizer.
 * :func:`atomic_output` writes a file under a temporary name beside it and renames it into place
   only once complete, so a failure (or a kill) never leaves a truncated file under the real name.
-* :func:`refuse_overlap` stops an output that equals or contains one of the inputs.
+* :func:`refuse_overlap` stops an output that is, contains or lies inside one of the inputs
+  (the one rule of :mod:`hbt_fast._outputs`, re-exported here).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import os
 import re
 from pathlib import Path
 from typing import Iterator, Mapping, Optional, Union
+
+from hbt_fast._outputs import refuse_overlap
 
 __all__ = ["atomic_output", "check_no_lone_surrogate", "json_record", "read_json",
            "refuse_overlap", "text_lines", "write_text_atomically"]
@@ -178,21 +181,3 @@ def write_text_atomically(path: PathLike, text: str) -> None:
     """``path`` gets ``text`` through a temporary name, so readers never see half of it."""
     with atomic_output(path) as handle:
         handle.write(text)
-
-
-def refuse_overlap(output: PathLike, inputs: Mapping[str, PathLike]) -> None:
-    """Raise ValueError if ``output`` is, or is a folder above, any of ``inputs``.
-
-    ``inputs`` maps a description ("the data folder") to a path. Writing there would overwrite
-    the inputs or put files among them that change how they read.
-    """
-    target = Path(output).resolve()
-    for what, path in inputs.items():
-        source = Path(path).resolve()
-        if target == source:
-            raise ValueError(f"output {output} is {what} ({path}); choose an output outside it")
-        if target in source.parents:
-            raise ValueError(
-                f"output {output} contains {what} ({path}); writing there could overwrite it, "
-                "so choose an output outside it"
-            )

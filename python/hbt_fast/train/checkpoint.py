@@ -15,23 +15,31 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+from safetensors import SafetensorError
+
 from hbt_fast.data.files import write_text_atomically
 
-__all__ = ["CheckpointDirectory", "CheckpointError", "MANIFEST", "STATE_FILE"]
+__all__ = ["CheckpointDirectory", "CheckpointError", "MANIFEST", "STATE_FILE", "listed_files",
+           "write_folder", "write_manifest"]
 
 MANIFEST = "manifest.json"
 STATE_FILE = "trainer_state.pt"
 LATEST = "latest"
 PREFIX = "step-"
+#: what a failed write raises: OSError from Python, RuntimeError from torch.save (a full disk
+#: there reads "PytorchStreamWriter failed writing file ..."), SafetensorError from safetensors
+WRITE_FAILURES = (OSError, RuntimeError, SafetensorError)
 
 
 class CheckpointError(ValueError):
-    """A checkpoint cannot be written or used; the message says which and why."""
+    """A checkpoint (or a saved model folder) cannot be written or used; the message says which
+    and why."""
 
 
 def sha256_of(path: Path) -> str:
@@ -44,6 +52,59 @@ def sha256_of(path: Path) -> str:
 
 def _files_under(folder: Path) -> list:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def write_manifest(folder: Path, **fields) -> None:
+    """``folder/manifest.json``: ``fields`` and the sha256 and size of every other file."""
+    files = {str(p.relative_to(folder)): {"sha256": sha256_of(p), "bytes": p.stat().st_size}
+             for p in _files_under(folder)}
+    write_text_atomically(folder / MANIFEST, json.dumps({**fields, "files": files}, indent=1))
+
+
+def write_folder(target: Path, fill: Callable[[Path], None]) -> Path:
+    """``fill(folder)`` writes a folder beside ``target``, which, with its manifest, then takes
+    ``target``'s place. A failed write leaves ``target`` as it was and no temporary folder."""
+    temporary, previous = (target.with_name(f".{target.name}.{kind}") for kind in ("tmp", "old"))
+    try:
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir(parents=True)
+        fill(temporary)
+        write_manifest(temporary)
+        shutil.rmtree(previous, ignore_errors=True)
+        if target.exists():
+            os.replace(target, previous)
+        try:
+            os.replace(temporary, target)
+        except OSError:
+            if previous.exists() and not target.exists():
+                os.replace(previous, target)
+            raise
+    except WRITE_FAILURES as error:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise CheckpointError(f"writing {target} failed: {_reason(error)}") from error
+    shutil.rmtree(previous, ignore_errors=True)
+    return target
+
+
+def _reason(error: BaseException) -> str:
+    """Why a write failed, on one line."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on device"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = " ".join(str(error).split())
+    if "no space left on device" in text.lower():
+        return "no space left on device"
+    return re.sub(r"^\[enforce fail at [^]]*\]\s*\.?\s*", "", text) or type(error).__name__
+
+
+def listed_files(folder: Path) -> Optional[set]:
+    """The files ``folder``'s manifest lists, or None when it has no readable one."""
+    try:
+        listed = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return set(listed) if isinstance(listed, dict) else None
 
 
 class CheckpointDirectory:
@@ -79,9 +140,7 @@ class CheckpointDirectory:
         """Manifest last, rename into place, point ``latest`` at it, prune old ones."""
         folder, final = self.temporary(step), self.root / self.name(step)
         with self.disk_errors(step):
-            files = {str(p.relative_to(folder)): {"sha256": sha256_of(p), "bytes": p.stat().st_size}
-                     for p in _files_under(folder)}
-            write_text_atomically(folder / MANIFEST, json.dumps({"step": step, "files": files}, indent=1))
+            write_manifest(folder, step=step)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(folder, final)
             write_text_atomically(self.root / LATEST, final.name + "\n")
@@ -90,19 +149,18 @@ class CheckpointDirectory:
 
     @contextlib.contextmanager
     def disk_errors(self, step: int) -> Iterator[None]:
-        """A failed write (disk full, permissions) becomes one message; the temporary folder goes."""
+        """A failed write (disk full, permissions, a read-only folder) becomes one message; the
+        temporary folder goes."""
         try:
             yield
         except CheckpointError:
             raise
-        except OSError as error:
+        except WRITE_FAILURES as error:
             shutil.rmtree(self.temporary(step), ignore_errors=True)
-            reason = ("no space left on device" if error.errno in (errno.ENOSPC, errno.EDQUOT)
-                      else (error.strerror or str(error)))
             previous = self.newest_name()
             kept = f"; {previous} is kept" if previous else ""
             raise CheckpointError(f"writing checkpoint {self.name(step)} in {self.root} failed: "
-                                  f"{reason}{kept}") from error
+                                  f"{_reason(error)}{kept}") from error
 
     def _prune(self, keep: str) -> None:
         steps = sorted(p for p in self.root.glob(f"{PREFIX}*") if p.is_dir())

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -18,12 +16,14 @@ from hbt_fast.sampler import HybridSampler
 from hbt_fast.train import components as parts
 from hbt_fast.train.callbacks import LOG_FILE, Callback, default_callbacks
 from hbt_fast.train.card import write_model_card, write_run_config
-from hbt_fast.train.checkpoint import STATE_FILE, CheckpointDirectory, CheckpointError
+from hbt_fast.train.checkpoint import (STATE_FILE, CheckpointDirectory, CheckpointError, write_folder,
+                                       write_manifest)
 from hbt_fast.train.config import TrainConfig
 from hbt_fast.train.evaluation import evaluate_during_training
 from hbt_fast.train.inputs import StepInputs, TokenizedCorpus
 from hbt_fast.train.resume import (RUN_CONFIG, Start, drop_log_after, random_state_file, random_states,
                                    starting_point)
+from hbt_fast.train.run_folder import check_inputs, claim
 from hbt_fast.train.step import data_parallel, global_batch_gradients, world
 
 __all__ = ["NonFiniteLossError", "Trainer"]
@@ -31,6 +31,45 @@ __all__ = ["NonFiniteLossError", "Trainer"]
 
 class NonFiniteLossError(RuntimeError):
     """The loss or the gradient norm of a step is NaN or infinite; the model was not updated."""
+
+
+def _on_all_ranks(work, world_size: int, failure: Exception) -> None:
+    """Run ``work`` (None: nothing on this rank); every rank raises when one rank's work did:
+    its own error there, ``failure`` on the others."""
+    error = None
+    if work is not None:
+        try:
+            work()
+        except (ValueError, OSError) as caught:
+            error = caught
+    failed = torch.tensor([error is not None], dtype=torch.int32)
+    if world_size > 1:
+        dist.all_reduce(failed)
+    if error is not None:
+        raise error
+    if failed.item():
+        raise failure
+
+
+def _checkpoint_on_all_ranks(work, checkpoints: CheckpointDirectory, step: int, world_size: int) -> None:
+    """``work`` writes this rank's part of checkpoint ``step`` (None: nothing)."""
+    def guarded():
+        with checkpoints.disk_errors(step):
+            work()
+
+    failure = CheckpointError(f"writing checkpoint {checkpoints.name(step)} failed on another rank")
+    _on_all_ranks(guarded if work is not None else None, world_size, failure)
+
+
+def _apply_overrides(config: TrainConfig, optimizer, scheduler) -> None:
+    """The optimiser state carries the saved lr and weight decay: overridden ones replace them."""
+    groups = optimizer.param_groups
+    if "lr" in config.override:
+        scheduler.base_lrs = [config.lr] * len(groups)
+        for group, factor in zip(groups, scheduler.lr_lambdas):
+            group["initial_lr"], group["lr"] = config.lr, config.lr * factor(scheduler.last_epoch)
+    if "weight_decay" in config.override:
+        groups[0]["weight_decay"] = config.weight_decay
 
 
 class _Sides(torch.nn.Module):
@@ -55,6 +94,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, *, encoder=None, corpus=None, callbacks: Sequence[Callback] = ()):
         config.validate()
         self.config, self.output = config, Path(config.output)
+        self._lock = None
+        check_inputs(config, reads_train=corpus is None)
         parts.check_output(self.output)
         parts.check_reporting(config.report_to)
         if config.eval:
@@ -63,6 +104,18 @@ class Trainer:
         self.rank, self.world_size = world()
         if config.batch_size % self.world_size:
             raise ValueError(f"batch_size={config.batch_size} must be divisible by the world size {self.world_size}")
+        locks = []  # rank 0's: the folder is checked and locked there, every rank learns the verdict
+        _on_all_ranks((lambda: locks.append(claim(config, self.output))) if self.rank == 0 else None,
+                      self.world_size, ValueError(f"output {self.output} was refused on rank 0"))
+        self._lock = locks[0] if locks else None
+        try:
+            self._build(encoder, corpus, callbacks)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, encoder, corpus, callbacks) -> None:
+        config = self.config
         self.corpus = corpus if corpus is not None else parts.read_corpus(config)
         parts.check_corpus_for_mode(self.corpus, config.mode, config.alpha)
         self.sampler = HybridSampler(
@@ -90,6 +143,12 @@ class Trainer:
         self.callbacks = default_callbacks(config, self.output) + list(callbacks)
         if start is not None:
             self._restore(start)
+
+    def close(self) -> None:
+        """Release the output folder (:meth:`train` does when it ends); a later Trainer may use it."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     @property
     def use_bf16(self) -> bool:
@@ -138,10 +197,14 @@ class Trainer:
                 "seconds": time.perf_counter() - started, "loss_s": result.loss_seconds}
 
     def train(self) -> Optional[dict]:
-        """Run until ``total_steps``; returns the last evaluation (a TaskResult) or None."""
+        """Run until ``total_steps``; returns the last evaluation (a TaskResult) or None. The
+        output folder is released at the end, however the run ends."""
         from hbt_fast.train.loop import run
 
-        return run(self)
+        try:
+            return run(self)
+        finally:
+            self.close()
 
     # ------------------------------------------------------------------ evaluation, saving
     def evaluate(self, progress: bool = False):
@@ -164,23 +227,21 @@ class Trainer:
         return result
 
     def save_model(self, target: Path, evaluation=None) -> None:
-        """The encoder and its model card, written beside ``target`` and renamed (rank 0)."""
+        """The encoder and its model card, written beside ``target`` and renamed, with a manifest
+        of its files (rank 0)."""
         if self.rank != 0:
             return
-        temporary = target.with_name(f".{target.name}.tmp")
-        shutil.rmtree(temporary, ignore_errors=True)
-        self.encoder.save(temporary)
-        write_model_card(self, temporary, evaluation or self.last_evaluation)
-        previous = target.with_name(f".{target.name}.old")
-        shutil.rmtree(previous, ignore_errors=True)
-        if target.exists():
-            os.replace(target, previous)
-        os.replace(temporary, target)
-        shutil.rmtree(previous, ignore_errors=True)
+
+        def fill(folder: Path) -> None:
+            self.encoder.save(folder)
+            write_model_card(self, folder, evaluation or self.last_evaluation)
+
+        write_folder(target, fill)
 
     def save_model_card(self, directory: Path) -> None:
         if self.rank == 0:
             write_model_card(self, directory, self.last_evaluation)
+            write_manifest(directory)  # the card changed
 
     def save_checkpoint(self) -> Path:
         """``checkpoints/step-N``: model, optimiser, schedule, sampler, random states, settings."""
@@ -195,27 +256,13 @@ class Trainer:
                        folder / STATE_FILE)
             write_run_config(self, folder / RUN_CONFIG)
 
-        self._on_all_ranks(shared_files if self.rank == 0 else None, step)
-        self._on_all_ranks(lambda: torch.save(random_states(self.device), folder / random_state_file(self.rank)), step)
-        self._on_all_ranks((lambda: self.checkpoints.commit(step)) if self.rank == 0 else None, step)
-        return self.checkpoints.root / self.checkpoints.name(step)
+        def on_all_ranks(work) -> None:
+            _checkpoint_on_all_ranks(work, self.checkpoints, step, self.world_size)
 
-    def _on_all_ranks(self, work, step: int) -> None:
-        """Run ``work`` (None: nothing on this rank); every rank fails if one rank's write failed."""
-        error = None
-        if work is not None:
-            try:
-                with self.checkpoints.disk_errors(step):
-                    work()
-            except CheckpointError as failure:
-                error = failure
-        failed = torch.tensor([error is not None], dtype=torch.int32)
-        if self.world_size > 1:
-            dist.all_reduce(failed)
-        if error is not None:
-            raise error
-        if failed.item():
-            raise CheckpointError(f"writing checkpoint {self.checkpoints.name(step)} failed on another rank")
+        on_all_ranks(shared_files if self.rank == 0 else None)
+        on_all_ranks(lambda: torch.save(random_states(self.device), folder / random_state_file(self.rank)))
+        on_all_ranks((lambda: self.checkpoints.commit(step)) if self.rank == 0 else None)
+        return self.checkpoints.root / self.checkpoints.name(step)
 
     def _restore(self, start: Start) -> None:
         state = start.state
@@ -223,14 +270,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         self.step, self.best_score = state["step"], state["best_score"]
-        # The optimiser state carries the saved lr and weight decay: overridden ones replace them.
-        groups = self.optimizer.param_groups
-        if "lr" in self.config.override:
-            self.scheduler.base_lrs = [self.config.lr] * len(groups)
-            for group, factor in zip(groups, self.scheduler.lr_lambdas):
-                group["initial_lr"], group["lr"] = self.config.lr, self.config.lr * factor(self.scheduler.last_epoch)
-        if "weight_decay" in self.config.override:
-            groups[0]["weight_decay"] = self.config.weight_decay
+        _apply_overrides(self.config, self.optimizer, self.scheduler)
         torch.set_rng_state(start.random["torch"])
         if "cuda" in start.random and self.device.type == "cuda":
             torch.cuda.set_rng_state(start.random["cuda"], self.device)
