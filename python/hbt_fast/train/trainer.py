@@ -21,16 +21,13 @@ from hbt_fast.train.card import write_model_card, write_run_config
 from hbt_fast.train.checkpoint import STATE_FILE, CheckpointDirectory, CheckpointError
 from hbt_fast.train.config import TrainConfig
 from hbt_fast.train.evaluation import evaluate_during_training
+from hbt_fast.train.finite import NonFiniteLossError, check_loss, check_parameters
 from hbt_fast.train.inputs import StepInputs, TokenizedCorpus
 from hbt_fast.train.resume import (RUN_CONFIG, Start, drop_log_after, random_state_file, random_states,
                                    starting_point)
 from hbt_fast.train.step import data_parallel, global_batch_gradients, world
 
 __all__ = ["NonFiniteLossError", "Trainer"]
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss or the gradient norm of a step is NaN or infinite; the model was not updated."""
 
 
 class _Sides(torch.nn.Module):
@@ -123,13 +120,10 @@ class Trainer:
         clip = self.config.max_grad_norm
         norm = (torch.nn.utils.clip_grad_norm_(trained, clip) if clip > 0
                 else torch.nn.utils.get_total_norm([p.grad for p in trained]))
-        if not (math.isfinite(result.loss) and math.isfinite(float(norm))):
-            last = self.checkpoints.newest_name()
-            raise NonFiniteLossError(
-                f"step {self.step + 1}: the loss is {result.loss} (gradient norm {float(norm)}); stopped "
-                f"before updating the model; " + (f"the last good checkpoint is {last}" if last else
-                                                  "no checkpoint was written yet"))
+        check_loss(self.step + 1, result.loss, float(norm), self.checkpoints)
         self.optimizer.step()
+        check_parameters(self.step + 1, self.encoder.named_parameters(), self.checkpoints,
+                         f"after the optimizer update (lr {self.config.lr}, weight_decay {self.config.weight_decay})")
         self.scheduler.step()
         self.step += 1
         language = self.corpus.language_names[batch.language] if batch.kind == "xx" else None
@@ -185,6 +179,7 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """``checkpoints/step-N``: model, optimiser, schedule, sampler, random states, settings."""
         step, folder = self.step, self.checkpoints.temporary(self.step)
+        check_parameters(step, self.encoder.named_parameters(), self.checkpoints, "when writing a checkpoint")
 
         def shared_files():
             self.checkpoints.begin(step)
