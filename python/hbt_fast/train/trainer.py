@@ -4,7 +4,6 @@ sampler); :mod:`hbt_fast.train.loop` drives it and callbacks act around the step
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import shutil
 import time
@@ -66,7 +65,7 @@ class Trainer:
             self.corpus.language_ids, self.corpus.group_ids, config.batch_size // self.world_size,
             mode=config.mode, alpha=config.alpha, lang_exponent=config.lang_exponent,
             seed=config.seed, rank=self.rank, world_size=self.world_size)
-        self.total_steps = config.steps or math.ceil(config.epochs * len(self.sampler))
+        self.total_steps = parts.total_steps(config, len(self.sampler))
         self.device = parts.pick_device()
         self.checkpoints = CheckpointDirectory(self.output / "checkpoints", config.keep_checkpoints)
         start = starting_point(config, self.checkpoints, self.output, self.total_steps, self.rank)
