@@ -68,7 +68,8 @@ class Trainer:
         self.total_steps = parts.total_steps(config, len(self.sampler))
         self.device = parts.pick_device()
         self.checkpoints = CheckpointDirectory(self.output / "checkpoints", config.keep_checkpoints)
-        start = starting_point(config, self.checkpoints, self.output, self.total_steps, self.rank)
+        start = starting_point(config, self.checkpoints, self.output, self.total_steps, self.rank,
+                               data_digest=self.corpus.digest)
         torch.manual_seed(config.seed + self.rank)  # before loading: seeds any fresh weights
         self.encoder = parts.load_encoder(config, encoder, start and start.path, self.device)
         self.tokens = TokenizedCorpus(self.corpus, self.encoder, config.hard_negatives)
