@@ -4,6 +4,7 @@ and every misuse ends in one line on stderr with exit code 2, before any model i
 import dataclasses
 import math
 import os
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -187,3 +188,77 @@ def test_any_python_values_give_a_valid_config_or_one_clear_error(values):
     for field in dataclasses.fields(TrainConfig):
         value = getattr(config, field.name)
         assert not isinstance(value, float) or math.isfinite(value)
+
+
+def run_cli(capsys, *flags):
+    """``hbt-fast train`` with a model that does not exist: a setting refused up front says so
+    before anything is loaded; returns (exit code, stderr)."""
+    code = main(["train", *flags])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--epochs", "1e308", r"epochs must be in \(0, 9223372036854775807\] \(the run's step count is a 64-bit"),
+    ("--lr", "1e39", r"lr must be in \(0, 1\] \(AdamW moves each weight by about lr per step"),
+    ("--lr", "1.5", r"lr must be in \(0, 1\]"),
+    ("--temperature", "1e-45", r"temperature must be >= 0.0001 \(.*1 / temperature must stay finite in float16"),
+    ("--temperature", "5e-5", r"temperature must be >= 0.0001"),
+    ("--hard-negatives", str(2**63), r"hard_negatives must be at most 9223372036854775807 \(a signed 64-bit integer\)"),
+    ("--seed", str(2**64), r"seed must be at most 9223372036854775807"),
+    ("--steps", str(2**63), r"steps must be at most 9223372036854775807"),
+    ("--chunk-size", str(2**63), r"chunk_size must be at most 9223372036854775807"),
+    ("--max-passage-length", str(2**64), r"max_passage_length must be at most 9223372036854775807"),
+])
+def test_settings_that_would_crash_later_are_refused_up_front_with_their_bounds(tmp_path, capsys, flag, value,
+                                                                                message):
+    lengths = [] if flag in ("--epochs", "--steps") else ["--steps", "2"]
+    code, error = run_cli(capsys, "--model", str(tmp_path / "no-such-model"), "--train", str(tmp_path / "none.jsonl"),
+                          "--output", str(tmp_path / "run"), *lengths, f"{flag}={value}")
+    assert code == 2
+    assert error.count("\n") == 1 and error.startswith("hbt-fast train: error: ")
+    assert re.search(message, error), error
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_shows_each_bound():
+    text = " ".join(train_parser().format_help().split())
+    assert "InfoNCE temperature (default 0.05); >= 0.0001" in text
+    assert "AdamW learning rate (default 3e-05); in (0, 1]" in text
+
+
+def test_toml_keys_naming_one_setting_twice_are_refused(tmp_path, capsys):
+    config_file = tmp_path / "run.toml"
+    config_file.write_text('model = "m"\ntrain = "t"\noutput = "o"\nsteps = 1\nbatch-size = 8\nbatch_size = 16\n',
+                           encoding="utf-8")
+    code, error = run_cli(capsys, "--config", str(config_file))
+    assert code == 2 and error.count("\n") == 1
+    assert f"{config_file}: 'batch-size' and 'batch_size' both set batch_size; keep one" in error
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("model", "a resumed run continues"), ("preset", "a resumed run continues"),
+    ("prefixes", "a resumed run continues"),
+    ("mode", "the sampler's saved position"), ("alpha", "the sampler's saved position"),
+    ("batch-size", "the sampler's saved position"), ("seed", "the sampler's saved position"),
+    ("lang-exponent", "the sampler's saved position"),
+])
+def test_override_of_a_setting_resume_cannot_change_is_refused_up_front(tmp_path, capsys, name, reason):
+    code, error = run_cli(capsys, "--model", str(tmp_path / "no-such-model"), "--train", "t.jsonl", "--output",
+                          str(tmp_path / "run"), "--steps", "1", "--resume", "--override", f"lr,{name}")
+    assert code == 2 and error.count("\n") == 1
+    assert f"override: {name.replace('-', '_')} cannot change when resuming ({reason}" in error
+    assert not (tmp_path / "run").exists()
+
+
+def test_alpha_is_refused_with_a_mode_that_ignores_it(tmp_path, capsys):
+    assert parse("--steps", "1", "--mode", "xx").alpha == 0.5  # not given: nothing to ignore
+    assert parse("--steps", "1", "--alpha", "0.3").alpha == 0.3
+    with pytest.raises(ValueError, match=r"alpha applies to mode 'hybrid' only; mode 'xx'"):
+        parse("--steps", "1", "--mode", "xx", "--alpha", "0.5")
+    config_file = tmp_path / "run.toml"
+    config_file.write_text('model = "m"\ntrain = "t"\noutput = "o"\nsteps = 1\nmode = "xy"\nalpha = 0.9\n',
+                           encoding="utf-8")
+    code, error = run_cli(capsys, "--config", str(config_file))
+    assert code == 2 and "alpha applies to mode 'hybrid' only; mode 'xy'" in error
+    with pytest.raises(ValueError, match="alpha applies to mode 'hybrid' only"):
+        TrainConfig(model="m", train="t", output="o", steps=1, mode="xx", alpha=0.2).validate()

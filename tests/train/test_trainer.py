@@ -267,6 +267,8 @@ def test_language_without_cross_partner_stops_before_training(tiny_model_dir, tm
         ({"batch_size": 100}, "exceeds"),
         ({"steps": None}, "exactly one of steps and epochs"),
         ({"eval": "beir:/x"}, "eval must look like"),
+        # each of about 9 batches per epoch: a step count beyond 64 bits
+        ({"steps": None, "epochs": 9e18}, r"epochs 9e\+18 of \d+ batches are \d+ steps, more than 9223372036854775807"),
     ],
 )
 def test_bad_settings_raise_before_training(tiny_model_dir, tmp_path, overrides, message):

@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
 
 def read_toml(path: Path) -> dict:
     """The file's settings, each type-checked; errors name the file."""
-    from hbt_fast.train.config import coerce_setting
+    from hbt_fast.train.config import coerce_settings
 
     if sys.version_info >= (3, 11):
         import tomllib
@@ -38,14 +38,10 @@ def read_toml(path: Path) -> dict:
         raise ValueError(f"config file {path} is a folder") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: invalid TOML ({error})") from None
-    settings = {}
-    for key, value in values.items():
-        name = key.replace("-", "_")
-        try:
-            settings[name] = coerce_setting(name, value)
-        except (TypeError, ValueError) as error:
-            raise type(error)(f"{path}: {error}") from None
-    return settings
+    try:
+        return coerce_settings(values)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{path}: {error}") from None
 
 
 def config_from_args(args: argparse.Namespace):

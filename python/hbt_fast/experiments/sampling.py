@@ -147,7 +147,8 @@ def train_and_evaluate(args, model: str, split_dir: Path, run_dir: Path, samplin
     started = time.perf_counter()
     config = TrainConfig(
         model=model, train=str(split_dir / "train.jsonl"), output=str(run_dir), mode=sampling,
-        alpha=args.alpha, batch_size=args.batch_size, lr=args.lr, steps=args.steps, seed=seed,
+        **({"alpha": args.alpha} if sampling == "hybrid" else {}),  # the other modes refuse one
+        batch_size=args.batch_size, lr=args.lr, steps=args.steps, seed=seed,
         freeze_word_embeddings=args.freeze_word_embeddings, max_query_length=args.max_query_length,
         max_passage_length=args.max_passage_length, progress=sys.stderr.isatty(),
         # a run stopped part-way (the whole experiment interrupted) continues from its checkpoint;

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from hbt_fast.data.files import write_text_atomically
+from hbt_fast.train.config import path_locations
 
 __all__ = ["model_card", "run_description", "write_model_card", "write_run_config"]
 
@@ -20,10 +21,12 @@ def run_description(trainer) -> dict:
     corpus = trainer.corpus
     return {
         "config": dataclasses.asdict(trainer.config),
+        "locations": path_locations(trainer.config),  # what a resume compares paths by
         "hbt_fast_version": __version__,
         "world_size": trainer.world_size,
         "total_steps": trainer.total_steps,
         "pairs": len(corpus),
+        "data_digest": corpus.digest,
         "languages": list(corpus.language_names),
         "hard_negatives": len(trainer.tokens.negative_ids),
     }

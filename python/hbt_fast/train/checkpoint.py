@@ -24,6 +24,7 @@ from typing import Callable, Iterator, Optional
 from safetensors import SafetensorError
 
 from hbt_fast.data.files import write_text_atomically
+from hbt_fast.train.finite import non_finite_weights
 
 __all__ = ["CheckpointDirectory", "CheckpointError", "MANIFEST", "STATE_FILE", "listed_files",
            "write_folder", "write_manifest"]
@@ -204,7 +205,8 @@ class CheckpointDirectory:
         for relative, expected in sorted(listed.items()):
             if not isinstance(expected, dict) or sha256_of(folder / relative) != expected.get("sha256"):
                 return f"{relative} does not match its checksum"
-        return None
+        broken = non_finite_weights(folder)
+        return f"{broken} holds non-finite weights" if broken else None
 
     def has_intact(self) -> bool:
         return any(self.damage(folder) is None for folder in self.candidates())

@@ -4,6 +4,7 @@ data checks, encoder, optimizer, schedule."""
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -12,10 +13,11 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from hbt_fast.train.config import TrainConfig, parse_eval_spec
+from hbt_fast.train.config import MAX_INT, TrainConfig, parse_eval_spec
 
 __all__ = ["check_corpus_for_mode", "check_eval_setup", "check_output", "init_distributed",
-           "check_reporting", "load_encoder", "make_optimizer", "make_scheduler", "pick_device", "read_corpus"]
+           "check_reporting", "load_encoder", "make_optimizer", "make_scheduler", "pick_device", "read_corpus",
+           "total_steps"]
 
 
 def init_distributed() -> None:
@@ -85,8 +87,11 @@ def load_encoder(config: TrainConfig, encoder, checkpoint: Optional[Path], devic
     prefixes = dict(STUDY_PREFIXES) if config.prefixes else {
         "query_prefix": config.query_prefix, "passage_prefix": config.passage_prefix}
     if checkpoint is not None:
+        # The model's other settings are fixed on resume (TrainConfig refuses to override them).
+        lengths = {name: getattr(config, name) for name in ("max_query_length", "max_passage_length")
+                   if name in config.override}
         encoder = TextEncoder.from_pretrained(checkpoint / "model", show_progress=False,
-                                              freeze_word_embeddings=config.freeze_word_embeddings)
+                                              freeze_word_embeddings=config.freeze_word_embeddings, **lengths)
     elif encoder is None:
         encoder = TextEncoder.from_pretrained(
             config.model, preset=config.preset, show_progress=False,
@@ -102,6 +107,17 @@ def load_encoder(config: TrainConfig, encoder, checkpoint: Optional[Path], devic
     encoder.to(device)
     encoder.train()
     return encoder
+
+
+def total_steps(config: TrainConfig, batches_per_epoch: int) -> int:
+    """``steps``, or the steps of ``epochs`` sampler epochs: a 64-bit count like ``steps``."""
+    if config.steps is not None:
+        return config.steps
+    steps = math.ceil(config.epochs * batches_per_epoch)
+    if steps > MAX_INT:
+        raise ValueError(f"epochs {config.epochs} of {batches_per_epoch} batches are {steps} steps, more than "
+                         f"{MAX_INT} (the step count is a 64-bit integer)")
+    return steps
 
 
 def make_optimizer(encoder, config: TrainConfig) -> torch.optim.Optimizer:

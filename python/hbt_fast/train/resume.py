@@ -16,6 +16,7 @@ from hbt_fast.train.callbacks import LOG_FILE
 from hbt_fast.data.files import write_text_atomically
 from hbt_fast.train.checkpoint import STATE_FILE, CheckpointDirectory, CheckpointError
 from hbt_fast.train.config import TrainConfig, config_differences
+from hbt_fast.train.step import world
 
 __all__ = ["RUN_CONFIG", "Start", "drop_log_after", "random_state_file", "random_states", "starting_point"]
 
@@ -58,12 +59,13 @@ class Start:
 
 
 def starting_point(config: TrainConfig, checkpoints: CheckpointDirectory, output: Path,
-                   total_steps: int, rank: int) -> Optional[Start]:
+                   total_steps: int, rank: int, data_digest: Optional[str] = None) -> Optional[Start]:
     """None for a fresh run (after clearing what a run killed before its first checkpoint left);
-    the checkpoint to resume from with ``config.resume``."""
+    the checkpoint to resume from with ``config.resume``, which must have the same settings,
+    number of processes and training data (``data_digest``: the corpus's)."""
     if config.resume:
         path = checkpoints.newest_intact()
-        _check_settings(path, config)
+        _check_settings(path, config, data_digest)
         return _read(path, total_steps, rank)
     if checkpoints.has_complete() or (output / "model").exists():
         raise ValueError(f"output {output} already holds a run; pass resume to continue it, or choose "
@@ -78,14 +80,26 @@ def starting_point(config: TrainConfig, checkpoints: CheckpointDirectory, output
     return None
 
 
-def _check_settings(path: Path, config: TrainConfig) -> None:
-    saved = json.loads((path / RUN_CONFIG).read_text(encoding="utf-8"))["config"]
-    changed = [name for name in config_differences(saved, config) if name not in config.override]
+def _check_settings(path: Path, config: TrainConfig, data_digest: Optional[str]) -> None:
+    description = json.loads((path / RUN_CONFIG).read_text(encoding="utf-8"))
+    saved = description["config"]
+    changed = [name for name in config_differences(saved, config, description.get("locations"))
+               if name not in config.override]
     if changed:
         details = ", ".join(f"{name} (saved {saved.get(name)!r}, now {getattr(config, name)!r})"
                             for name in changed)
         raise ValueError(f"resume: settings differ from the run in {path}: {details}; keep them, or "
                          f"name them in override (--override {','.join(changed)}) to change them")
+    saved_size, size = description.get("world_size"), world()[1]
+    if saved_size is not None and saved_size != size:
+        raise ValueError(f"resume: the run in {path} ran on {saved_size} process(es) (world size "
+                         f"{saved_size}), this one on {size}; resume with the same world size "
+                         f"(torchrun --nproc_per_node {saved_size} on one machine)")
+    saved_digest = description.get("data_digest")
+    if saved_digest is not None and data_digest is not None and saved_digest != data_digest:
+        raise ValueError(f"resume: the training data {config.train} differs from the data of the run in "
+                         f"{path} (content digest {data_digest}, saved {saved_digest}); resume with "
+                         "the same pairs, or start a new run")
 
 
 def _read(path: Path, total_steps: int, rank: int) -> Start:

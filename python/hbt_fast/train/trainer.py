@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -20,6 +22,7 @@ from hbt_fast.train.checkpoint import (STATE_FILE, CheckpointDirectory, Checkpoi
                                        write_manifest)
 from hbt_fast.train.config import TrainConfig
 from hbt_fast.train.evaluation import evaluate_during_training
+from hbt_fast.train.finite import NonFiniteLossError, check_loss, check_parameters
 from hbt_fast.train.inputs import StepInputs, TokenizedCorpus
 from hbt_fast.train.resume import (RUN_CONFIG, Start, drop_log_after, random_state_file, random_states,
                                    starting_point)
@@ -27,10 +30,6 @@ from hbt_fast.train.run_folder import check_inputs, claim
 from hbt_fast.train.step import data_parallel, global_batch_gradients, world
 
 __all__ = ["NonFiniteLossError", "Trainer"]
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss or the gradient norm of a step is NaN or infinite; the model was not updated."""
 
 
 def _on_all_ranks(work, world_size: int, failure: Exception) -> None:
@@ -122,10 +121,11 @@ class Trainer:
             self.corpus.language_ids, self.corpus.group_ids, config.batch_size // self.world_size,
             mode=config.mode, alpha=config.alpha, lang_exponent=config.lang_exponent,
             seed=config.seed, rank=self.rank, world_size=self.world_size)
-        self.total_steps = config.steps or math.ceil(config.epochs * len(self.sampler))
+        self.total_steps = parts.total_steps(config, len(self.sampler))
         self.device = parts.pick_device()
         self.checkpoints = CheckpointDirectory(self.output / "checkpoints", config.keep_checkpoints)
-        start = starting_point(config, self.checkpoints, self.output, self.total_steps, self.rank)
+        start = starting_point(config, self.checkpoints, self.output, self.total_steps, self.rank,
+                               data_digest=self.corpus.digest)
         torch.manual_seed(config.seed + self.rank)  # before loading: seeds any fresh weights
         self.encoder = parts.load_encoder(config, encoder, start and start.path, self.device)
         self.tokens = TokenizedCorpus(self.corpus, self.encoder, config.hard_negatives)
@@ -182,13 +182,10 @@ class Trainer:
         clip = self.config.max_grad_norm
         norm = (torch.nn.utils.clip_grad_norm_(trained, clip) if clip > 0
                 else torch.nn.utils.get_total_norm([p.grad for p in trained]))
-        if not (math.isfinite(result.loss) and math.isfinite(float(norm))):
-            last = self.checkpoints.newest_name()
-            raise NonFiniteLossError(
-                f"step {self.step + 1}: the loss is {result.loss} (gradient norm {float(norm)}); stopped "
-                f"before updating the model; " + (f"the last good checkpoint is {last}" if last else
-                                                  "no checkpoint was written yet"))
+        check_loss(self.step + 1, result.loss, float(norm), self.checkpoints)
         self.optimizer.step()
+        check_parameters(self.step + 1, self.encoder.named_parameters(), self.checkpoints,
+                         f"after the optimizer update (lr {self.config.lr}, weight_decay {self.config.weight_decay})")
         self.scheduler.step()
         self.step += 1
         language = self.corpus.language_names[batch.language] if batch.kind == "xx" else None
@@ -246,6 +243,7 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """``checkpoints/step-N``: model, optimiser, schedule, sampler, random states, settings."""
         step, folder = self.step, self.checkpoints.temporary(self.step)
+        check_parameters(step, self.encoder.named_parameters(), self.checkpoints, "when writing a checkpoint")
 
         def shared_files():
             self.checkpoints.begin(step)
