@@ -313,6 +313,15 @@ def _exclusive(lock_path: Path, output: Path):
         handle.close()
 
 
+def _refuse_overlap(output: Path, sources) -> None:
+    """The store neither is, holds, nor sits inside an input."""
+    refuse_overlap(output, {f"training input {i + 1}": s.path for i, s in enumerate(sources)})
+    for source in sources:
+        if source.path.resolve() in output.resolve().parents:
+            raise ValueError(f"output {output} is inside the training data {source.path}; "
+                             "choose an output outside it")
+
+
 def _check_output(output: Path) -> None:
     from hbt_fast.data.token_store.reader import is_token_store
 
@@ -342,7 +351,7 @@ def write_token_store(inputs: Iterable, output, tokenizer, settings, *, tokenize
         raise ValueError(f"chunk_pairs must be a positive integer, got {chunk_pairs!r}")
     sources = expand_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
     output = Path(output)
-    refuse_overlap(output, {f"the training data {s.path}": s.path for s in sources})
+    _refuse_overlap(output, sources)
     _check_output(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = output.with_name(f".{output.name}.preparing")
