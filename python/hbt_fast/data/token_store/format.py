@@ -79,6 +79,10 @@ class AppendableArray:
         self.handle.write(block.tobytes())
         self.length += len(block)
 
+    def abandon(self) -> None:
+        """Close without completing (the file is about to be removed)."""
+        self.handle.close()
+
     def close(self) -> int:
         self.handle.seek(0)
         self.handle.write(_npy_header(self.dtype.str, self.length))

@@ -154,28 +154,36 @@ class _StoreWriter:
 
     # ------------------------------------------------------------------ streaming
     def add(self, chunk) -> None:
-        queries = self._text_ids(chunk.queries, "query")
-        passages = self._text_ids(chunk.passages + chunk.negatives, "passage")
-        self.columns["queries"].append(queries)
-        self.columns["passages"].append(passages[:len(chunk)])
-        self.columns["negatives"].append(passages[len(chunk):])
-        self.columns["negative_offsets"].append(self.negatives + np.cumsum(chunk.negative_counts))
+        pairs, counts = len(chunk), chunk.negative_counts
+        query_ids, query_lengths = self._tokenize(chunk.queries, "query")
+        passage_ids, passage_lengths = self._tokenize(chunk.passages + chunk.negatives, "passage")
+        text_ids = self._text_ids(np.concatenate([query_ids, passage_ids]),
+                                  np.concatenate([query_lengths, passage_lengths]),
+                                  _pair_order(counts))
+        self.columns["queries"].append(text_ids[:pairs])
+        self.columns["passages"].append(text_ids[pairs:2 * pairs])
+        self.columns["negatives"].append(text_ids[2 * pairs:])
+        self.columns["negative_offsets"].append(self.negatives + np.cumsum(counts))
         self.negatives += len(chunk.negatives)
         languages = [self.languages.setdefault(name, len(self.languages)) for name in chunk.languages]
         self.scratch["language_local"].append(languages)
         self.scratch["group_local"].append(self.groups.add(chunk.groups))
-        self.scratch["source"].append(np.full(len(chunk), chunk.source))
+        self.scratch["source"].append(np.full(pairs, chunk.source))
         self.scratch["position"].append(chunk.positions)
-        self.chunk_sizes.append(len(chunk))
+        self.chunk_sizes.append(pairs)
 
-    def _text_ids(self, texts: list, side: str) -> np.ndarray:
-        flat, lengths = tokenize_texts(self.tokenizer, texts, self.settings.prefix(side),
-                                       self.settings.max_length(side))
+    def _tokenize(self, texts: list, side: str):
+        return tokenize_texts(self.tokenizer, texts, self.settings.prefix(side),
+                              self.settings.max_length(side))
+
+    def _text_ids(self, flat: np.ndarray, lengths: np.ndarray, order: np.ndarray) -> np.ndarray:
+        """Text id of each text (``flat`` / ``lengths``); texts new to the store get the next
+        ids in ``order``, so that ids do not depend on how the input was cut into chunks."""
         offsets = np.concatenate([[0], np.cumsum(lengths)])
-        first: dict = {}  # digest -> first position in this chunk (bounded by the chunk)
         digests = _digests(flat, offsets)
-        inverse = np.fromiter((first.setdefault(d, i) for i, d in enumerate(digests)),
-                              dtype=np.int64, count=len(digests))
+        first: dict = {}  # digest -> its first text in `order` (bounded by the chunk)
+        for i in order.tolist():
+            first.setdefault(digests[i], i)
         firsts = np.fromiter(first.values(), dtype=np.int64, count=len(first))
         halves = np.frombuffer(b"".join(first), dtype="<u8").reshape(-1, 2)
         ids = self.index.find(halves[:, 0], halves[:, 1])
@@ -187,9 +195,12 @@ class _StoreWriter:
         self.columns["text_offsets"].append(self.tokens + np.cumsum(lengths[rows]))
         self.texts += len(rows)
         self.tokens += int(lengths[rows].sum())
-        id_of_first = np.empty(len(texts), dtype=np.int64)
-        id_of_first[firsts] = ids
-        return id_of_first[inverse]
+        id_of_first = dict(zip(first.values(), ids.tolist()))
+        return np.fromiter((id_of_first[first[d]] for d in digests), dtype=np.int64, count=len(digests))
+
+    def abandon(self) -> None:
+        for column in (*self.columns.values(), *self.scratch.values()):
+            column.abandon()
 
     # ------------------------------------------------------------------ finishing
     def finish(self, manifest: dict) -> None:
@@ -270,6 +281,17 @@ class _StoreWriter:
             texts, first = np.unique(passages[start:start + READ_BLOCK], return_index=True)
             first_group[texts] = groups[start:start + READ_BLOCK][first]
         return self._write_column("negative_groups", (first_group[block] for block in _blocks(negatives)))
+
+
+def _pair_order(negative_counts: np.ndarray) -> np.ndarray:
+    """Texts laid out as (queries, passages, negatives), visited pair by pair: each pair's query,
+    passage, then its negatives."""
+    pairs = len(negative_counts)
+    offsets = np.concatenate([[0], np.cumsum(negative_counts)])
+    start = 2 * np.arange(pairs) + offsets[:-1]  # the slot of pair i's query
+    slots = np.concatenate([start, start + 1, np.repeat(start + 2 - offsets[:-1], negative_counts)
+                            + np.arange(offsets[-1])])
+    return np.argsort(slots, kind="stable")
 
 
 def _blocks(array: np.ndarray):
@@ -379,11 +401,15 @@ def _prepare(folder, sources, tokenizer, settings, tokenizer_name, columns, chun
                      "max_passage_length": settings.max_passage_length},
     }
     writer = _StoreWriter(folder, tokenizer, settings, sources)
-    with tqdm(total=records_in(sources), desc="prepare", unit="line", disable=not progress,
-              unit_scale=True, smoothing=0.1) as bar:
-        done = [0] * len(sources)
-        for chunk in pair_chunks(sources, columns, chunk_pairs):
-            writer.add(chunk)
-            bar.update(int(chunk.positions[-1]) - done[chunk.source])
-            done[chunk.source] = int(chunk.positions[-1])
+    try:
+        with tqdm(total=records_in(sources), desc="prepare", unit="line", disable=not progress,
+                  unit_scale=True, smoothing=0.1) as bar:
+            done = [0] * len(sources)
+            for chunk in pair_chunks(sources, columns, chunk_pairs):
+                writer.add(chunk)
+                bar.update(int(chunk.positions[-1]) - done[chunk.source])
+                done[chunk.source] = int(chunk.positions[-1])
+    except BaseException:
+        writer.abandon()
+        raise
     writer.finish(manifest)
