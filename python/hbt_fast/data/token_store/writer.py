@@ -20,9 +20,12 @@ import contextlib
 import fcntl
 import hashlib
 import heapq
+import itertools
 import json
 import os
+import queue
 import shutil
+import threading
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
@@ -49,7 +52,7 @@ def tokenize_texts(tokenizer, texts: list, prefix: str, max_length: int):
     encoded = tokenizer([prefix + text for text in texts], truncation=True, max_length=max_length,
                         return_attention_mask=False, return_token_type_ids=False)["input_ids"]
     lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-    flat = np.fromiter((i for ids in encoded for i in ids), dtype=np.uint32, count=int(lengths.sum()))
+    flat = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.uint32, count=int(lengths.sum()))
     return flat, lengths
 
 
@@ -283,6 +286,45 @@ class _StoreWriter:
         return self._write_column("negative_groups", (first_group[block] for block in _blocks(negatives)))
 
 
+def _read_ahead(chunks):
+    """``chunks``, produced by a thread one chunk ahead: reading and validating the next chunk
+    (Python) overlaps tokenizing this one (the fast tokenizer releases the GIL)."""
+    ready: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def offer(item) -> bool:
+        while not stop.is_set():  # the consumer may have stopped: never block for good
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for chunk in chunks:
+                if not offer(("chunk", chunk)):
+                    return
+            offer(("end", None))
+        except BaseException as error:  # noqa: BLE001 - raised again in the consumer
+            offer(("error", error))
+
+    thread = threading.Thread(target=produce, name="prepare-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _pair_order(negative_counts: np.ndarray) -> np.ndarray:
     """Texts laid out as (queries, passages, negatives), visited pair by pair: each pair's query,
     passage, then its negatives."""
@@ -405,7 +447,7 @@ def _prepare(folder, sources, tokenizer, settings, tokenizer_name, columns, chun
         with tqdm(total=records_in(sources), desc="prepare", unit="line", disable=not progress,
                   unit_scale=True, smoothing=0.1) as bar:
             done = [0] * len(sources)
-            for chunk in pair_chunks(sources, columns, chunk_pairs):
+            for chunk in _read_ahead(pair_chunks(sources, columns, chunk_pairs)):
                 writer.add(chunk)
                 bar.update(int(chunk.positions[-1]) - done[chunk.source])
                 done[chunk.source] = int(chunk.positions[-1])
