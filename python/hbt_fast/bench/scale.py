@@ -9,17 +9,19 @@ texts), then each of these runs in a fresh process, so that its peak RSS is its 
 * ``hbt-fast train --train STORE`` for a few steps (wall time, peak RSS);
 * optionally ``hbt-fast train --train FILE``, today's in-memory path (peak RSS), where affordable.
 
-``python -m hbt_fast.bench.scale child ...`` is the child side (not a public interface).
+Peak RSS is each child's own (``os.wait4``); ``python -m hbt_fast.bench.scale OUT tokenize ...``
+is the tokenizer child (not a public interface).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import resource
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -67,15 +69,36 @@ def synthetic_pairs(path: Path, pairs: int, seed: int = 0) -> Path:
     return path
 
 
+CLI = "import sys; from hbt_fast.cli import main; sys.exit(main())"  # what `hbt-fast` runs
+
+
 def _child(command: list, output: Path, timeout: float) -> dict:
+    """Run ``command`` (``["tokenize", ...]`` for :func:`_tokenize_child`, else ``hbt-fast``'s
+    arguments) in a fresh process; its wall time and peak RSS (``wait4``: that child's own)."""
     env = dict(os.environ, TOKENIZERS_PARALLELISM="true")
+    if command[0] == "tokenize":
+        argv = [sys.executable, "-m", "hbt_fast.bench.scale", str(output), *command]
+    else:
+        argv = [sys.executable, "-c", CLI, *command]
+    errors = output.with_suffix(".stderr")
     started = time.perf_counter()
-    process = subprocess.run([sys.executable, "-m", "hbt_fast.bench.scale", "child", str(output), *command],
-                             env=env, timeout=timeout, capture_output=True, text=True)
+    with open(errors, "w") as stderr:
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+                                   start_new_session=True)
+        timer = threading.Timer(timeout, os.killpg, (process.pid, signal.SIGKILL))
+        timer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            timer.cancel()
+        process.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - started
     if process.returncode != 0:
-        raise RuntimeError(f"{command[0]} failed ({process.returncode}): {process.stderr.strip()[-2000:]}")
-    report = json.loads(output.read_text())
-    report["process_s"] = time.perf_counter() - started
+        raise RuntimeError(f"{' '.join(command[:2])} failed ({process.returncode}): "
+                           f"{errors.read_text().strip()[-2000:]}")
+    report = json.loads(output.read_text()) if output.is_file() else {}
+    report.update(seconds=report.get("seconds", seconds), process_s=seconds,
+                  peak_rss_bytes=usage.ru_maxrss * 1024)  # KiB on Linux
     return report
 
 
@@ -87,16 +110,16 @@ def measure(pairs: int, model: str, folder: Path, *, steps: int = 3, in_memory: 
     figures = {"pairs": pairs, "input_bytes": data.stat().st_size}
     figures["tokenizer"] = _child(["tokenize", model, str(data), str(min(pairs, tokenizer_sample))],
                                   folder / "tokenize.json", timeout)
-    figures["prepare"] = _child(["cli", "prepare", "--model", model, "--train", str(data), "--output",
+    figures["prepare"] = _child(["prepare", "--model", model, "--train", str(data), "--output",
                                  str(store), "--no-progress"], folder / "prepare.json", timeout)
     figures["store_bytes"] = sum(p.stat().st_size for p in store.iterdir())
     train = ["--model", model, "--steps", str(steps), "--batch-size", str(BATCH_SIZE), "--no-progress",
              "--save-every", "0", "--log-every", "1"]
-    figures["train_store"] = _child(["cli", "train", "--train", str(store), "--output", str(folder / "run-store"),
+    figures["train_store"] = _child(["train", "--train", str(store), "--output", str(folder / "run-store"),
                                      *train], folder / "train-store.json", timeout)
     figures["train_store"]["steps"] = _steps(folder / "run-store")
     if in_memory:
-        figures["train_memory"] = _child(["cli", "train", "--train", str(data), "--output",
+        figures["train_memory"] = _child(["train", "--train", str(data), "--output",
                                           str(folder / "run-memory"), *train], folder / "train-memory.json", timeout)
         figures["train_memory"]["steps"] = _steps(folder / "run-memory")
     return figures
@@ -162,10 +185,6 @@ def run(quick: bool = False, sizes: Optional[list] = None) -> list:
 # ------------------------------------------------------------------ child side
 
 
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-
-
 def _tokenize_child(model: str, data: str, limit: int) -> dict:
     """The tokenizer's own batch call on the first ``limit`` pairs' texts, chunked as a
     preparation chunks them, with ``hbt-fast train``'s default settings."""
@@ -189,21 +208,6 @@ def _tokenize_child(model: str, data: str, limit: int) -> dict:
     return {"pairs": len(queries), "seconds": time.perf_counter() - started}
 
 
-def _main(argv: list) -> None:
-    _, output, kind, *rest = argv
-    started = time.perf_counter()
-    if kind == "tokenize":
-        report = _tokenize_child(rest[0], rest[1], int(rest[2]))
-    else:
-        from hbt_fast.cli import main
-
-        code = main(rest)
-        if code:
-            raise SystemExit(code)
-        report = {"seconds": time.perf_counter() - started}
-    report["peak_rss_bytes"] = _peak_rss_bytes()
-    Path(output).write_text(json.dumps(report))
-
-
 if __name__ == "__main__":
-    _main(sys.argv[1:])
+    _output, _, _model, _data, _limit = sys.argv[1:]
+    Path(_output).write_text(json.dumps(_tokenize_child(_model, _data, int(_limit))))
