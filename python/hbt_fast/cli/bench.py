@@ -16,7 +16,9 @@ from hbt_fast._outputs import refuse_overlap
 
 # Suites in the order they run; each module offers run(quick) -> list[Result].
 SUITES = {"sampler": "hbt_fast.bench.sampler", "loss": "hbt_fast.bench.loss",
-          "evaluate": "hbt_fast.bench.evaluate"}
+          "evaluate": "hbt_fast.bench.evaluate", "scale": "hbt_fast.bench.scale"}
+# Minutes to hours (it prepares and trains at 10^4 and 10^6 pairs): only when asked for.
+OPT_IN_SUITES = ("scale",)
 # /proc/cpuinfo flags worth naming: they decide which kernels BLAS and torch pick.
 VECTOR_EXTENSIONS = (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("amx_tile", "AMX"))
 
@@ -30,7 +32,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--quick", action="store_true", help="small workloads (under a minute)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--suite", action="append", choices=sorted(SUITES),
-                        help="run only this suite (repeatable; default: all)")
+                        help="run only this suite (repeatable; default: all but scale)")
     parser.set_defaults(func=run)
 
 
@@ -97,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"--json {args.json}: folder {json_path.parent} does not exist")
         if json_path.is_dir():
             raise CommandError(f"--json {args.json} is a folder; give a file name")
-    suites = [SUITES[name] for name in SUITES if not args.suite or name in args.suite]
+    suites = [SUITES[name] for name in SUITES
+              if name in (args.suite or [n for n in SUITES if n not in OPT_IN_SUITES])]
     results = []
     for suite in tqdm(suites, desc="hbt-fast bench", unit="suite", file=sys.stderr):
         results.extend(importlib.import_module(suite).run(quick=args.quick))

@@ -1,7 +1,8 @@
 """Reading and writing files safely: decoding errors name file and line; outputs appear whole.
 
-* :func:`text_lines` yields ``(line_number, text)`` of a UTF-8 text file; a byte sequence that
-  is not UTF-8 raises ``ValueError("<file>:<line>: not valid UTF-8 ...")``.
+* :func:`text_lines` yields ``(line_number, text)`` of a UTF-8 text file (gzip-compressed when
+  its name ends in ``.gz``); a byte sequence that is not UTF-8 raises
+  ``ValueError("<file>:<line>: not valid UTF-8 ...")``, a damaged ``.gz`` names the file and line.
 * :func:`read_json` reads one JSON document with the same guarantee for decoding and syntax;
   :func:`json_record` parses one JSONL line into an object. Both refuse a string holding a lone
   surrogate (a ``\\ud800`` escape without its pair): it is no character, cannot be written as
@@ -15,9 +16,11 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import Iterator, Mapping, Optional, Union
 
@@ -49,8 +52,18 @@ def text_lines(path: PathLike) -> Iterator[tuple[int, str]]:
     never splits it: line numbers agree with ``wc -l`` and line-aligned files stay aligned.
     """
     path = Path(path)
-    with open(path, "rb") as handle:
-        for line_number, raw in enumerate(handle, start=1):
+    compressed = path.suffix.lower() == ".gz"
+    with (gzip.open if compressed else open)(path, "rb") as handle:
+        line_number = 0
+        while True:
+            try:
+                raw = handle.readline()
+            except (OSError, EOFError, zlib.error) as error:  # a damaged or truncated .gz
+                raise ValueError(f"{path}:{line_number + 1}: not a readable gzip file "
+                                 f"({error})") from None
+            if not raw:
+                return
+            line_number += 1
             if raw.endswith(b"\n"):
                 raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
             yield line_number, _decode(raw, path, line_number)

@@ -47,9 +47,17 @@ def check_output(output: Path) -> None:
 
 
 def read_corpus(config: TrainConfig):
-    """JSONL, Parquet or a ``datasets.save_to_disk`` folder, with ``config.columns`` mapping."""
+    """A token store folder (``hbt-fast prepare``), memory-mapped and checked; else JSONL,
+    Parquet or a ``datasets.save_to_disk`` folder, with ``config.columns`` mapping."""
     from hbt_fast.data import read_pairs
+    from hbt_fast.train.store_inputs import open_store
 
+    store = open_store(config.train)
+    if store is not None:
+        if config.columns:
+            raise ValueError(f"columns apply when a store is prepared; {config.train} is a prepared "
+                             "token store (give columns to hbt-fast prepare)")
+        return store
     columns = dict(entry.split("=", 1) for entry in config.columns) or None
     return read_pairs(config.train, columns)
 

@@ -92,7 +92,7 @@ class TrainConfig:
     model: str = setting("Hugging Face name or local path (or a model saved by hbt-fast train)",
                          fixed=MODEL_FIXED, path=True)
     train: str = setting("training pairs: JSONL (group/lang/query/passage[/negatives]), Parquet, "
-                         "or a datasets.save_to_disk folder", path=True)
+                         "a datasets.save_to_disk folder, or a token store (hbt-fast prepare)", path=True)
     output: str = setting("run folder: checkpoints, logs, run_config.json, model/ and best/", path=True)
     columns: tuple = setting("where the training data keeps each field, comma-separated field=column "
                              "(e.g. query=question,lang=language)", ())

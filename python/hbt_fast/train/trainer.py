@@ -23,11 +23,12 @@ from hbt_fast.train.checkpoint import (STATE_FILE, CheckpointDirectory, Checkpoi
 from hbt_fast.train.config import TrainConfig
 from hbt_fast.train.evaluation import evaluate_during_training
 from hbt_fast.train.finite import NonFiniteLossError, check_loss, check_parameters
-from hbt_fast.train.inputs import StepInputs, TokenizedCorpus
+from hbt_fast.train.inputs import StepInputs
 from hbt_fast.train.resume import (RUN_CONFIG, Start, drop_log_after, random_state_file, random_states,
                                    starting_point)
 from hbt_fast.train.run_folder import check_inputs, claim
 from hbt_fast.train.step import data_parallel, global_batch_gradients, world
+from hbt_fast.train.store_inputs import step_inputs_source
 
 __all__ = ["NonFiniteLossError", "Trainer"]
 
@@ -128,7 +129,7 @@ class Trainer:
                                data_digest=self.corpus.digest)
         torch.manual_seed(config.seed + self.rank)  # before loading: seeds any fresh weights
         self.encoder = parts.load_encoder(config, encoder, start and start.path, self.device)
-        self.tokens = TokenizedCorpus(self.corpus, self.encoder, config.hard_negatives)
+        self.tokens = step_inputs_source(self.corpus, self.encoder, config.hard_negatives)
         from hbt_fast.losses import InfoNCELoss
 
         self.loss_fn = InfoNCELoss(temperature=config.temperature, symmetric=config.symmetric)

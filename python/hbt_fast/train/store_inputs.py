@@ -1,0 +1,90 @@
+"""Step inputs read from a token store: the same :class:`StepInputs` as
+:class:`hbt_fast.train.inputs.TokenizedCorpus` gives for the same pairs, with nothing per pair
+in memory (a step gathers its rows' ids from the memory-mapped store).
+
+Hard negatives: the first ``hard_negatives`` of each pair's negatives (all when None); each
+gets the group the store recorded (that of the first pair whose passage has the same token
+ids), else a group of its own that no query shares, as in the in-memory path.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from hbt_fast.data.token_store import TokenStore, is_token_store
+from hbt_fast.data.token_store.format import ranges
+from hbt_fast.train.inputs import StepInputs, TokenizedCorpus
+
+__all__ = ["StoreInputs", "open_store", "step_inputs_source"]
+
+COUNT_BLOCK = 1 << 20
+
+
+def open_store(path) -> Optional[TokenStore]:
+    """The token store at ``path`` (checked in full: sizes and SHA-256), or None when ``path``
+    is not a store folder."""
+    return TokenStore(path, verify=True) if is_token_store(path) else None
+
+
+def step_inputs_source(corpus, encoder, hard_negatives: Optional[int]):
+    """What turns a sampler batch into :class:`StepInputs` for ``corpus``: a store is read as
+    it is, any other corpus is tokenised in memory."""
+    if isinstance(corpus, TokenStore):
+        return StoreInputs(corpus, encoder, hard_negatives)
+    return TokenizedCorpus(corpus, encoder, hard_negatives)
+
+
+class _SelectedNegatives:
+    """How many negatives a run uses (``len``, as of ``TokenizedCorpus.negative_ids``, which
+    the model card reports); counted in blocks of rows, never held per negative."""
+
+    def __init__(self, inputs: "StoreInputs"):
+        pairs = len(inputs.store)
+        self.length = sum(int(inputs.counts(np.arange(start, min(start + COUNT_BLOCK, pairs))).sum())
+                          for start in range(0, pairs, COUNT_BLOCK))
+
+    def __len__(self) -> int:
+        return self.length
+
+
+class StoreInputs:
+    """Sampler batches to :class:`StepInputs` from ``store``, after checking that the store
+    was prepared with ``encoder``'s tokenizer, prefixes and maximum lengths."""
+
+    def __init__(self, store: TokenStore, encoder, hard_negatives: Optional[int] = None):
+        store.check_tokenization(encoder.tokenizer, encoder.settings, run="the run's model")
+        self.store, self.hard_negatives = store, hard_negatives
+        self.corpus = store
+        # Negatives of no pair's passage get groups past every pair's group.
+        self.own_group = store.num_groups
+        self.negative_ids = _SelectedNegatives(self)
+
+    @property
+    def has_negatives(self) -> bool:
+        return len(self.negative_ids) > 0
+
+    def counts(self, rows: np.ndarray) -> np.ndarray:
+        offsets = self.store.negative_offsets
+        counts = np.asarray(offsets[rows + 1]) - np.asarray(offsets[rows])
+        return counts if self.hard_negatives is None else np.minimum(counts, self.hard_negatives)
+
+    def step_inputs(self, query_rows: np.ndarray, passage_rows: np.ndarray) -> StepInputs:
+        store = self.store
+        query_rows = np.asarray(query_rows, dtype=np.int64)
+        passage_rows = np.asarray(passage_rows, dtype=np.int64)
+        query_ids = store.token_ids(store.query_text_ids[query_rows])
+        passage_ids = store.token_ids(store.passage_text_ids[passage_rows])
+        if not self.has_negatives:
+            return StepInputs(query_ids, passage_ids, None, None)
+        negatives = ranges(np.asarray(store.negative_offsets[passage_rows]), self.counts(passage_rows))
+        passage_ids += store.token_ids(store.negative_text_ids[negatives])
+        recorded = np.asarray(store.negative_groups[negatives])
+        negative_groups = np.where(recorded >= 0, recorded, self.own_group + negatives)
+        groups = store.group_ids
+        query_groups = torch.as_tensor(np.asarray(groups[query_rows]), dtype=torch.int64)
+        passage_groups = torch.as_tensor(
+            np.concatenate([np.asarray(groups[passage_rows]), negative_groups]), dtype=torch.int64)
+        return StepInputs(query_ids, passage_ids, query_groups, passage_groups)
