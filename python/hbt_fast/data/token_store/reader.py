@@ -130,6 +130,12 @@ class TokenStore:
         return self.manifest["source"]["digest"]
 
     @property
+    def digest(self) -> str:
+        """What ``--resume`` compares, as for a corpus read from files: the inputs' bytes (texts
+        included) and column mapping the store was made from."""
+        return self.source_digest
+
+    @property
     def has_negatives(self) -> bool:
         return len(self.negative_text_ids) > 0
 

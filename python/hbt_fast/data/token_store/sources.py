@@ -16,8 +16,8 @@ from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
-from hbt_fast.data.files import text_lines
-from hbt_fast.data.pairs import FIELDS, NEGATIVES, CorpusBuilder, _parse_line, check_columns
+from hbt_fast.data.files import json_record, text_lines
+from hbt_fast.data.pairs import FIELDS, NEGATIVES, CorpusBuilder, check_columns
 from hbt_fast.data.tables import JSONL_SUFFIXES, PARQUET_SUFFIXES
 
 __all__ = ["PairChunk", "PairSource", "expand_inputs", "inputs_digest", "pair_chunks", "records_in"]
@@ -176,7 +176,7 @@ def _jsonl_records(source: PairSource):
     for line_number, line in text_lines(source.path):
         if line.strip():
             where = source.where(line_number)
-            yield _parse_line(line, where), where, line_number, "line"
+            yield json_record(line, where), where, line_number, "line"
 
 
 def _check_table_columns(available, columns: dict, source: PairSource) -> list:
