@@ -286,3 +286,8 @@ def test_training_runs_across_epochs_with_fresh_batches(tiny_model_dir, tmp_path
     assert all(0 < r["loss_s"] < r["seconds"] and 0 < r["sampler_s"] < r["seconds"] for r in records)
     timing = trainer.callbacks[0]
     assert timing.pairs == 20 * 8 and math.isclose(timing.seconds, sum(r["seconds"] for r in records))
+
+
+def test_mixed_batches_are_logged_as_mixed(tiny_model_dir, tmp_path):
+    make_trainer(tiny_model_dir, tmp_path, steps=2, mode="mixed").train()
+    assert [r["batch"] for r in log_records(tmp_path) if "loss" in r] == ["mixed", "mixed"]

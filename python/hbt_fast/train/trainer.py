@@ -191,7 +191,7 @@ class Trainer:
         self.step += 1
         language = self.corpus.language_names[batch.language] if batch.kind == "xx" else None
         return {"step": self.step, "epoch": self.sampler.epoch, "loss": result.loss,
-                "lr": self.scheduler.get_last_lr()[0], "batch": f"xx:{language}" if language else "xy",
+                "lr": self.scheduler.get_last_lr()[0], "batch": f"xx:{language}" if language else batch.kind,
                 "seconds": time.perf_counter() - started, "loss_s": result.loss_seconds}
 
     def train(self) -> Optional[dict]:
