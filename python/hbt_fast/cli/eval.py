@@ -7,8 +7,11 @@ import argparse
 import json
 from pathlib import Path
 
+from hbt_fast.models.settings import PRESETS as PRESET_SETTINGS
+
+PRESETS = tuple(PRESET_SETTINGS)
+
 TASKS = ("xquad-r", "mlqa-r", "tatoeba", "miracl")
-PRESETS = ("xlmr", "labse", "e5")
 BASELINE = "hashed-ngrams"
 
 

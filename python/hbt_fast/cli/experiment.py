@@ -9,13 +9,14 @@ import time
 from pathlib import Path
 
 from hbt_fast.data.files import write_text_atomically
+from hbt_fast.models.settings import PRESETS
 from hbt_fast.experiments import sampling
 from hbt_fast.experiments.sampling import (
     TATOEBA_LOW_RESOURCE, TATOEBA_XQUAD_LANGUAGES, data_root, default_model, model_name,
     run_experiment)
 
 # Spelled out rather than imported from hbt_fast.models, so `hbt-fast --help` needs no torch.
-PRESET_CHOICES = ("xlmr", "labse", "e5")
+PRESET_CHOICES = tuple(PRESETS)
 TATOEBA_DEFAULT = [*TATOEBA_XQUAD_LANGUAGES, *TATOEBA_LOW_RESOURCE]
 FULL = {"steps": 100, "seeds": [0, 1, 2], "eval_fraction": 0.25, "languages": None,
         "tatoeba_languages": TATOEBA_DEFAULT, "batch_size": 32, "max_query_length": 48,

@@ -23,18 +23,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
+from hbt_fast.evaluate.keys import higher_is_better
+from hbt_fast.evaluate.lareqa import metric_names as lareqa_metric_names
+from hbt_fast.models.settings import PRESETS as PRESET_SETTINGS
+
 __all__ = ["EVAL_METRICS", "EVAL_TASKS", "MAX_INT", "MODES", "PRESETS", "REPORT_TO", "Bounds",
            "TrainConfig", "add_config_arguments", "coerce_settings", "config_differences",
            "parse_eval_spec", "path_locations"]
 
 MODES = ("xx", "xy", "hybrid", "mixed")
-PRESETS = ("xlmr", "labse", "e5")
+PRESETS = tuple(PRESET_SETTINGS)
 REPORT_TO = ("jsonl", "tensorboard", "none")
 EVAL_TASKS = ("xquad-r", "mlqa-r")
-# Metrics evaluate_lareqa reports, and whether a higher value is better.
-EVAL_METRICS = {"mono/map@20": True, "mono/recall@1": True, "cross/map@20": True,
-                "cross/recall@1": True, "multi/map@20": True, "multi/recall@10": True,
-                "multi/rank_distance": False}
+# Metrics evaluate_lareqa reports, and whether a higher value is better (owned by evaluate).
+EVAL_METRICS = {name: higher_is_better(name) for name in lareqa_metric_names()}
 
 
 # Steps, seeds and counts are 64-bit integers in torch and in the C++ sampler.
