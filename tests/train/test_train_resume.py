@@ -87,6 +87,7 @@ def test_resume_compares_the_locations_paths_name_not_their_spelling(tiny_model_
     for output in ("runs/first", "./runs/../runs/first", "latest"):
         resumed = make_trainer(tiny_model_dir, output, train="data.jsonl", steps=2, resume=True)
         assert resumed.step == 2, output
+        resumed.close()  # one run at a time: release the folder's lock for the next spelling
     (tmp_path / "other.jsonl").write_text("", encoding="utf-8")
     with pytest.raises(ValueError, match=r"settings differ .*: train \(saved '.*data.jsonl', now 'other.jsonl'\)"):
         make_trainer(tiny_model_dir, "runs/first", train="other.jsonl", steps=2, resume=True)

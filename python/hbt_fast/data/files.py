@@ -20,13 +20,14 @@ import gzip
 import json
 import os
 import re
+import shutil
 import zlib
 from pathlib import Path
 from typing import Iterator, Mapping, Optional, Union
 
 from hbt_fast._outputs import refuse_overlap
 
-__all__ = ["atomic_output", "check_no_lone_surrogate", "json_record", "read_json",
+__all__ = ["atomic_output", "replace_folder", "check_no_lone_surrogate", "json_record", "read_json",
            "refuse_overlap", "text_lines", "write_text_atomically"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -188,6 +189,33 @@ def atomic_output(path: PathLike, mode: str = "w"):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+
+
+def replace_folder(temporary: PathLike, target: PathLike, previous: Optional[PathLike] = None) -> None:
+    """Put the complete folder ``temporary`` in ``target``'s place, the folder counterpart of
+    :func:`atomic_output`: an existing ``target`` is first moved to ``previous`` (default
+    ``.<target>.old`` beside it) and deleted only once the new folder is in place; if the final
+    rename fails, the old folder is put back. Readers see the old folder or the new one, never a
+    half-written one. Checking that ``target`` may be replaced is the caller's business."""
+    temporary, target = Path(temporary), Path(target)
+    previous = Path(previous) if previous is not None else target.with_name(f".{target.name}.old")
+    _remove(previous)
+    if os.path.lexists(target):
+        os.replace(target, previous)
+    try:
+        os.replace(temporary, target)
+    except BaseException:
+        if os.path.lexists(previous) and not os.path.lexists(target):
+            os.replace(previous, target)
+        raise
+    _remove(previous)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        path.unlink()
 
 
 def write_text_atomically(path: PathLike, text: str) -> None:

@@ -22,6 +22,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from hbt_fast.data.files import replace_folder
+
 __all__ = ["DESCRIPTION", "MODEL_SHA256", "RECORD", "check_output", "convert", "source_file"]
 
 DESCRIPTION = "multilingual-e5-small at Q4_0 fidelity"
@@ -138,10 +140,7 @@ def _write_atomically(encoder, output: Path, overwrite: bool, check: dict) -> Pa
              "files": sorted([*_files_under(staging), RECORD])}, indent=2) + "\n", encoding="utf-8")
         if output.exists() and overwrite:
             _check_replaceable(output, "output_dir")  # again: it may have changed meanwhile
-            retired = Path(tempfile.mkdtemp(prefix=f".{output.name}.old.", dir=output.parent))
-            os.replace(output, retired / output.name)
-            shutil.rmtree(retired)
-        os.replace(staging, output)
+        replace_folder(staging, output)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Optional
 
 from safetensors import SafetensorError
 
-from hbt_fast.data.files import write_text_atomically
+from hbt_fast.data.files import replace_folder, write_text_atomically
 from hbt_fast.train.finite import non_finite_weights
 
 __all__ = ["CheckpointDirectory", "CheckpointError", "MANIFEST", "STATE_FILE", "listed_files",
@@ -65,25 +65,16 @@ def write_manifest(folder: Path, **fields) -> None:
 def write_folder(target: Path, fill: Callable[[Path], None]) -> Path:
     """``fill(folder)`` writes a folder beside ``target``, which, with its manifest, then takes
     ``target``'s place. A failed write leaves ``target`` as it was and no temporary folder."""
-    temporary, previous = (target.with_name(f".{target.name}.{kind}") for kind in ("tmp", "old"))
+    temporary = target.with_name(f".{target.name}.tmp")
     try:
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir(parents=True)
         fill(temporary)
         write_manifest(temporary)
-        shutil.rmtree(previous, ignore_errors=True)
-        if target.exists():
-            os.replace(target, previous)
-        try:
-            os.replace(temporary, target)
-        except OSError:
-            if previous.exists() and not target.exists():
-                os.replace(previous, target)
-            raise
+        replace_folder(temporary, target)
     except WRITE_FAILURES as error:
         shutil.rmtree(temporary, ignore_errors=True)
         raise CheckpointError(f"writing {target} failed: {_reason(error)}") from error
-    shutil.rmtree(previous, ignore_errors=True)
     return target
 
 

@@ -31,7 +31,7 @@ from typing import Iterable, Mapping, Optional
 
 import numpy as np
 
-from hbt_fast.data.files import refuse_overlap
+from hbt_fast.data.files import refuse_overlap, replace_folder
 from hbt_fast.data.token_store.format import (
     ARRAYS, FORMAT, GROUP_NAMES, MANIFEST, VERSION, AppendableArray, file_sha256, ranges,
     tokenizer_fingerprint)
@@ -393,15 +393,6 @@ def _check_output(output: Path) -> None:
         raise ValueError(f"output {output} exists and is not a token store; choose a new folder")
 
 
-def _replace(temporary: Path, output: Path) -> None:
-    previous = output.with_name(f".{output.name}.replaced")
-    shutil.rmtree(previous, ignore_errors=True)
-    if output.exists():
-        os.replace(output, previous)
-    os.replace(temporary, output)
-    shutil.rmtree(previous, ignore_errors=True)
-
-
 def write_token_store(inputs: Iterable, output, tokenizer, settings, *, tokenizer_name: str,
                       columns: Optional[Mapping[str, str]] = None,
                       chunk_pairs: int = DEFAULT_CHUNK_PAIRS, progress: bool = True) -> Path:
@@ -424,7 +415,7 @@ def write_token_store(inputs: Iterable, output, tokenizer, settings, *, tokenize
         temporary.mkdir()
         try:
             _prepare(temporary, sources, tokenizer, settings, tokenizer_name, columns, chunk_pairs, progress)
-            _replace(temporary, output)
+            replace_folder(temporary, output)
         finally:
             shutil.rmtree(temporary, ignore_errors=True)
     return output
