@@ -214,3 +214,18 @@ def test_multi_recall_counts_only_the_top_ten(tmp_path):
     result = score_lareqa(data, np.ones((1, 1)), candidates)
     assert result["multi"]["recall@10"] == 0.0 and result["mono"]["recall@1"] == 0.0
     assert result["multi"]["map@20"] == pytest.approx(1 / 11)
+
+
+def test_candidate_text_reaches_the_encoder_and_the_settings(one_language):
+    """With "sentence_context" each candidate is its sentence followed by its paragraph."""
+    class Recorder(TableEncoder):
+        passages = []
+
+        def encode_passages(self, texts):
+            self.passages.extend(texts)
+            return np.ones((len(texts), 2), dtype=np.float32)
+
+    encoder = Recorder()
+    result = evaluate_lareqa(encoder, one_language, candidate_text="sentence_context")
+    assert encoder.passages == ["A0. A0. A1.", "A1. A0. A1."]
+    assert result["candidate_text"] == "sentence_context"
