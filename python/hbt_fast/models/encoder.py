@@ -19,7 +19,7 @@ import torch
 from hbt_fast.models.buckets import DEFAULT_CALL_COST, length_buckets
 from hbt_fast.models.head import PoolingHead
 from hbt_fast.models.loading import SETTINGS_FILE, resolve
-from hbt_fast.models.long_texts import token_ids
+from hbt_fast.data.long_texts import token_ids
 from hbt_fast.models.sentence_transformers_format import write_layout
 from hbt_fast.models.settings import SIDES, EncoderSettings
 

@@ -77,7 +77,8 @@ def token_ids(tokenizer, texts: Sequence[str], max_length: int) -> list:
     list per text, each text first cut to :func:`character_bound` characters."""
     bound = character_bound(max_length)
     kept = [cut_text(text, bound) for text in texts]
-    encoded = tokenizer(kept, truncation=True, max_length=max_length)["input_ids"]
+    encoded = tokenizer(kept, truncation=True, max_length=max_length, return_attention_mask=False,
+                        return_token_type_ids=False)["input_ids"]
     ids = [list(row) for row in encoded]
     for text, part, row in zip(texts, kept, ids):
         if part is not text and len(row) < max_length and _cut_losing_words(text, part):
