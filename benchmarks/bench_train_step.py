@@ -66,7 +66,7 @@ class StepTimes(Callback):
     def __init__(self):
         self.records = []
 
-    def on_step_end(self, trainer, record):
+    def on_step_end(self, state, record):
         self.records.append(record)
 
 

@@ -61,7 +61,7 @@ def ours(model: str, corpus, batch_size: int, steps: int, output: Path, bucket_c
         def __init__(self):
             self.ends, self.losses = [], []
 
-        def on_step_end(self, trainer, record):
+        def on_step_end(self, state, record):
             self.ends.append((time.perf_counter(), time.process_time()))
             self.losses.append(record["loss"])
 

@@ -23,8 +23,8 @@ class StopAt(Callback):
     def __init__(self, step):
         self.step = step
 
-    def on_step_end(self, trainer, record):
-        if trainer.step == self.step:
+    def on_step_end(self, state, record):
+        if state.step == self.step:
             raise KeyboardInterrupt
 
 

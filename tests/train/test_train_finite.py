@@ -42,16 +42,17 @@ class DecayAfter(Callback):
     """From step ``step`` on (its checkpoint written), a weight decay that overflows the weights."""
 
     def __init__(self, step):
-        self.step = step
+        self.step, self.optimizer = step, None  # the trainer's, given once it is built
 
-    def on_step_end(self, trainer, record):
-        if trainer.step == self.step:
-            trainer.optimizer.param_groups[0]["weight_decay"] = 1e300
+    def on_step_end(self, state, record):
+        if state.step == self.step:
+            self.optimizer.param_groups[0]["weight_decay"] = 1e300
 
 
 def test_the_error_names_the_newest_checkpoint_with_finite_weights(tiny_model_dir, tmp_path):
     trainer = make_trainer(tiny_model_dir, tmp_path, steps=4, save_every=1, keep_checkpoints=3,
-                           callbacks=[DecayAfter(2)])
+                           callbacks=[decay := DecayAfter(2)])
+    decay.optimizer = trainer.optimizer
     with pytest.raises(NonFiniteLossError, match=r"^step 3: parameter \S+ is not finite after the optimizer "
                                                  r"update .*; the last good checkpoint is step-00000002$"):
         trainer.train()
@@ -80,7 +81,8 @@ def test_a_checkpoint_with_non_finite_weights_is_not_good(tiny_model_dir, tmp_pa
     with pytest.warns(UserWarning, match=rf"resuming from step-00000002: skipped step-00000004 \(model/model"
                                          rf".safetensors:{name} holds non-finite weights\)"):
         resumed = make_trainer(tiny_model_dir, tmp_path, steps=6, resume=True, override=("steps",),
-                               callbacks=[DecayAfter(3)])
+                               callbacks=[decay := DecayAfter(3)])
+    decay.optimizer = resumed.optimizer
     assert resumed.step == 2
     # step-00000004 is still the newest folder, but not a good one.
     with pytest.raises(NonFiniteLossError, match="step 4: .*the last good checkpoint is step-00000002$"):

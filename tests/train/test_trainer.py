@@ -39,8 +39,8 @@ class CrashAt(Callback):
     def __init__(self, step):
         self.step = step
 
-    def on_step_end(self, trainer, record):
-        if trainer.step == self.step:
+    def on_step_end(self, state, record):
+        if state.step == self.step:
             raise Crash()
 
 
@@ -115,8 +115,8 @@ def test_a_run_stopped_before_its_first_checkpoint_can_start_again(tiny_model_di
 
 def test_a_non_finite_loss_stops_at_its_step_keeping_the_checkpoint(tiny_model_dir, tmp_path):
     class PoisonWeights(Callback):
-        def on_step_end(self, trainer, record):
-            if trainer.step == 2:
+        def on_step_end(self, state, record):  # reads the trainer made below
+            if state.step == 2:
                 with torch.no_grad():
                     next(trainer.encoder.parameters()).fill_(float("nan"))
 
@@ -284,7 +284,7 @@ def test_training_runs_across_epochs_with_fresh_batches(tiny_model_dir, tmp_path
     assert [r["epoch"] for r in records] == [step // per_epoch for step in range(20)]
     # Every timing is a measured duration within its step.
     assert all(0 < r["loss_s"] < r["seconds"] and 0 < r["sampler_s"] < r["seconds"] for r in records)
-    timing = trainer.callbacks[0]
+    timing = trainer.own_callbacks[0]
     assert timing.pairs == 20 * 8 and math.isclose(timing.seconds, sum(r["seconds"] for r in records))
 
 

@@ -3,22 +3,23 @@
 * :mod:`~hbt_fast.train.config`: :class:`TrainConfig`, every setting once (CLI flags come from it);
 * :mod:`~hbt_fast.train.step`: the global batch's gradients as a function (gather, fused loss,
   GradCache, DistributedDataParallel reduction), usable without the trainer;
-* :mod:`~hbt_fast.train.loop`: sampler -> step -> optimiser -> callbacks;
-* :mod:`~hbt_fast.train.callbacks`: timing, progress, logging (JSONL, TensorBoard),
-  checkpoints, evaluation;
+* :mod:`~hbt_fast.train.callbacks`: timing, progress, logging (JSONL, TensorBoard), which
+  observe the steps through a :class:`TrainerState`;
 * :mod:`~hbt_fast.train.checkpoint`: the checkpoint folder (checksummed, verified on resume);
-* :mod:`~hbt_fast.train.trainer`: :class:`Trainer`, which holds a run together.
+* :mod:`~hbt_fast.train.trainer`: :class:`Trainer`, which holds a run together and owns its
+  loop (sampler -> step -> optimiser -> callbacks, checkpoints and evaluations on schedule).
 """
 
 from hbt_fast.train.callbacks import Callback
 from hbt_fast.train.checkpoint import CheckpointDirectory, CheckpointError
 from hbt_fast.train.components import init_distributed
 from hbt_fast.train.config import TrainConfig
+from hbt_fast.train.state import TrainerState
 from hbt_fast.train.step import StepResult, data_parallel, global_batch_gradients
 from hbt_fast.train.trainer import NonFiniteLossError, Trainer
 
 __all__ = ["Callback", "CheckpointDirectory", "CheckpointError", "NonFiniteLossError", "StepResult",
-           "TrainConfig", "Trainer", "data_parallel", "global_batch_gradients", "init_distributed",
+           "TrainConfig", "Trainer", "TrainerState", "data_parallel", "global_batch_gradients", "init_distributed",
            "train"]
 
 

@@ -1,10 +1,14 @@
-"""Callbacks: what happens around the steps (timing, progress, logging, checkpoints, evaluation).
+"""Callbacks: what is observed around the steps (timing, progress, logging).
 
-A callback overrides any of ``on_train_begin(trainer)``, ``on_step_end(trainer, record)``,
-``on_evaluate(trainer, result, score)`` and ``on_train_end(trainer)``. ``record`` is the step's
-log line (``step``, ``epoch``, ``loss``, ``lr``, ``batch``, ``seconds``, ``sampler_s``,
-``loss_s``). The trainer runs its own callbacks first (in the order below), then the user's
-(``Trainer(config, callbacks=[...])``), so a user callback sees the checkpoint of its step.
+A callback overrides any of ``on_train_begin(state)``, ``on_step_end(state, record)``,
+``on_evaluate(state, result, score)`` and ``on_train_end(state)``; ``state`` is the run's
+:class:`~hbt_fast.train.state.TrainerState` (settings, output folder, rank, step, epoch, best
+score) and ``record`` the step's log line (``step``, ``epoch``, ``loss``, ``lr``, ``batch``,
+``seconds``, ``sampler_s``, ``loss_s``). Checkpoints and evaluations are the trainer's own loop,
+not callbacks. After a step the trainer's callbacks run first (timing, progress, logging), then
+its scheduled checkpoint and evaluation, then the user's (``Trainer(config, callbacks=[...])``),
+so a user callback sees the checkpoint of its step. A callback that must act on the model or
+optimiser is given them when it is made (they are the trainer's attributes).
 """
 
 from __future__ import annotations
@@ -14,8 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-__all__ = ["Callback", "CheckpointCallback", "EvaluationCallback", "LoggingCallback",
-           "ProgressCallback", "TimingCallback", "default_callbacks"]
+__all__ = ["Callback", "LoggingCallback", "ProgressCallback", "TimingCallback", "default_callbacks", "timed"]
 
 LOG_FILE = "train_log.jsonl"
 
@@ -23,16 +26,16 @@ LOG_FILE = "train_log.jsonl"
 class Callback:
     """Does nothing; subclasses override the moments they care about."""
 
-    def on_train_begin(self, trainer) -> None:
+    def on_train_begin(self, state) -> None:
         pass
 
-    def on_step_end(self, trainer, record: dict) -> None:
+    def on_step_end(self, state, record: dict) -> None:
         pass
 
-    def on_evaluate(self, trainer, result, score: float) -> None:
+    def on_evaluate(self, state, result, score: float) -> None:
         pass
 
-    def on_train_end(self, trainer) -> None:
+    def on_train_end(self, state) -> None:
         pass
 
 
@@ -43,9 +46,9 @@ class TimingCallback(Callback):
         self.steps = self.pairs = 0
         self.seconds = self.sampler_s = self.loss_s = 0.0
 
-    def on_step_end(self, trainer, record: dict) -> None:
+    def on_step_end(self, state, record: dict) -> None:
         self.steps += 1
-        self.pairs += trainer.config.batch_size
+        self.pairs += state.config.batch_size
         self.seconds += record["seconds"]
         self.sampler_s += record["sampler_s"]
         self.loss_s += record["loss_s"]
@@ -63,17 +66,17 @@ class TimingCallback(Callback):
 class ProgressCallback(Callback):
     """One bar over the steps (rank 0)."""
 
-    def on_train_begin(self, trainer) -> None:
+    def on_train_begin(self, state) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=trainer.total_steps, initial=trainer.step, desc="train", unit="step",
-                        disable=not trainer.config.progress or trainer.rank != 0)
+        self.bar = tqdm(total=state.total_steps, initial=state.step, desc="train", unit="step",
+                        disable=not state.config.progress or state.rank != 0)
 
-    def on_step_end(self, trainer, record: dict) -> None:
+    def on_step_end(self, state, record: dict) -> None:
         self.bar.set_postfix(loss=f"{record['loss']:.4f}", batch=record["batch"])
         self.bar.update()
 
-    def on_train_end(self, trainer) -> None:
+    def on_train_end(self, state) -> None:
         self.bar.close()
 
 
@@ -89,22 +92,22 @@ class LoggingCallback(Callback):
         self.kinds: Counter = Counter()
         self.writer = None
 
-    def on_train_begin(self, trainer) -> None:
-        if self.tensorboard is not None and trainer.rank == 0:
+    def on_train_begin(self, state) -> None:
+        if self.tensorboard is not None and state.rank == 0:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(self.tensorboard), purge_step=trainer.step + 1)
+            self.writer = SummaryWriter(str(self.tensorboard), purge_step=state.step + 1)
 
-    def _write(self, trainer, record: dict) -> None:
-        if self.log is not None and trainer.rank == 0:
+    def _write(self, state, record: dict) -> None:
+        if self.log is not None and state.rank == 0:
             with open(self.log, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
 
-    def on_step_end(self, trainer, record: dict) -> None:
+    def on_step_end(self, state, record: dict) -> None:
         self.kinds[record["batch"].partition(":")[0]] += 1
         if record["step"] % self.log_every:
             return
-        self._write(trainer, record)
+        self._write(state, record)
         if self.writer is not None:
             total = sum(self.kinds.values())
             scalars = {"train/loss": record["loss"], "train/lr": record["lr"],
@@ -112,58 +115,23 @@ class LoggingCallback(Callback):
             for name, value in scalars.items():
                 self.writer.add_scalar(name, value, record["step"])
 
-    def on_evaluate(self, trainer, result, score: float) -> None:
+    def on_evaluate(self, state, result, score: float) -> None:
         summary = {section: {k: v for k, v in values.items() if isinstance(v, float)}
                    for section, values in result.headline.items()}
-        self._write(trainer, {"step": trainer.step, "eval": summary, "score": score})
+        self._write(state, {"step": state.step, "eval": summary, "score": score})
         if self.writer is not None:
             for name, value in result.metrics().items():
-                self.writer.add_scalar(f"eval/{name}", value, trainer.step)
+                self.writer.add_scalar(f"eval/{name}", value, state.step)
             self.writer.flush()
 
-    def on_train_end(self, trainer) -> None:
+    def on_train_end(self, state) -> None:
         if self.writer is not None:
             self.writer.close()
 
 
-class CheckpointCallback(Callback):
-    """A checkpoint every ``save_every`` steps; at the end a checkpoint and ``model/``."""
-
-    def __init__(self, save_every: int):
-        self.save_every = save_every
-
-    def on_step_end(self, trainer, record: dict) -> None:
-        if self.save_every and trainer.step % self.save_every == 0 and trainer.step < trainer.total_steps:
-            trainer.save_checkpoint()
-
-    def on_train_end(self, trainer) -> None:
-        # Saved before the final evaluation: an evaluation that fails must not cost the model.
-        trainer.save_checkpoint()
-        trainer.save_model(trainer.output / "model")
-
-
-class EvaluationCallback(Callback):
-    """Evaluation every ``eval_every`` steps and at the end (``best/`` follows the metric)."""
-
-    def __init__(self, eval_every: int):
-        self.eval_every = eval_every
-
-    def on_step_end(self, trainer, record: dict) -> None:
-        if self.eval_every and trainer.step % self.eval_every == 0 and trainer.step < trainer.total_steps:
-            trainer.evaluate()
-
-    def on_train_end(self, trainer) -> None:
-        trainer.evaluate(progress=trainer.config.progress)
-        trainer.save_model_card(trainer.output / "model")  # now with the final results
-
-
 def default_callbacks(config, output: Path) -> list:
-    callbacks = [TimingCallback(), ProgressCallback(),
-                 LoggingCallback(output, config.report_to, config.log_every),
-                 CheckpointCallback(config.save_every)]
-    if config.eval:
-        callbacks.append(EvaluationCallback(config.eval_every))
-    return callbacks
+    """The trainer's own: timing, the progress bar and the logs ``config`` asks for."""
+    return [TimingCallback(), ProgressCallback(), LoggingCallback(output, config.report_to, config.log_every)]
 
 
 def timed(batches):

@@ -6,39 +6,43 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 from hbt_fast.data.files import write_text_atomically
-from hbt_fast.train.config import path_locations
+from hbt_fast.train.config import TrainConfig, path_locations
 
 __all__ = ["model_card", "run_description", "write_model_card", "write_run_config"]
 
 
-def run_description(trainer) -> dict:
-    """The settings of the run and what it derived from them."""
+def run_description(config: TrainConfig, *, world_size: int, total_steps: int, corpus,
+                    hard_negatives: int) -> dict:
+    """The settings of the run and what it derived from them (``run_config.json``): ``corpus``
+    is the training data (``len``, ``digest``, ``language_names``), ``hard_negatives`` how many
+    of its negatives the run uses."""
     from hbt_fast._version import __version__
 
-    corpus = trainer.corpus
     return {
-        "config": dataclasses.asdict(trainer.config),
-        "locations": path_locations(trainer.config),  # what a resume compares paths by
+        "config": dataclasses.asdict(config),
+        "locations": path_locations(config),  # what a resume compares paths by
         "hbt_fast_version": __version__,
-        "world_size": trainer.world_size,
-        "total_steps": trainer.total_steps,
+        "world_size": world_size,
+        "total_steps": total_steps,
         "pairs": len(corpus),
         "data_digest": corpus.digest,
         "languages": list(corpus.language_names),
-        "hard_negatives": len(trainer.tokens.negative_ids),
+        "hard_negatives": hard_negatives,
     }
 
 
-def write_run_config(trainer, path: Path) -> None:
-    write_text_atomically(path, json.dumps(run_description(trainer), indent=2) + "\n")
+def write_run_config(description: dict, path: Path) -> None:
+    write_text_atomically(path, json.dumps(description, indent=2) + "\n")
 
 
-def model_card(trainer, evaluation=None) -> str:
-    c = trainer.config
-    description = run_description(trainer)
+def model_card(description: dict, *, steps_done: int, prompts: tuple, evaluation=None) -> str:
+    """The card of a model trained ``steps_done`` steps of the run ``description``
+    (:func:`run_description`); ``prompts`` are its (query, document) prefixes."""
+    c = SimpleNamespace(**description["config"])
     negatives = ("none" if not description["hard_negatives"]
                  else f"{description['hard_negatives']} from the data ('negatives'), group-masked")
     lines = [
@@ -50,14 +54,13 @@ def model_card(trainer, evaluation=None) -> str:
         f"- Data: `{c.train}`: {description['pairs']} pairs in {len(description['languages'])} languages "
         f"({', '.join(description['languages'])})",
         f"- Sampler: mode `{c.mode}`, alpha {c.alpha}, language exponent {c.lang_exponent}, "
-        f"global batch {c.batch_size} on {trainer.world_size} process(es), seed {c.seed}",
+        f"global batch {c.batch_size} on {description['world_size']} process(es), seed {c.seed}",
         f"- Loss: InfoNCE (in-batch negatives), temperature {c.temperature}, "
         f"{'symmetric' if c.symmetric else 'query->passage'}; hard negatives: {negatives}",
         f"- Optimiser: AdamW, lr {c.lr}, weight decay {c.weight_decay}, warm-up {c.warmup}, "
-        f"{trainer.step} of {trainer.total_steps} steps"
+        f"{steps_done} of {description['total_steps']} steps"
         + (f", GradCache chunks of {c.chunk_size}" if c.chunk_size else ""),
-        f"- Prompts: query {trainer.encoder.settings.query_prefix!r}, "
-        f"document {trainer.encoder.settings.passage_prefix!r}",
+        f"- Prompts: query {prompts[0]!r}, document {prompts[1]!r}",
     ]
     lines += _evaluation_lines(c.eval, evaluation)
     lines += ["", "## Usage", "", "```python", "from sentence_transformers import SentenceTransformer",
@@ -74,5 +77,7 @@ def _evaluation_lines(spec: Optional[str], evaluation) -> list:
     return lines
 
 
-def write_model_card(trainer, directory: Path, evaluation=None) -> None:
-    write_text_atomically(Path(directory) / "README.md", model_card(trainer, evaluation))
+def write_model_card(directory: Path, description: dict, *, steps_done: int, prompts: tuple,
+                     evaluation=None) -> None:
+    card = model_card(description, steps_done=steps_done, prompts=prompts, evaluation=evaluation)
+    write_text_atomically(Path(directory) / "README.md", card)

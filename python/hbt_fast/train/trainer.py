@@ -1,5 +1,5 @@
-"""The Trainer: builds a run from a TrainConfig and owns its state (step, model, optimiser,
-sampler); :mod:`hbt_fast.train.loop` drives it and callbacks act around the steps."""
+"""The Trainer: builds a run from a TrainConfig, owns its state (model, optimiser, sampler,
+:class:`~hbt_fast.train.state.TrainerState`) and its loop; callbacks observe the steps."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import torch.distributed as dist
 
 from hbt_fast.sampler import HybridSampler
 from hbt_fast.train import components as parts
-from hbt_fast.train.callbacks import LOG_FILE, Callback, default_callbacks
-from hbt_fast.train.card import write_model_card, write_run_config
+from hbt_fast.train.callbacks import LOG_FILE, Callback, default_callbacks, timed
+from hbt_fast.train.card import run_description, write_model_card, write_run_config
 from hbt_fast.train.checkpoint import (STATE_FILE, CheckpointDirectory, CheckpointError, write_folder,
                                        write_manifest)
 from hbt_fast.train.config import TrainConfig
@@ -27,6 +27,7 @@ from hbt_fast.train.inputs import StepInputs
 from hbt_fast.train.resume import (RUN_CONFIG, Start, drop_log_after, random_state_file, random_states,
                                    starting_point)
 from hbt_fast.train.run_folder import check_inputs, claim
+from hbt_fast.train.state import TrainerState
 from hbt_fast.train.step import data_parallel, global_batch_gradients, world
 from hbt_fast.train.store_inputs import step_inputs_source
 
@@ -122,7 +123,8 @@ class Trainer:
             self.corpus.language_ids, self.corpus.group_ids, config.batch_size // self.world_size,
             mode=config.mode, alpha=config.alpha, lang_exponent=config.lang_exponent,
             seed=config.seed, rank=self.rank, world_size=self.world_size)
-        self.total_steps = parts.total_steps(config, len(self.sampler))
+        self.state = TrainerState(config, self.output, parts.total_steps(config, len(self.sampler)),
+                                  rank=self.rank, world_size=self.world_size)
         self.device = parts.pick_device()
         self.checkpoints = CheckpointDirectory(self.output / "checkpoints", config.keep_checkpoints)
         start = starting_point(config, self.checkpoints, self.output, self.total_steps, self.rank,
@@ -137,11 +139,12 @@ class Trainer:
         self.ddp = data_parallel(self.sides, self.device) if self.world_size > 1 else None
         self.optimizer = parts.make_optimizer(self.encoder, config)
         self.scheduler = parts.make_scheduler(self.optimizer, config, self.total_steps)
-        self.step, self.best_score, self.last_evaluation = 0, None, None
+        self.last_evaluation = None
         # Training draws (dropout) start from the seed whatever loading consumed; a resume
         # replaces this state with the checkpoint's.
         torch.manual_seed(config.seed + self.rank)
-        self.callbacks = default_callbacks(config, self.output) + list(callbacks)
+        self.own_callbacks = default_callbacks(config, self.output)
+        self.callbacks = list(callbacks)
         if start is not None:
             self._restore(start)
 
@@ -150,6 +153,18 @@ class Trainer:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+    @property
+    def step(self) -> int:
+        return self.state.step
+
+    @property
+    def total_steps(self) -> int:
+        return self.state.total_steps
+
+    @property
+    def best_score(self) -> Optional[float]:
+        return self.state.best_score
 
     @property
     def use_bf16(self) -> bool:
@@ -188,7 +203,7 @@ class Trainer:
         check_parameters(self.step + 1, self.encoder.named_parameters(), self.checkpoints,
                          f"after the optimizer update (lr {self.config.lr}, weight_decay {self.config.weight_decay})")
         self.scheduler.step()
-        self.step += 1
+        self.state.step += 1
         language = self.corpus.language_names[batch.language] if batch.kind == "xx" else None
         return {"step": self.step, "epoch": self.sampler.epoch, "loss": result.loss,
                 "lr": self.scheduler.get_last_lr()[0], "batch": f"xx:{language}" if language else batch.kind,
@@ -196,13 +211,64 @@ class Trainer:
 
     def train(self) -> Optional[dict]:
         """Run until ``total_steps``; returns the last evaluation (a TaskResult) or None. The
-        output folder is released at the end, however the run ends."""
-        from hbt_fast.train.loop import run
+        output folder is released at the end, however the run ends.
 
+        An exception (a non-finite loss, a failed checkpoint, a callback's) stops the run where
+        it is: no final model is written, and the newest intact checkpoint is what a resume finds."""
         try:
-            return run(self)
+            return self._run()
         finally:
             self.close()
+
+    def _run(self):
+        self.output.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            write_run_config(self.describe(), self.output / RUN_CONFIG)
+        self._notify("on_train_begin")
+        while self.step < self.total_steps:
+            for batch, sampler_seconds in timed(self.sampler):
+                record = self.train_step(batch)
+                record["sampler_s"] = sampler_seconds
+                self._notify("on_step_end", record, own=True, user=False)
+                self._checkpoint_and_evaluate_on_schedule()
+                self._notify("on_step_end", record, own=False, user=True)
+                if self.step >= self.total_steps:
+                    break
+            else:  # the epoch ran out before the last step
+                self.sampler.set_epoch(self.sampler.epoch + 1)
+                self.state.epoch = self.sampler.epoch
+        # Saved before the final evaluation: an evaluation that fails must not cost the model.
+        self.save_checkpoint()
+        self.save_model(self.output / "model")
+        if self.config.eval:
+            self.evaluate(progress=self.config.progress)
+            self.save_model_card(self.output / "model")  # now with the final results
+        self._notify("on_train_end")
+        return self.last_evaluation
+
+    def _checkpoint_and_evaluate_on_schedule(self) -> None:
+        step, config = self.step, self.config
+        if step >= self.total_steps:
+            return  # the end of the run saves and evaluates anyway
+        if config.save_every and step % config.save_every == 0:
+            self.save_checkpoint()
+        if config.eval and config.eval_every and step % config.eval_every == 0:
+            self.evaluate()
+
+    def _notify(self, event: str, *arguments, own: bool = True, user: bool = True) -> None:
+        callbacks = (self.own_callbacks if own else []) + (self.callbacks if user else [])
+        for callback in callbacks:
+            getattr(callback, event)(self.state, *arguments)
+
+    def describe(self) -> dict:
+        """The run's ``run_config.json`` (:func:`hbt_fast.train.card.run_description`)."""
+        return run_description(self.config, world_size=self.world_size, total_steps=self.total_steps,
+                               corpus=self.corpus, hard_negatives=len(self.tokens.negative_ids))
+
+    def _write_card(self, directory: Path, evaluation) -> None:
+        settings = self.encoder.settings
+        write_model_card(directory, self.describe(), steps_done=self.step,
+                         prompts=(settings.query_prefix, settings.passage_prefix), evaluation=evaluation)
 
     # ------------------------------------------------------------------ evaluation, saving
     def evaluate(self, progress: bool = False):
@@ -215,10 +281,9 @@ class Trainer:
             result = evaluate_during_training(self.encoder, self.config.eval, progress=progress)
             self.encoder.train()
             score = result.metric(self.config.eval_metric)
-            for callback in self.callbacks:
-                callback.on_evaluate(self, result, score)
+            self._notify("on_evaluate", result, score)
             if result.is_better(self.config.eval_metric, self.best_score):
-                self.best_score = score
+                self.state.best_score = score
                 self.save_model(self.output / "best", evaluation=result)
             self.last_evaluation = result
         self._barrier()
@@ -232,13 +297,13 @@ class Trainer:
 
         def fill(folder: Path) -> None:
             self.encoder.save(folder)
-            write_model_card(self, folder, evaluation or self.last_evaluation)
+            self._write_card(folder, evaluation or self.last_evaluation)
 
         write_folder(target, fill)
 
     def save_model_card(self, directory: Path) -> None:
         if self.rank == 0:
-            write_model_card(self, directory, self.last_evaluation)
+            self._write_card(directory, self.last_evaluation)
             write_manifest(directory)  # the card changed
 
     def save_checkpoint(self) -> Path:
@@ -253,7 +318,7 @@ class Trainer:
                         "scheduler": self.scheduler.state_dict(), "sampler": self.sampler.state_dict(),
                         "best_score": self.best_score, "config": dataclasses.asdict(self.config)},
                        folder / STATE_FILE)
-            write_run_config(self, folder / RUN_CONFIG)
+            write_run_config(self.describe(), folder / RUN_CONFIG)
 
         def on_all_ranks(work) -> None:
             _checkpoint_on_all_ranks(work, self.checkpoints, step, self.world_size)
@@ -268,7 +333,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
-        self.step, self.best_score = state["step"], state["best_score"]
+        self.state.step, self.state.best_score = state["step"], state["best_score"]
+        self.state.epoch = self.sampler.epoch
         _apply_overrides(self.config, self.optimizer, self.scheduler)
         torch.set_rng_state(start.random["torch"])
         if "cuda" in start.random and self.device.type == "cuda":
