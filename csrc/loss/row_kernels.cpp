@@ -92,13 +92,20 @@ HBT_INLINE T row_gradient_range(T* sims, int64_t begin, int64_t end, T scale, Lo
     const bool masked = is_masked<kMasked>(mask, j);
     const T target = j == mask.positive ? T(1) : T(0);
     const T row_prob = masked ? T(0) : vector_exp(scale * (sims[j] - row.top) - row.log_sum);
-    T grad = row_weight * (row_prob - target);
+    const T row_grad = row_weight * (row_prob - target);
+    // d loss / d scale taken relative to each softmax's top (the row's, and the column's):
+    // the same sum, since each softmax's gradient sums to zero, but without terms ~1 that
+    // cancel down to its size when the softmax sits on the positive.
+    T scale_term = row_grad * (sims[j] - row.top);
+    T grad = row_grad;
     if constexpr (kColumns) {
       const T col_prob =
           masked ? T(0) : vector_exp(scale * (sims[j] - cols.top[j]) - cols.log_sum[j]);
-      grad += cols.weight * (col_prob - target);
+      const T col_grad = cols.weight * (col_prob - target);
+      scale_term += col_grad * (sims[j] - cols.top[j]);
+      grad += col_grad;
     }
-    grad_scale += grad * sims[j];
+    grad_scale += scale_term;
     sims[j] = grad;
   }
   return grad_scale;

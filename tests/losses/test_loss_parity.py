@@ -102,6 +102,26 @@ def test_learnable_temperature_gradient(backend):
     torch.testing.assert_close(grad, want, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("num", [7, 64, 97])
+def test_grad_temperature_of_a_peaked_softmax_in_float32(backend, symmetric, num):
+    # s_ii = 1, s_ij = a: the positive holds all but ~1e-4 of each softmax, so d loss / d scale
+    # = -(1 - a) (1 - P_ii) is a sum of terms ~1 that cancel to ~1e-4 unless each softmax's
+    # terms are taken relative to its own top (the column softmax's too, when symmetric).
+    a = 0.3125
+    q = torch.eye(num, dtype=torch.float32).requires_grad_()
+    # p_j = a * ones + (1 - a) * e_j, so q_i . p_j = a + (1 - a) [i == j], exact in float32.
+    p = (a + (1 - a) * torch.eye(num, dtype=torch.float32)).requires_grad_()
+    temperature = torch.nn.Parameter(torch.tensor(0.05, dtype=torch.float32))
+    (got,) = torch.autograd.grad(info_nce(q, p, temperature=temperature, symmetric=symmetric,
+                                          normalize=False, backend=backend), temperature)
+    temperature64 = torch.nn.Parameter(torch.tensor(0.05, dtype=torch.float64))
+    (want,) = torch.autograd.grad(info_nce_reference(q.double(), p.double(), temperature=temperature64,
+                                                     symmetric=symmetric, normalize=False), temperature64)
+    torch.testing.assert_close(got.double(), want, rtol=2e-5, atol=0)
+
+
 def test_temperature_clamped_like_clip():
     q, p, _, _ = make_batch(10, 10, 8)
     too_small = torch.nn.Parameter(torch.tensor(1e-4, dtype=torch.float64))

@@ -105,7 +105,8 @@ def run(q: torch.Tensor, p: torch.Tensor, scale: Union[float, torch.Tensor],
         sims, masked_sims = _masked_sims(q, p, rows, num_passages, query_groups,
                                          passage_groups, num_queries if symmetric else 0)
         # In place where possible: block x M temporaries are what this path's memory is.
-        log_probs = masked_sims - masked_sims.amax(dim=1, keepdim=True)
+        row_top = masked_sims.amax(dim=1, keepdim=True)
+        log_probs = masked_sims - row_top
         log_probs.mul_(scale)
         log_probs.sub_(torch.logsumexp(log_probs, dim=1, keepdim=True))
         loss -= weight * log_probs[block, positives].sum()
@@ -115,13 +116,18 @@ def run(q: torch.Tensor, p: torch.Tensor, scale: Union[float, torch.Tensor],
             loss -= weight * col_log_probs[block, positives].sum()
         if not compute_gradients:
             continue
+        # d loss / d scale is taken relative to each softmax's top (the row's, the column's):
+        # the same sum, since each softmax's gradient sums to zero, but without terms ~1 that
+        # cancel down to its size when the softmax sits on the positive.
         grad = log_probs.exp_().mul_(weight)  # d loss / d logits
         grad[block, positives] -= weight
         if symmetric:
             col_grad = col_log_probs.exp_().mul_(weight)
             col_grad[block, positives] -= weight
+            grad_scale += torch.dot(col_grad.reshape(-1), _shift(sims[:, :num_queries], col_top).reshape(-1))
+        grad_scale += torch.dot(grad.reshape(-1), sims.sub_(row_top).reshape(-1))
+        if symmetric:
             grad[:, :num_queries] += col_grad
-        grad_scale += torch.dot(grad.reshape(-1), sims.reshape(-1))
         grad.mul_(scale)  # d loss / d sims
         grad_q[rows] = grad @ p
         grad_p.addmm_(grad.T, q[rows])
