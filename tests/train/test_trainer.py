@@ -156,10 +156,11 @@ def test_hard_negatives_are_extra_passages_masked_for_their_own_pair(tiny_model_
     trainer = make_trainer(tiny_model_dir, tmp_path, corpus=corpus, hard_negatives=2, steps=2)
     inputs = trainer.tokens.step_inputs(np.array([0, 5]), np.array([0, 5]))
     assert (len(inputs.query_ids), len(inputs.passage_ids)) == (2, 6)
-    groups = inputs.passage_groups.tolist()
-    assert groups[:2] == inputs.query_groups.tolist() == [corpus.group_ids[0], corpus.group_ids[5]]
+    groups, texts = inputs.passage_groups.T.tolist()  # (group, text id) keys: masking duplicates
+    assert groups[:2] == inputs.query_groups[:, 0].tolist() == [corpus.group_ids[0], corpus.group_ids[5]]
     assert groups[2] == corpus.group_ids[5]  # the negative equal to pair 5's passage
     assert len(set(groups[3:]) | set(groups[:2])) == len(groups) - 1  # the others: own groups
+    assert texts[2] == texts[1] == inputs.query_groups[1, 1] and len(set(texts)) == len(texts) - 1
     assert len(TokenizedCorpus(corpus, trainer.encoder, 1).step_inputs(np.array([0]), np.array([0])).passage_ids) == 2
     trainer.train()
     assert "hard negatives: 144 from the data" in (tmp_path / "model" / "README.md").read_text()
