@@ -21,6 +21,7 @@ with g: that negative then also leaves the softmax of h's query, whose answer g 
 
 from __future__ import annotations
 
+import functools
 from typing import Optional, Tuple
 
 import torch
@@ -54,18 +55,18 @@ def _components(keys: torch.Tensor) -> torch.Tensor:
     (per column): a node per distinct (column, value), a row joins its K nodes, and every node
     takes the smallest label among its rows' nodes until nothing changes (a few rounds: the
     label jumps along the chain it has found)."""
-    nodes, offset = [], 0
+    columns, offset = [], 0  # each row's node in each column
     for column in keys.unbind(1):
         values, inverse = torch.unique(column, return_inverse=True)
-        nodes.append(inverse + offset)
+        columns.append(inverse + offset)
         offset += len(values)
-    nodes = torch.stack(nodes, 1)
-    flat = nodes.reshape(-1)
     label = torch.arange(offset, device=keys.device)
     while True:
-        row_label = label[nodes].amin(dim=1).repeat_interleave(nodes.shape[1])
-        joined = label.scatter_reduce(0, flat, row_label, reduce="amin")
+        row_label = functools.reduce(torch.minimum, [label[nodes] for nodes in columns])
+        joined = label
+        for nodes in columns:
+            joined = joined.scatter_reduce(0, nodes, row_label, reduce="amin")
         joined = joined[joined]  # a label is a node of the same component: follow it
         if torch.equal(joined, label):
-            return label[nodes[:, 0]]
+            return label[columns[0]]
         label = joined
