@@ -5,6 +5,9 @@
   ``all_reduce`` per gradient tensor, alternating on the same batches; ratio in ``extra_info``.
 * ``test_sampler_and_loss_share_of_a_minilm_step``: the share of a step spent in the sampler
   and the loss (both should be negligible next to the encoder).
+* ``test_duplicate_masking_overhead``: what ``mask_duplicates`` adds to a MiniLM step on XQuAD-R
+  X-X batches (the step's inputs and the global-batch group ids, timed alone), and
+  ``joint_groups`` alone at a global batch of 4096 with 7 hard negatives each.
 
 Run: ``HBT_DATA_DIR=../shared/data python -m pytest benchmarks/bench_train_step.py -s``.
 """
@@ -82,3 +85,44 @@ def test_sampler_and_loss_share_of_a_minilm_step(benchmark, minilm, xquad_split,
     benchmark.extra_info.update(sampler_s=sampler_s, loss_s=loss_s, step_s=step_s, share=share)
     print(f"\nMiniLM batch 64: step {step_s:.3f} s, sampler {sampler_s * 1e6:.0f} us, "
           f"loss {loss_s * 1e3:.2f} ms -> sampler + loss = {share:.2%} of the step")
+
+
+def test_duplicate_masking_overhead(benchmark, minilm, xquad_split, tmp_path):
+    import time
+
+    import torch
+
+    from hbt_fast.train.masking import joint_groups
+
+    trainers = {mask: Trainer(TrainConfig(model=minilm, train="unused", output=str(tmp_path / str(mask)),
+                                          batch_size=32, mode="xx", steps=STEPS, progress=False,
+                                          report_to="none", mask_duplicates=mask),
+                              corpus=read_pairs_jsonl(xquad_split / "train.jsonl"))
+                for mask in (True, False)}
+    batches = [batch for _, batch in zip(range(STEPS), iter(trainers[True].sampler))]
+    inputs_s, step_s = {True: [], False: []}, {True: [], False: []}
+
+    def steps():
+        for batch in batches:
+            for mask, trainer in trainers.items():
+                started = time.perf_counter()
+                inputs = trainer.tokens.step_inputs(*batch)
+                if mask:
+                    joint_groups(inputs.query_groups, inputs.passage_groups)
+                inputs_s[mask].append(time.perf_counter() - started)
+                trainer.optimizer.zero_grad(set_to_none=True)
+                started = time.perf_counter()
+                trainer.compute_gradients(inputs)
+                step_s[mask].append(time.perf_counter() - started)
+
+    benchmark.pedantic(steps, rounds=1, iterations=1)
+    rows = 4096 * 8
+    keys = torch.stack([torch.randperm(rows), torch.randint(0, rows // 2, (rows,))], 1)
+    started = time.perf_counter()
+    joint_groups(keys[:4096], keys)
+    large_s = time.perf_counter() - started
+    extra = np.median(inputs_s[True]) - np.median(inputs_s[False])
+    step = np.median(step_s[True])
+    benchmark.extra_info.update(masking_s=extra, step_s=step, share=extra / step, joint_groups_4096x8_s=large_s)
+    print(f"\nMiniLM batch 32 (X-X, XQuAD-R): masking adds {extra * 1e3:.2f} ms to a {step:.3f} s step "
+          f"({extra / step:.3%}); joint_groups on 4096 queries x 32768 passages: {large_s * 1e3:.1f} ms")

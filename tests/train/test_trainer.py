@@ -3,16 +3,12 @@
 
 import json
 import math
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from train_helpers import (first_batch_gradients, log_losses, log_records, make_trainer,
+from train_helpers import (first_batch_gradients, log_losses, log_records, make_trainer, run_torchrun,
                            synthetic_corpus, without_dropout)
 
 from hbt_fast.data import PairCorpus, read_pairs_jsonl, split_lareqa
@@ -156,10 +152,11 @@ def test_hard_negatives_are_extra_passages_masked_for_their_own_pair(tiny_model_
     trainer = make_trainer(tiny_model_dir, tmp_path, corpus=corpus, hard_negatives=2, steps=2)
     inputs = trainer.tokens.step_inputs(np.array([0, 5]), np.array([0, 5]))
     assert (len(inputs.query_ids), len(inputs.passage_ids)) == (2, 6)
-    groups = inputs.passage_groups.tolist()
-    assert groups[:2] == inputs.query_groups.tolist() == [corpus.group_ids[0], corpus.group_ids[5]]
+    groups, texts = inputs.passage_groups.T.tolist()  # (group, text id) keys: masking duplicates
+    assert groups[:2] == inputs.query_groups[:, 0].tolist() == [corpus.group_ids[0], corpus.group_ids[5]]
     assert groups[2] == corpus.group_ids[5]  # the negative equal to pair 5's passage
     assert len(set(groups[3:]) | set(groups[:2])) == len(groups) - 1  # the others: own groups
+    assert texts[2] == texts[1] == inputs.query_groups[1, 1] and len(set(texts)) == len(texts) - 1
     assert len(TokenizedCorpus(corpus, trainer.encoder, 1).step_inputs(np.array([0]), np.array([0])).passage_ids) == 2
     trainer.train()
     assert "hard negatives: 144 from the data" in (tmp_path / "model" / "README.md").read_text()
@@ -178,17 +175,6 @@ def test_training_data_from_a_datasets_folder_with_a_column_mapping(tiny_model_d
                  "--no-progress"])
     assert code == 0
     assert json.loads((tmp_path / "run" / "run_config.json").read_text())["pairs"] == len(corpus)
-
-
-def run_torchrun(script, *args, timeout=300):
-    with socket.socket() as probe:  # a free port for the rendezvous
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-               f"--master_port={port}", str(script), *map(str, args)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stderr[-3000:]
 
 
 def test_two_gloo_processes_equal_one_process(tiny_model_dir, tmp_path):

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +71,34 @@ def log_records(output):
 def log_losses(output):
     by_step = {r["step"]: r["loss"] for r in log_records(output) if "loss" in r}
     return [by_step[s] for s in sorted(by_step)]
+
+
+def run_torchrun(script, *args, timeout=300):
+    """``script args`` under torchrun with 2 processes (gloo on CPU); fails the test on a non-zero exit."""
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+               f"--master_port={port}", str(script), *map(str, args)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def one_passage_corpus(count=64):
+    """``count`` questions in one language, each its own group, all answered by one passage."""
+    return PairCorpus.with_negative_lists([f"question number {i}" for i in range(count)],
+                                          ["the one answer to every question"] * count, ["en"] * count,
+                                          list(range(count)), [[] for _ in range(count)])
+
+
+def duplicate_corpus(num_groups=24, languages=("en", "de", "fr")):
+    """Groups 3k, 3k+1 and 3k+2 share their passage text in each language; each pair has two hard
+    negatives: another group's passage (a duplicate of that pair's positive) and an unrelated text."""
+    corpus = synthetic_corpus(num_groups, languages)
+    original = {(g, lang): p for g, lang, p in zip(corpus.groups, corpus.languages, corpus.passages)}
+    shared = {(g, lang): original[(g - g % 3, lang)] for g, lang in original}
+    passages = [shared[(g, lang)] for g, lang in zip(corpus.groups, corpus.languages)]
+    negatives = [[shared[((g + 5) % num_groups, lang)], f"{lang} unrelated {g}"]
+                 for g, lang in zip(corpus.groups, corpus.languages)]
+    return PairCorpus.with_negative_lists(corpus.queries, passages, corpus.languages, corpus.groups, negatives)

@@ -119,6 +119,9 @@ class TrainConfig:
         1e-4, why="the logits are similarities / temperature, so 1 / temperature must stay finite "
                   "in float16 (at most 65504)"))
     symmetric: bool = setting("add the passage->query direction to the loss", False)
+    mask_duplicates: bool = setting("leave a passage out of a query's softmax when it has the same token ids "
+                                    "as the query's positive (a duplicate text is no negative)", True,
+                                    flag="--no-mask-duplicates")
     steps: Optional[int] = setting("number of optimisation steps", None, bounds=AT_LEAST_ONE)
     epochs: Optional[float] = setting("number of sampler epochs (instead of --steps)", None, bounds=Bounds(
         0, MAX_INT, low_open=True, why="the run's step count is a 64-bit integer"))

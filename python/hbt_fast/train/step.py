@@ -15,6 +15,10 @@ hard negatives), :func:`global_batch_gradients`
 The parameter gradients then equal those of one process computing the same global batch (up to
 float rounding), whatever the number of ranks or chunks. Global passage order: every rank's
 positives (rank order), then every rank's extra passages (hard negatives), as the loss expects.
+Groups given as ``[n, K]`` keys (group and text id, see :mod:`hbt_fast.train.inputs`) are
+gathered too and turned into the loss's group ids on the global batch
+(:func:`hbt_fast.train.masking.joint_groups`), so a passage on one rank is masked for a query
+on another.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch
 import torch.distributed as dist
 
 from hbt_fast.train.gradcache import embed_without_graph, replay_backward
+from hbt_fast.train.masking import joint_groups
 
 __all__ = ["StepResult", "data_parallel", "global_batch_gradients", "world"]
 
@@ -58,7 +63,9 @@ def global_batch_gradients(
     ``embed("query" | "passage", rows)`` embeds a slice of this rank's queries (``query_count``)
     or passages (``passage_count >= query_count``: positives first, then hard negatives).
     ``loss_fn(q, p, query_groups, passage_groups)`` is the loss on the gathered batch; groups
-    are this rank's ids (gathered like the embeddings). ``ddp``: the DistributedDataParallel
+    are this rank's ids [n] (gathered like the embeddings), or [n, K] keys that
+    :func:`hbt_fast.train.masking.joint_groups` turns into ids once gathered (a passage leaves
+    a query's softmax when they share any key). ``ddp``: the DistributedDataParallel
     module that ``embed`` runs (needed for more than one process: it reduces the gradients).
     ``devices``: CUDA devices whose random state GradCache replays.
     """
@@ -106,6 +113,9 @@ def _loss_and_embedding_gradients(queries, passages, query_count, loss_fn, query
         groups = (_gather_rows(query_groups, rank, size)[0],
                   torch.cat([_gather_rows(passage_groups[:query_count], rank, size)[0],
                              _gather_rows(passage_groups[query_count:], rank, size)[0]]))
+        if groups[0].ndim == 2:
+            groups = joint_groups(*groups)
+            groups = () if groups[0] is None else groups
     _synchronize(devices)
     started = time.perf_counter()
     loss = loss_fn(all_q, all_p, *groups)

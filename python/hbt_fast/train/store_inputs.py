@@ -5,6 +5,9 @@ in memory (a step gathers its rows' ids from the memory-mapped store).
 Hard negatives: the first ``hard_negatives`` of each pair's negatives (all when None); each
 gets the group the store recorded (that of the first pair whose passage has the same token
 ids), else a group of its own that no query shares, as in the in-memory path.
+
+Duplicates (``mask_duplicates``): the text ids are the store's own (texts are stored once, by
+the digest of their token ids), so nothing is computed per text.
 """
 
 from __future__ import annotations
@@ -12,11 +15,10 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-import torch
 
 from hbt_fast.data.token_store import TokenStore, is_token_store
 from hbt_fast.data.token_store.format import ranges
-from hbt_fast.train.inputs import StepInputs, TokenizedCorpus
+from hbt_fast.train.inputs import StepInputs, TokenizedCorpus, step_inputs
 
 __all__ = ["StoreInputs", "open_store", "step_inputs_source"]
 
@@ -29,12 +31,12 @@ def open_store(path) -> Optional[TokenStore]:
     return TokenStore(path, verify=True) if is_token_store(path) else None
 
 
-def step_inputs_source(corpus, encoder, hard_negatives: Optional[int]):
+def step_inputs_source(corpus, encoder, hard_negatives: Optional[int], mask_duplicates: bool = True):
     """What turns a sampler batch into :class:`StepInputs` for ``corpus``: a store is read as
     it is, any other corpus is tokenised in memory."""
     if isinstance(corpus, TokenStore):
-        return StoreInputs(corpus, encoder, hard_negatives)
-    return TokenizedCorpus(corpus, encoder, hard_negatives)
+        return StoreInputs(corpus, encoder, hard_negatives, mask_duplicates)
+    return TokenizedCorpus(corpus, encoder, hard_negatives, mask_duplicates)
 
 
 class _SelectedNegatives:
@@ -54,9 +56,10 @@ class StoreInputs:
     """Sampler batches to :class:`StepInputs` from ``store``, after checking that the store
     was prepared with ``encoder``'s tokenizer, prefixes and maximum lengths."""
 
-    def __init__(self, store: TokenStore, encoder, hard_negatives: Optional[int] = None):
+    def __init__(self, store: TokenStore, encoder, hard_negatives: Optional[int] = None,
+                 mask_duplicates: bool = True):
         store.check_tokenization(encoder.tokenizer, encoder.settings, run="the run's model")
-        self.store, self.hard_negatives = store, hard_negatives
+        self.store, self.hard_negatives, self.mask_duplicates = store, hard_negatives, mask_duplicates
         self.corpus = store
         # Negatives of no pair's passage get groups past every pair's group.
         self.own_group = store.num_groups
@@ -76,15 +79,18 @@ class StoreInputs:
         query_rows = np.asarray(query_rows, dtype=np.int64)
         passage_rows = np.asarray(passage_rows, dtype=np.int64)
         query_ids = store.token_ids(store.query_text_ids[query_rows])
-        passage_ids = store.token_ids(store.passage_text_ids[passage_rows])
-        if not self.has_negatives:
+        texts = np.asarray(store.passage_text_ids[passage_rows])
+        passage_ids = store.token_ids(texts)
+        negatives = np.zeros(0, dtype=np.int64)
+        if self.has_negatives:
+            negatives = ranges(np.asarray(store.negative_offsets[passage_rows]), self.counts(passage_rows))
+        elif not self.mask_duplicates:
             return StepInputs(query_ids, passage_ids, None, None)
-        negatives = ranges(np.asarray(store.negative_offsets[passage_rows]), self.counts(passage_rows))
-        passage_ids += store.token_ids(store.negative_text_ids[negatives])
+        negative_texts = np.asarray(store.negative_text_ids[negatives])
+        passage_ids += store.token_ids(negative_texts)
         recorded = np.asarray(store.negative_groups[negatives])
         negative_groups = np.where(recorded >= 0, recorded, self.own_group + negatives)
         groups = store.group_ids
-        query_groups = torch.as_tensor(np.asarray(groups[query_rows]), dtype=torch.int64)
-        passage_groups = torch.as_tensor(
-            np.concatenate([np.asarray(groups[passage_rows]), negative_groups]), dtype=torch.int64)
-        return StepInputs(query_ids, passage_ids, query_groups, passage_groups)
+        passage_groups = np.concatenate([np.asarray(groups[passage_rows]), negative_groups])
+        texts = np.concatenate([texts, negative_texts]) if self.mask_duplicates else None
+        return step_inputs(query_ids, passage_ids, groups[query_rows], passage_groups, texts)

@@ -131,7 +131,7 @@ class Trainer:
                                data_digest=self.corpus.digest)
         torch.manual_seed(config.seed + self.rank)  # before loading: seeds any fresh weights
         self.encoder = parts.load_encoder(config, encoder, start and start.path, self.device)
-        self.tokens = step_inputs_source(self.corpus, self.encoder, config.hard_negatives)
+        self.tokens = step_inputs_source(self.corpus, self.encoder, config.hard_negatives, config.mask_duplicates)
         from hbt_fast.losses import InfoNCELoss
 
         self.loss_fn = InfoNCELoss(temperature=config.temperature, symmetric=config.symmetric)

@@ -16,6 +16,11 @@ Configurations the kernel does not compute (hardness weighting, joint softmax ov
 directions, other similarity functions) get sentence-transformers' own loss formula on the
 cached embeddings, as :class:`hbt_fast.losses.MultipleNegativesRankingLoss` does.
 
+Duplicates: ``mask_duplicates`` (default True) as in
+:class:`hbt_fast.losses.MultipleNegativesRankingLoss`: a candidate with the same token ids as
+another anchor's positive is left out of that anchor's softmax (sentence-transformers does not
+mask; ``mask_duplicates=False`` gives its loss exactly).
+
 Not supported (``ValueError`` at construction): ``mini_batch_num_tokens`` (token-budget mini
 batches); pass ``mini_batch_size`` instead. ``show_progress_bar`` is accepted and ignored.
 
@@ -50,9 +55,13 @@ __all__ = ["CachedMultipleNegativesRankingLoss"]
 class CachedMultipleNegativesRankingLoss(_OriginalLoss):
     """sentence-transformers' CachedMultipleNegativesRankingLoss on hbt_fast's GradCache and
     fused kernel. Args are those of the original (``model``, ``scale=20.0``,
-    ``similarity_fct=cos_sim``, ``mini_batch_size=32``, ...)."""
+    ``similarity_fct=cos_sim``, ``mini_batch_size=32``, ...), plus ``mask_duplicates`` (bool,
+    default True; see the module documentation)."""
 
-    def __init__(self, model, *args, **kwargs) -> None:
+    # Assigning one of these sets it on the wrapped loss, which computes with it.
+    _delegated_to_wrapped_loss = (*_OriginalLoss._delegated_to_wrapped_loss, "mask_duplicates")
+
+    def __init__(self, model, *args, mask_duplicates: bool = True, **kwargs) -> None:
         super().__init__(model, *args, **kwargs)
         if self.mini_batch_num_tokens is not None:
             raise ValueError(
@@ -63,8 +72,15 @@ class CachedMultipleNegativesRankingLoss(_OriginalLoss):
         # The wrapped loss holds (and validated) every hyperparameter; ours computes the same
         # loss on the fused kernel where it can.
         wrapped = self.loss
-        self.loss = MultipleNegativesRankingLoss(model, **{
-            name: getattr(wrapped, name) for name in self._delegated_to_wrapped_loss})
+        self.loss = MultipleNegativesRankingLoss(model, mask_duplicates=mask_duplicates, **{
+            name: getattr(wrapped, name) for name in _OriginalLoss._delegated_to_wrapped_loss})
+
+    @property
+    def mask_duplicates(self) -> bool:
+        return self.loss.mask_duplicates
+
+    def get_config_dict(self):
+        return {**super().get_config_dict(), "mask_duplicates": self.mask_duplicates}
 
     def forward(self, sentence_features, labels=None) -> torch.Tensor:
         features = list(sentence_features)
@@ -76,9 +92,11 @@ class CachedMultipleNegativesRankingLoss(_OriginalLoss):
                                       self.mini_batch_size, devices=devices)
                   for feature in features]
         if not torch.is_grad_enabled():
-            return self.calculate_loss([[cache.embeddings] for cache in caches], labels)
+            with self.loss.batch_texts(features):
+                return self.calculate_loss([[cache.embeddings] for cache in caches], labels)
         reps = [[cache.embeddings.requires_grad_()] for cache in caches]
-        loss = self.calculate_loss(reps, labels, with_backward=True)
+        with self.loss.batch_texts(features):
+            loss = self.calculate_loss(reps, labels, with_backward=True)
         gradients = [rep.grad for (rep,) in reps]
         unused = [str(index) for index, gradient in enumerate(gradients) if gradient is None]
         if unused:
