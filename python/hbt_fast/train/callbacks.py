@@ -158,15 +158,10 @@ class LoggingCallback(Callback):
             self.writer.file_writer.add_summary(summary)
 
 
-def default_callbacks(config, output: Path, model=None) -> list:
-    """The trainer's own: timing, the progress bar and the logs ``config`` asks for (``model``:
-    the Hugging Face model, whose configuration wandb and mlflow record)."""
-    from hbt_fast.train.reporting import TransformersReporter
-
-    reporters = [TransformersReporter(name, model) for name in config.report_to
-                 if name in TransformersReporter.INTEGRATIONS]
-    return [TimingCallback(), ProgressCallback(), LoggingCallback(output, config.report_to, config.log_every),
-            *reporters]
+def default_callbacks(config, output: Path) -> list:
+    """The trainer's own: timing, the progress bar and the logs ``config`` asks for (wandb and
+    mlflow: :func:`hbt_fast.train.reporting.integration_reporters`)."""
+    return [TimingCallback(), ProgressCallback(), LoggingCallback(output, config.report_to, config.log_every)]
 
 
 def timed(batches):

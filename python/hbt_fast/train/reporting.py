@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hbt_fast.train.callbacks import Callback
 
-__all__ = ["TransformersReporter"]
+__all__ = ["TransformersReporter", "integration_reporters"]
 
 
 def _run_arguments(config, total_steps: int):
@@ -88,3 +88,8 @@ class TransformersReporter(Callback):
     def on_train_end(self, state) -> None:
         if self.integration is not None:
             self.integration.on_train_end(self.args, self.state, self.control, model=self.model)
+
+
+def integration_reporters(report_to: tuple, model=None) -> list:
+    """A :class:`TransformersReporter` for each of ``report_to`` that transformers integrates."""
+    return [TransformersReporter(name, model) for name in report_to if name in TransformersReporter.INTEGRATIONS]

@@ -26,6 +26,7 @@ from hbt_fast.train.config import TrainConfig
 from hbt_fast.train.evaluation import evaluate_during_training
 from hbt_fast.train.finite import NonFiniteLossError, check_loss, check_parameters
 from hbt_fast.train.hub import check_hub_access, push_model
+from hbt_fast.train.reporting import integration_reporters
 from hbt_fast.train.inputs import StepInputs
 from hbt_fast.train.resume import (RUN_CONFIG, Start, drop_log_after, random_state_file, random_states,
                                    starting_point)
@@ -149,7 +150,8 @@ class Trainer:
         # Training draws (dropout) start from the seed whatever loading consumed; a resume
         # replaces this state with the checkpoint's.
         torch.manual_seed(config.seed + self.rank)
-        self.own_callbacks = default_callbacks(config, self.output, model=self.encoder.model)
+        self.own_callbacks = (default_callbacks(config, self.output)
+                              + integration_reporters(config.report_to, model=self.encoder.model))
         self.callbacks = list(callbacks)
         if start is not None:
             self._restore(start)
