@@ -20,8 +20,9 @@ REPO = "someone/tiny-hbt"
 @pytest.fixture
 def flags(tiny_model_dir, tmp_path):
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"group": g, "lang": lang, "query": f"{lang} q {g}", "passage": f"{lang} p {g}"})
-                             + "\n" for g in range(16) for lang in ("en", "de")), encoding="utf-8")
+    rows = ({"group": g, "lang": lang, "query": f"{lang} q {g}", "passage": f"{lang} p {g}"}
+            for g in range(16) for lang in ("en", "de"))
+    pairs.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return ["train", "--model", str(tiny_model_dir), "--train", str(pairs), "--output", str(tmp_path / "run"),
             "--steps", "2", "--batch-size", "4", "--no-progress"]
 

@@ -81,12 +81,15 @@ class ProgressCallback(Callback):
         self.bar.update()
 
     def on_evaluate(self, state, result, score: float) -> None:
+        from tqdm.auto import tqdm
+
         if state.rank != 0:
             return
         best = " (best so far)" if result.is_better(state.config.eval_metric, state.best_score) else ""
         metrics = " ".join(f"{name}={value:.4f}" for name, value in result.metrics().items())
-        self.bar.write(f"step {state.step}/{state.total_steps} {result.task}: {metrics}; "
-                       f"{state.config.eval_metric} {score:.4f}{best}")
+        # Printed above the bar, if there is one (evaluate() may also run outside train()).
+        tqdm.write(f"step {state.step}/{state.total_steps} {result.task}: {metrics}; "
+                   f"{state.config.eval_metric} {score:.4f}{best}")
 
     def on_train_end(self, state) -> None:
         self.bar.close()

@@ -65,15 +65,15 @@ class TransformersReporter(Callback):
         except (RuntimeError, ImportError) as error:  # the package is missing or broken
             raise ValueError(f"report_to {self.name!r}: {error}") from None
         self.args = _run_arguments(state.config, state.total_steps)
-        self.state = HuggingFaceState(max_steps=state.total_steps, logging_steps=state.config.log_every,
-                                      global_step=state.step, epoch=state.epoch,
-                                      is_world_process_zero=True, is_local_process_zero=True)
+        self.hf_state = HuggingFaceState(max_steps=state.total_steps, logging_steps=state.config.log_every,
+                                         global_step=state.step, epoch=state.epoch,
+                                         is_world_process_zero=True, is_local_process_zero=True)
         self.control = TrainerControl()
-        self.integration.on_train_begin(self.args, self.state, self.control, model=self.model)
+        self.integration.on_train_begin(self.args, self.hf_state, self.control, model=self.model)
 
     def _log(self, state, logs: dict) -> None:
-        self.state.global_step, self.state.epoch = state.step, state.epoch
-        self.integration.on_log(self.args, self.state, self.control, model=self.model, logs=logs)
+        self.hf_state.global_step, self.hf_state.epoch = state.step, state.epoch
+        self.integration.on_log(self.args, self.hf_state, self.control, model=self.model, logs=logs)
 
     def on_step_end(self, state, record: dict) -> None:
         if self.integration is None or record["step"] % state.config.log_every:
@@ -87,7 +87,7 @@ class TransformersReporter(Callback):
 
     def on_train_end(self, state) -> None:
         if self.integration is not None:
-            self.integration.on_train_end(self.args, self.state, self.control, model=self.model)
+            self.integration.on_train_end(self.args, self.hf_state, self.control, model=self.model)
 
 
 def integration_reporters(report_to: tuple, model=None) -> list:

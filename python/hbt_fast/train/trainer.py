@@ -26,8 +26,8 @@ from hbt_fast.train.config import TrainConfig
 from hbt_fast.train.evaluation import evaluate_during_training
 from hbt_fast.train.finite import NonFiniteLossError, check_loss, check_parameters
 from hbt_fast.train.hub import check_hub_access, push_model
-from hbt_fast.train.reporting import integration_reporters
 from hbt_fast.train.inputs import StepInputs
+from hbt_fast.train.reporting import integration_reporters
 from hbt_fast.train.resume import (RUN_CONFIG, Start, drop_log_after, random_state_file, random_states,
                                    starting_point)
 from hbt_fast.train.run_folder import check_inputs, claim
@@ -265,7 +265,8 @@ class Trainer:
             extra = {"loss_scale": scale, "skipped": not updated}
         if updated:
             check_parameters(self.step + 1, self.encoder.named_parameters(), self.checkpoints,
-                             f"after the optimizer update (lr {self.config.lr}, weight_decay {self.config.weight_decay})")
+                             f"after the optimizer update (lr {self.config.lr}, "
+                             f"weight_decay {self.config.weight_decay})")
             self.scheduler.step()
         return extra
 
