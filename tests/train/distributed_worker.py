@@ -13,7 +13,8 @@ from train_helpers import first_batch_gradients, make_trainer, synthetic_corpus,
 from hbt_fast.data import PairCorpus  # noqa: E402
 from hbt_fast.train import init_distributed  # noqa: E402
 
-CASES = {"one-pass": {}, "gradcache": {"chunk_size": 3}, "negatives": {"chunk_size": 3, "hard_negatives": 2}}
+CASES = {"one-pass": {}, "gradcache": {"chunk_size": 3}, "negatives": {"chunk_size": 3, "hard_negatives": 2},
+         "accumulated": {"gradient_accumulation_steps": 3}}
 
 
 def case_corpus(name):

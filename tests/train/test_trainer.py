@@ -179,7 +179,8 @@ def test_training_data_from_a_datasets_folder_with_a_column_mapping(tiny_model_d
 
 def test_two_gloo_processes_equal_one_process(tiny_model_dir, tmp_path):
     """torchrun with 2 gloo ranks of batch 4 each vs one process with the global batch 8, for a
-    one-pass step, a GradCache step and a step with hard negatives (a different count per rank)."""
+    one-pass step, a GradCache step, a step with hard negatives (a different count per rank) and
+    an update accumulated over 3 batches (reduced once, with the last)."""
     from distributed_worker import CASES, case_corpus
 
     run_torchrun(HERE / "distributed_worker.py", tiny_model_dir, tmp_path / "ranks")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -58,9 +59,10 @@ def gradients(trainer):
 
 
 def first_batch_gradients(trainer):
-    batch = next(iter(trainer.sampler))
+    """The loss and gradients of the first update: its ``gradient_accumulation_steps`` batches."""
+    batches = list(itertools.islice(trainer.sampler, trainer.config.gradient_accumulation_steps))
     trainer.optimizer.zero_grad(set_to_none=True)
-    result = trainer.compute_gradients(trainer.tokens.step_inputs(*batch))
+    result = trainer.accumulate_gradients(batches)
     return result.loss, gradients(trainer)
 
 

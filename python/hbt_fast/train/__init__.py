@@ -4,7 +4,10 @@
 * :mod:`~hbt_fast.train.step`: the global batch's gradients as a function (gather, fused loss,
   GradCache, DistributedDataParallel reduction), usable without the trainer;
 * :mod:`~hbt_fast.train.callbacks`: timing, progress, logging (JSONL, TensorBoard), which
-  observe the steps through a :class:`TrainerState`;
+  observe the steps through a :class:`TrainerState`; :mod:`~hbt_fast.train.reporting` sends
+  them to wandb / mlflow through transformers' integrations;
+* :mod:`~hbt_fast.train.card`: ``run_config.json`` and the model card;
+  :mod:`~hbt_fast.train.hub` pushes the model to the Hugging Face Hub;
 * :mod:`~hbt_fast.train.checkpoint`: the checkpoint folder (checksummed, verified on resume);
 * :mod:`~hbt_fast.train.trainer`: :class:`Trainer`, which holds a run together and owns its
   loop (sampler -> step -> optimiser -> callbacks, checkpoints and evaluations on schedule).

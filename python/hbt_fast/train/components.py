@@ -16,8 +16,8 @@ import torch.distributed as dist
 from hbt_fast.train.config import MAX_INT, TrainConfig, parse_eval_spec
 
 __all__ = ["check_corpus_for_mode", "check_eval_setup", "check_output", "init_distributed",
-           "check_reporting", "load_encoder", "make_optimizer", "make_scheduler", "pick_device", "read_corpus",
-           "total_steps"]
+           "check_reporting", "load_encoder", "make_gradient_scaler", "make_optimizer", "make_scheduler",
+           "pick_device", "read_corpus", "total_steps"]
 
 
 def init_distributed() -> None:
@@ -32,6 +32,17 @@ def pick_device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device("cpu")
+
+
+def make_gradient_scaler(config: TrainConfig, device: torch.device):
+    """fp16's gradient scaler (None without fp16). float16 autocast is offered on CUDA only: on
+    CPUs it is slower than float32, and bf16 (which needs no scaler) is their half precision."""
+    if not config.fp16:
+        return None
+    if device.type != "cuda":
+        raise ValueError(f"fp16 needs a CUDA device, and this process runs on {device.type}; leave fp16 off "
+                         "(bf16 works on CPUs that support it)")
+    return torch.amp.GradScaler(device.type)
 
 
 def check_output(output: Path) -> None:
@@ -62,9 +73,12 @@ def read_corpus(config: TrainConfig):
     return read_pairs(config.train, columns)
 
 
-def check_reporting(report_to: str) -> None:
-    if report_to == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
-        raise ValueError("report_to 'tensorboard' needs the tensorboard package (pip install tensorboard)")
+def check_reporting(report_to: tuple) -> None:
+    """Every destination's package is installed (its name is the package's), before anything loads."""
+    for destination in report_to:
+        if destination not in ("jsonl", "none") and importlib.util.find_spec(destination) is None:
+            raise ValueError(f"report_to '{destination}' needs the {destination} package "
+                             f"(pip install {destination})")
 
 
 def check_eval_setup(spec: str) -> None:
@@ -118,10 +132,11 @@ def load_encoder(config: TrainConfig, encoder, checkpoint: Optional[Path], devic
 
 
 def total_steps(config: TrainConfig, batches_per_epoch: int) -> int:
-    """``steps``, or the steps of ``epochs`` sampler epochs: a 64-bit count like ``steps``."""
+    """``steps``, or the steps of ``epochs`` sampler epochs (each step takes
+    ``gradient_accumulation_steps`` batches): a 64-bit count like ``steps``."""
     if config.steps is not None:
         return config.steps
-    steps = math.ceil(config.epochs * batches_per_epoch)
+    steps = math.ceil(config.epochs * batches_per_epoch / config.gradient_accumulation_steps)
     if steps > MAX_INT:
         raise ValueError(f"epochs {config.epochs} of {batches_per_epoch} batches are {steps} steps, more than "
                          f"{MAX_INT} (the step count is a 64-bit integer)")

@@ -33,7 +33,8 @@ __all__ = ["EVAL_METRICS", "EVAL_TASKS", "MAX_INT", "MODES", "PRESETS", "REPORT_
 
 MODES = ("xx", "xy", "hybrid", "mixed")
 PRESETS = tuple(PRESET_SETTINGS)
-REPORT_TO = ("jsonl", "tensorboard", "none")
+# Destinations of the logged scalars; wandb and mlflow go through transformers' integrations.
+REPORT_TO = ("jsonl", "tensorboard", "wandb", "mlflow", "none")
 EVAL_TASKS = ("xquad-r", "mlqa-r")
 # Metrics evaluate_lareqa reports, and whether a higher value is better (owned by evaluate).
 EVAL_METRICS = {name: higher_is_better(name) for name in lareqa_metric_names()}
@@ -74,7 +75,9 @@ class Bounds:
 def setting(help: str, default=dataclasses.MISSING, *, choices=None, free=False, flag=None,
             bounds: Optional[Bounds] = None, fixed: Optional[str] = None, path=False):
     """A TrainConfig field: ``help`` for ``--help``; ``free``: may change on resume; ``fixed``:
-    why it can never change on resume; ``bounds``: its range; ``path``: names a file or folder."""
+    why it can never change on resume; ``bounds``: its range; ``path``: names a file or folder;
+    ``flag``: its command-line flag, or several (the first is the one ``--help`` lists first),
+    when not ``--`` + the name with dashes."""
     metadata = {"help": help, "choices": choices, "free": free, "flag": flag, "bounds": bounds,
                 "fixed": fixed, "path": path}
     if default is dataclasses.MISSING:
@@ -128,6 +131,11 @@ class TrainConfig:
     warmup: float = setting("fraction of the steps with linear warm-up", 0.1, bounds=Bounds(0, 1, high_open=True))
     max_grad_norm: float = setting("gradient clipping norm, 0 to disable", 1.0, bounds=NON_NEGATIVE)
     bf16: Optional[bool] = setting("bf16 autocast (default: on for CUDA devices that support it)", None)
+    fp16: bool = setting("float16 autocast with a gradient scaler (CUDA devices only; excludes bf16)", False)
+    gradient_accumulation_steps: int = setting(
+        "sampler batches per optimiser update: each batch keeps its own in-batch negatives and loss, "
+        "the update uses the mean of their gradients (as transformers does)", 1, bounds=AT_LEAST_ONE,
+        flag=("--gradient-accumulation-steps", "--grad-accum"))
     gradient_checkpointing: bool = setting("recompute activations in the backward pass", False)
     chunk_size: Optional[int] = setting("GradCache: embed at most this many rows per forward pass", None,
                                         bounds=AT_LEAST_ONE)
@@ -148,7 +156,14 @@ class TrainConfig:
     save_every: int = setting("checkpoint every N steps (0: at the end only)", 0, free=True, bounds=NON_NEGATIVE)
     keep_checkpoints: int = setting("how many step checkpoints to keep", 2, free=True, bounds=AT_LEAST_ONE)
     log_every: int = setting("write a log line every N steps", 1, free=True, bounds=AT_LEAST_ONE)
-    report_to: str = setting("where scalars go besides the console", "jsonl", choices=REPORT_TO, free=True)
+    report_to: tuple = setting("where scalars go besides the console, comma-separated (none: nowhere)",
+                               ("jsonl",), choices=REPORT_TO, free=True)
+    hub_model_id: Optional[str] = setting("at the end, push OUTPUT/model to this Hugging Face Hub repository "
+                                          "(user/name; needs a token)", None, free=True,
+                                          flag=("--push-to-hub", "--hub-model-id"))
+    hub_private_repo: bool = setting("create the Hub repository as private", False, free=True)
+    card_datasets: tuple = setting("Hub dataset ids the training data comes from, comma-separated: the "
+                                   "model card's datasets", (), free=True)
     resume: bool = setting("continue from OUTPUT/checkpoints (the newest intact checkpoint)", False,
                            free=True)
     override: tuple = setting("on resume, settings allowed to differ from the saved run, "
@@ -212,6 +227,13 @@ def check_values(c: TrainConfig) -> None:
     if c.mode != "hybrid" and c._alpha_given:
         raise ValueError(f"alpha applies to mode 'hybrid' only; mode {c.mode!r} never mixes batch kinds, "
                          "so leave alpha out")
+    if c.fp16 and c.bf16:
+        raise ValueError("fp16 and bf16 exclude each other; choose one autocast precision")
+    if "none" in c.report_to and len(c.report_to) > 1:
+        raise ValueError(f"report_to 'none' excludes every destination, got {','.join(c.report_to)}")
+    for name, repo_id in [("hub_model_id", c.hub_model_id)] + [("card_datasets", d) for d in c.card_datasets]:
+        if repo_id is not None:
+            _check_repo_id(name, repo_id)
     if c.prefixes and (c.query_prefix is not None or c.passage_prefix is not None):
         raise ValueError("prefixes (the study's shorthand) and query_prefix/passage_prefix exclude each other")
     for entry in c.columns:
@@ -231,8 +253,9 @@ def _check_value(name: str, value, metadata: Mapping) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value}")
     choices = metadata["choices"]
-    if choices and value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    for one in value if isinstance(value, tuple) else (value,):  # a list setting: each entry
+        if choices and one not in choices:
+            raise ValueError(f"{name} must be one of {list(choices)}, got {one!r}")
     bounds = metadata["bounds"]
     if bounds is not None and not bounds.admit(value):
         why = f" ({bounds.why})" if bounds.why else ""
@@ -251,6 +274,15 @@ def _check_override(names: tuple) -> None:
         if reason:
             raise ValueError(f"override: {name} cannot change when resuming ({reason}); start a new "
                              "run to change it")
+
+
+def _check_repo_id(name: str, repo_id: str) -> None:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(f"{name}: {repo_id!r} is not a Hub repository id ({' '.join(str(error).split())})") from None
 
 
 def parse_eval_spec(spec: str) -> tuple:
@@ -323,7 +355,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     for name, hint in _field_types().items():
         spec = TrainConfig.__dataclass_fields__[name]
         meta = spec.metadata
-        flag = meta["flag"] or "--" + name.replace("_", "-")
+        flags = meta["flag"] or "--" + name.replace("_", "-")
+        flags = (flags,) if isinstance(flags, str) else flags
         base, optional = _expected(hint)
         text = meta["help"]
         if spec.default is not dataclasses.MISSING and not isinstance(spec.default, (bool, tuple, type(None))):
@@ -331,14 +364,16 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         if meta["bounds"] is not None:
             text += f"; {meta['bounds']}"
         if base is bool and optional:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=text)
+            parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, help=text)
         elif base is bool:
             action = "store_false" if spec.default else "store_true"
-            parser.add_argument(flag, dest=name, action=action, help=meta["help"])
+            parser.add_argument(*flags, dest=name, action=action, help=meta["help"])
         elif base is tuple:
-            parser.add_argument(flag, dest=name, type=_parse_list, help=text)
+            if meta["choices"]:
+                text += f"; each one of {', '.join(meta['choices'])}"
+            parser.add_argument(*flags, dest=name, type=_parse_list, help=text)
         else:
             if meta["choices"]:
                 text += f"; one of {', '.join(meta['choices'])}"
-            parser.add_argument(flag, dest=name, type=base, choices=meta["choices"], help=text,
+            parser.add_argument(*flags, dest=name, type=base, choices=meta["choices"], help=text,
                                 metavar=name.upper())

@@ -57,9 +57,9 @@ def _stop(step: int, what: str, checkpoints) -> NonFiniteLossError:
                                                           else "no good checkpoint exists yet"))
 
 
-def check_loss(step: int, loss: float, gradient_norm: float, checkpoints) -> None:
-    """Before the update: the loss and the gradient norm are finite."""
-    if not (math.isfinite(loss) and math.isfinite(gradient_norm)):
+def check_loss(step: int, loss: float, gradient_norm: Optional[float], checkpoints) -> None:
+    """Before the update: the loss and the gradient norm (None: not checked here) are finite."""
+    if not (math.isfinite(loss) and (gradient_norm is None or math.isfinite(gradient_norm))):
         raise _stop(step, f"the loss is {loss} (gradient norm {gradient_norm}); stopped before updating "
                           "the model", checkpoints)
 

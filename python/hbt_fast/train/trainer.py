@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import math
 import os
 import shutil
@@ -23,12 +25,14 @@ from hbt_fast.train.checkpoint import (STATE_FILE, CheckpointDirectory, Checkpoi
 from hbt_fast.train.config import TrainConfig
 from hbt_fast.train.evaluation import evaluate_during_training
 from hbt_fast.train.finite import NonFiniteLossError, check_loss, check_parameters
+from hbt_fast.train.hub import check_hub_access, push_model
 from hbt_fast.train.inputs import StepInputs
+from hbt_fast.train.reporting import integration_reporters
 from hbt_fast.train.resume import (RUN_CONFIG, Start, drop_log_after, random_state_file, random_states,
                                    starting_point)
 from hbt_fast.train.run_folder import check_inputs, claim
 from hbt_fast.train.state import TrainerState
-from hbt_fast.train.step import data_parallel, global_batch_gradients, world
+from hbt_fast.train.step import StepResult, data_parallel, global_batch_gradients, world
 from hbt_fast.train.store_inputs import step_inputs_source
 
 __all__ = ["NonFiniteLossError", "Trainer"]
@@ -99,6 +103,8 @@ class Trainer:
         check_inputs(config, reads_train=corpus is None)
         parts.check_output(self.output)
         parts.check_reporting(config.report_to)
+        if config.hub_model_id is not None:
+            check_hub_access(config.hub_model_id)
         if config.eval:
             parts.check_eval_setup(config.eval)
         parts.init_distributed()
@@ -126,6 +132,7 @@ class Trainer:
         self.state = TrainerState(config, self.output, parts.total_steps(config, len(self.sampler)),
                                   rank=self.rank, world_size=self.world_size)
         self.device = parts.pick_device()
+        self.scaler = parts.make_gradient_scaler(config, self.device)
         self.checkpoints = CheckpointDirectory(self.output / "checkpoints", config.keep_checkpoints)
         start = starting_point(config, self.checkpoints, self.output, self.total_steps, self.rank,
                                data_digest=self.corpus.digest)
@@ -143,7 +150,8 @@ class Trainer:
         # Training draws (dropout) start from the seed whatever loading consumed; a resume
         # replaces this state with the checkpoint's.
         torch.manual_seed(config.seed + self.rank)
-        self.own_callbacks = default_callbacks(config, self.output)
+        self.own_callbacks = (default_callbacks(config, self.output)
+                              + integration_reporters(config.report_to, model=self.encoder.model))
         self.callbacks = list(callbacks)
         if start is not None:
             self._restore(start)
@@ -170,44 +178,108 @@ class Trainer:
     def use_bf16(self) -> bool:
         if self.config.bf16 is not None:
             return self.config.bf16
-        return self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return not self.config.fp16 and self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+    @property
+    def autocast_dtype(self) -> Optional[torch.dtype]:
+        """float16 (``fp16``), bfloat16 (:attr:`use_bf16`) or None (float32)."""
+        return torch.float16 if self.config.fp16 else torch.bfloat16 if self.use_bf16 else None
 
     # ------------------------------------------------------------------ one step
-    def compute_gradients(self, inputs: StepInputs):
-        """The global batch's gradient into ``.grad`` (see :mod:`hbt_fast.train.step`)."""
+    def compute_gradients(self, inputs: StepInputs, weight: float = 1.0):
+        """The global batch's gradient, times ``weight`` and the fp16 loss scale, added to
+        ``.grad`` (see :mod:`hbt_fast.train.step`); the result's loss is scaled alike."""
         module = self.ddp if self.ddp is not None else self.sides
         ids = {"query": inputs.query_ids, "passage": inputs.passage_ids}
+        dtype = self.autocast_dtype
 
         def embed(side: str, rows: slice) -> torch.Tensor:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+            with torch.autocast(self.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                 return module(side, ids[side][rows]).float()
+
+        def weighted_loss(*arguments):
+            loss = self.loss_fn(*arguments) * weight
+            return self.scaler.scale(loss) if self.scaler is not None else loss
 
         groups = [g.to(self.device) if g is not None else None
                   for g in (inputs.query_groups, inputs.passage_groups)]
         return global_batch_gradients(
-            embed, len(inputs.query_ids), len(inputs.passage_ids), self.loss_fn,
+            embed, len(inputs.query_ids), len(inputs.passage_ids),
+            self.loss_fn if weight == 1 and self.scaler is None else weighted_loss,
             query_groups=groups[0], passage_groups=groups[1], chunk_size=self.config.chunk_size,
             ddp=self.ddp, devices=[self.device] if self.device.type == "cuda" else [])
 
-    def train_step(self, batch) -> dict:
-        """One optimisation step on a sampler batch; returns its log record."""
+    def accumulate_gradients(self, batches: Sequence) -> StepResult:
+        """One update's gradient into ``.grad``: the mean over ``batches`` (sampler batches) of
+        each batch's global-batch gradient, times the fp16 loss scale. Each batch is its own
+        contrastive problem (its in-batch negatives, its kind), as in ``transformers``' gradient
+        accumulation: the same gradient as the batches' losses averaged. Under
+        DistributedDataParallel the gradients are reduced once, with the last batch."""
+        scale = self.scaler.get_scale() if self.scaler is not None else 1.0
+        loss = seconds = 0.0
+        for index, batch in enumerate(batches):
+            last = index == len(batches) - 1
+            with self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext():
+                result = self.compute_gradients(self.tokens.step_inputs(*batch), 1 / len(batches))
+            loss += result.loss / scale
+            seconds += result.loss_seconds
+        return StepResult(loss, seconds)
+
+    def train_step(self, batches: Sequence) -> dict:
+        """One optimisation step on the sampler batches of one update
+        (``gradient_accumulation_steps`` of them); returns its log record."""
         started = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        result = self.compute_gradients(self.tokens.step_inputs(*batch))
+        result = self.accumulate_gradients(batches)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        norm = float(self._clip_gradients())
+        # Under fp16 a gradient that overflowed is the scaler's to handle (it skips the update
+        # and lowers its scale); a non-finite loss stops the run in every precision.
+        check_loss(self.step + 1, result.loss, norm if self.scaler is None else None, self.checkpoints)
+        record = self._update()
+        self.state.step += 1
+        return {"step": self.step, "epoch": self.sampler.epoch, "loss": result.loss, "grad_norm": norm,
+                "lr": self.scheduler.get_last_lr()[0], "batch": ",".join(map(self._kind, batches)),
+                "seconds": time.perf_counter() - started, "loss_s": result.loss_seconds, **record}
+
+    def _clip_gradients(self) -> torch.Tensor:
+        """The gradient norm before clipping (as transformers logs it)."""
         trained = [p for p in self.encoder.parameters() if p.grad is not None]
         clip = self.config.max_grad_norm
-        norm = (torch.nn.utils.clip_grad_norm_(trained, clip) if clip > 0
+        return (torch.nn.utils.clip_grad_norm_(trained, clip) if clip > 0
                 else torch.nn.utils.get_total_norm([p.grad for p in trained]))
-        check_loss(self.step + 1, result.loss, float(norm), self.checkpoints)
-        self.optimizer.step()
-        check_parameters(self.step + 1, self.encoder.named_parameters(), self.checkpoints,
-                         f"after the optimizer update (lr {self.config.lr}, weight_decay {self.config.weight_decay})")
-        self.scheduler.step()
-        self.state.step += 1
-        language = self.corpus.language_names[batch.language] if batch.kind == "xx" else None
-        return {"step": self.step, "epoch": self.sampler.epoch, "loss": result.loss,
-                "lr": self.scheduler.get_last_lr()[0], "batch": f"xx:{language}" if language else batch.kind,
-                "seconds": time.perf_counter() - started, "loss_s": result.loss_seconds}
+
+    def _update(self) -> dict:
+        """Optimiser and schedule; under fp16 through the scaler, which skips an update whose
+        gradient overflowed (the schedule then waits too, as with accelerate). Returns what
+        the log adds for fp16."""
+        if self.scaler is None:
+            self.optimizer.step()
+            updated, extra = True, {}
+        else:
+            scale = self.scaler.get_scale()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            updated = self.scaler.get_scale() >= scale  # a skipped update lowers the scale
+            extra = {"loss_scale": scale, "skipped": not updated}
+        if updated:
+            check_parameters(self.step + 1, self.encoder.named_parameters(), self.checkpoints,
+                             f"after the optimizer update (lr {self.config.lr}, "
+                             f"weight_decay {self.config.weight_decay})")
+            self.scheduler.step()
+        return extra
+
+    def _kind(self, batch) -> str:
+        return f"xx:{self.corpus.language_names[batch.language]}" if batch.kind == "xx" else batch.kind
+
+    def _batches(self):
+        """Sampler batches with the seconds each took, across epochs without end (the next
+        epoch starts when a batch is asked for past the end of one)."""
+        while True:
+            yield from timed(self.sampler)
+            self.sampler.set_epoch(self.sampler.epoch + 1)
+            self.state.epoch = self.sampler.epoch
 
     def train(self) -> Optional[dict]:
         """Run until ``total_steps``; returns the last evaluation (a TaskResult) or None. The
@@ -225,18 +297,14 @@ class Trainer:
         if self.rank == 0:
             write_run_config(self.describe(), self.output / RUN_CONFIG)
         self._notify("on_train_begin")
+        batches = self._batches()
         while self.step < self.total_steps:
-            for batch, sampler_seconds in timed(self.sampler):
-                record = self.train_step(batch)
-                record["sampler_s"] = sampler_seconds
-                self._notify("on_step_end", record, own=True, user=False)
-                self._checkpoint_and_evaluate_on_schedule()
-                self._notify("on_step_end", record, own=False, user=True)
-                if self.step >= self.total_steps:
-                    break
-            else:  # the epoch ran out before the last step
-                self.sampler.set_epoch(self.sampler.epoch + 1)
-                self.state.epoch = self.sampler.epoch
+            drawn = list(itertools.islice(batches, self.config.gradient_accumulation_steps))
+            record = self.train_step([batch for batch, _ in drawn])
+            record["sampler_s"] = sum(seconds for _, seconds in drawn)
+            self._notify("on_step_end", record, own=True, user=False)
+            self._checkpoint_and_evaluate_on_schedule()
+            self._notify("on_step_end", record, own=False, user=True)
         # Saved before the final evaluation: an evaluation that fails must not cost the model.
         self.save_checkpoint()
         self.save_model(self.output / "model")
@@ -244,6 +312,10 @@ class Trainer:
             self.evaluate(progress=self.config.progress)
             self.save_model_card(self.output / "model")  # now with the final results
         self._notify("on_train_end")
+        if self.config.hub_model_id is not None and self.rank == 0:  # after the last collective
+            url = push_model(self.output / "model", self.config.hub_model_id, private=self.config.hub_private_repo,
+                             commit_message=f"hbt-fast train: {self.step} steps")
+            print(f"pushed {self.output / 'model'} to {url}")
         return self.last_evaluation
 
     def _checkpoint_and_evaluate_on_schedule(self) -> None:
@@ -253,7 +325,7 @@ class Trainer:
         if config.save_every and step % config.save_every == 0:
             self.save_checkpoint()
         if config.eval and config.eval_every and step % config.eval_every == 0:
-            self.evaluate()
+            self.evaluate(progress=config.progress)
 
     def _notify(self, event: str, *arguments, own: bool = True, user: bool = True) -> None:
         callbacks = (self.own_callbacks if own else []) + (self.callbacks if user else [])
@@ -316,7 +388,8 @@ class Trainer:
             self.encoder.save(folder / "model")
             torch.save({"step": step, "optimizer": self.optimizer.state_dict(),
                         "scheduler": self.scheduler.state_dict(), "sampler": self.sampler.state_dict(),
-                        "best_score": self.best_score, "config": dataclasses.asdict(self.config)},
+                        "best_score": self.best_score, "config": dataclasses.asdict(self.config),
+                        **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {})},
                        folder / STATE_FILE)
             write_run_config(self.describe(), folder / RUN_CONFIG)
 
@@ -333,6 +406,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
+        if self.scaler is not None and "scaler" in state:  # a run resumed with fp16 newly on starts a scaler
+            self.scaler.load_state_dict(state["scaler"])
         self.state.step, self.state.best_score = state["step"], state["best_score"]
         self.state.epoch = self.sampler.epoch
         _apply_overrides(self.config, self.optimizer, self.scheduler)
