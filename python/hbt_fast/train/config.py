@@ -419,6 +419,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             text += f"; {meta['bounds']}"
         if meta["repeated"]:
             parser.add_argument(flag, dest=name, action="append", nargs="+", metavar="PATH", help=text)
+        elif meta["parse"] is not None:  # the text as given; parse reads it
+            parser.add_argument(flag, dest=name, help=text, metavar=name.upper())
         elif base is bool and optional:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=text)
         elif base is bool:
