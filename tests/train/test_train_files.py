@@ -72,6 +72,9 @@ def test_several_files_of_one_source_train_as_their_pairs_together(tiny_model_di
     trainer.train()
     np.testing.assert_allclose(log_losses(tmp_path / "run"), in_memory_losses, rtol=0, atol=1e-6)
     assert trainer.corpus.digest == read_pairs(pairs_file).digest
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    named = f"{parts[0]} {parts[1]}" if given == "two paths" else str(tmp_path / "data" / "part-*.jsonl")
+    assert f"- Data: `{named}`: 72 pairs" in card
 
 
 def _identity(path):

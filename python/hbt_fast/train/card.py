@@ -77,7 +77,9 @@ def _data_lines(description: dict) -> list:
     train, languages = description["config"]["train"], description["languages"]
     total = f"{description['pairs']} pairs in {len(languages)} languages ({', '.join(languages)})"
     if "sources" not in description:
-        return [f"- Data: `{train}`: {total}"]
+        paths = train if isinstance(train, str) else " ".join(p for source in train for p in (
+            [source] if isinstance(source, str) else source))
+        return [f"- Data: `{paths}`: {total}"]
     kinds = {"xx": "X-X", "xy": "X-Y", "mixed": "mixed"}
     lines = [f"- Data: {len(description['sources'])} sources, {total}; each batch from one source "
              f"(source weights: {description['config']['source_weights']})"]
