@@ -77,7 +77,13 @@ def synthetic_pairs(path: Path, pairs: int, seed: int = 0) -> Path:
 CLI = "import sys; from hbt_fast.cli import main; sys.exit(main())"  # what `hbt-fast` runs
 
 
-CHILDREN = ("tokenize", "memory-train")  # run by this module's __main__
+# The in-memory path (every pair read into Python lists and tokenized before the first step),
+# run as a user's script runs it (hbt_fast.bench sits below hbt_fast.train).
+MEMORY_TRAIN = (
+    "import sys; from hbt_fast.data import read_pairs; from hbt_fast.train import TrainConfig, Trainer; "
+    "model, data, output, steps, batch_size = sys.argv[1:]; "
+    "Trainer(TrainConfig(model=model, train=data, output=output, steps=int(steps), batch_size=int(batch_size), "
+    "progress=False, save_every=0, log_every=1), corpus=read_pairs(data)).train()")
 
 
 def _watch_first_line(log: Path, started: float, done: threading.Event, seen: dict) -> None:
@@ -89,12 +95,15 @@ def _watch_first_line(log: Path, started: float, done: threading.Event, seen: di
 
 
 def _child(command: list, output: Path, timeout: float, log: Optional[Path] = None) -> dict:
-    """Run ``command`` (``["tokenize", ...]`` or ``["memory-train", ...]`` for this module's
-    children, else ``hbt-fast``'s arguments) in a fresh process; its wall time, peak RSS
-    (``wait4``: that child's own) and, given the run's ``log``, the seconds until its first line."""
+    """Run ``command`` (``["tokenize", ...]`` for :func:`_tokenize_child`, ``["memory-train",
+    ...]`` for :data:`MEMORY_TRAIN`, else ``hbt-fast``'s arguments) in a fresh process; its wall
+    time, peak RSS (``wait4``: that child's own) and, given the run's ``log``, the seconds until
+    its first line."""
     env = dict(os.environ, TOKENIZERS_PARALLELISM="true")
-    if command[0] in CHILDREN:
+    if command[0] == "tokenize":
         argv = [sys.executable, "-m", "hbt_fast.bench.scale", str(output), *command]
+    elif command[0] == "memory-train":
+        argv = [sys.executable, "-c", MEMORY_TRAIN, *command[1:]]
     else:
         argv = [sys.executable, "-c", CLI, *command]
     errors = output.with_suffix(".stderr")
@@ -140,7 +149,8 @@ def measure(pairs: int, model: str, folder: Path, *, steps: int = 3, in_memory: 
     runs = {"train_store": ["train", "--train", str(store), "--output", str(folder / "run-store"), *train],
             "train_file": ["train", "--train", str(data), "--output", str(folder / "run-file"), *train]}
     if in_memory:
-        runs["train_memory"] = ["memory-train", model, str(data), str(folder / "run-memory"), str(steps)]
+        runs["train_memory"] = ["memory-train", model, str(data), str(folder / "run-memory"), str(steps),
+                                str(BATCH_SIZE)]
     for name, command in runs.items():
         run = folder / name.replace("train_", "run-")
         figures[name] = _child(command, folder / f"{name}.json", timeout, log=run / "train_log.jsonl")
@@ -240,19 +250,6 @@ def _tokenize_child(model: str, data: str, limit: int) -> dict:
     return {"pairs": len(queries), "seconds": time.perf_counter() - started}
 
 
-def _memory_train_child(model: str, data: str, output: str, steps: str) -> dict:
-    """The in-memory path: every pair read into Python lists and tokenized before the first step."""
-    from hbt_fast.data import read_pairs
-    from hbt_fast.train import TrainConfig, Trainer
-
-    config = TrainConfig(model=model, train=data, output=output, steps=int(steps), batch_size=BATCH_SIZE,
-                         progress=False, save_every=0, log_every=1)
-    Trainer(config, corpus=read_pairs(data)).train()
-    return {}
-
-
 if __name__ == "__main__":
-    _output, _kind, *_arguments = sys.argv[1:]
-    _run = {"tokenize": lambda model, data, limit: _tokenize_child(model, data, int(limit)),
-            "memory-train": _memory_train_child}[_kind]
-    Path(_output).write_text(json.dumps(_run(*_arguments)))
+    _output, _, _model, _data, _limit = sys.argv[1:]
+    Path(_output).write_text(json.dumps(_tokenize_child(_model, _data, int(_limit))))
