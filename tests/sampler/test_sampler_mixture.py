@@ -135,6 +135,22 @@ def test_a_resumed_sampler_continues_the_epoch_without_replaying_it():
     assert len(list(resumed)) == len(sampler)  # and the next iteration starts it again
 
 
+def test_a_loaded_position_applies_to_the_next_iteration_only_as_for_hybrid_sampler():
+    samplers = [MultiSourceSampler([XQUAD, TATOEBA], 8, kinds=["xx", "both"], seed=2),
+                HybridSampler(joined([XQUAD, TATOEBA])[0], np.concatenate([XQUAD[1], TATOEBA[1] + 10_000]), 8,
+                              seed=2)]
+    for sampler in samplers:
+        first = [np.concatenate(b) for b in sampler]
+        sampler.load_state_dict({"epoch": 0, "position": 5})
+        resumed = iter(sampler)
+        np.testing.assert_array_equal(np.concatenate(next(resumed)), first[5])
+        next(resumed)
+        assert sampler.state_dict()["position"] == 7
+        again = iter(sampler)
+        np.testing.assert_array_equal(np.concatenate(next(again)), first[0])
+        assert sampler.state_dict()["position"] == 1  # the newest iterator's
+
+
 def test_a_state_for_other_sources_or_settings_is_refused_naming_what_differs():
     state = MultiSourceSampler([XQUAD, TATOEBA], 8, kinds=["xx", "xy"], seed=6).state_dict()
     other_data = MultiSourceSampler([XQUAD, parallel(120, [1, 3, 4, 6])], 8, kinds=["xx", "xy"], seed=6,

@@ -330,8 +330,11 @@ class MultiSourceSampler(RefusesStockTrainer):
         return sources[self.schedule(self._epoch if epoch is None else _int(epoch, "epoch"))]
 
     def __iter__(self) -> Iterator[Batch]:
+        """The current epoch's batches, from the position ``load_state_dict`` set (this
+        iteration only; the next starts at the epoch's first batch, as :class:`HybridSampler`)."""
         self._ticket += 1
-        return self._batches(self._epoch, self._start, self._ticket)
+        start, self._start = self._start, 0
+        return self._batches(self._epoch, start, self._ticket)
 
     def _batches(self, epoch: int, start: int, ticket: int) -> Iterator[Batch]:
         schedule = self.schedule(epoch)
@@ -347,7 +350,7 @@ class MultiSourceSampler(RefusesStockTrainer):
                 self._position = position + 1
             yield Batch((batch[0] + offset, batch[1] + offset, batch.kind, batch.language))
         if ticket == self._ticket:
-            self._position, self._start = 0, 0
+            self._position = 0
 
     @property
     def memory_bytes(self) -> int:

@@ -34,9 +34,6 @@ from hbt_fast.train.step import data_parallel, global_batch_gradients, world
 __all__ = ["NonFiniteLossError", "Trainer"]
 
 
-_on_all_ranks = parts.on_all_ranks
-
-
 def _checkpoint_on_all_ranks(work, checkpoints: CheckpointDirectory, step: int, world_size: int) -> None:
     """``work`` writes this rank's part of checkpoint ``step`` (None: nothing)."""
     def guarded():
@@ -44,7 +41,7 @@ def _checkpoint_on_all_ranks(work, checkpoints: CheckpointDirectory, step: int, 
             work()
 
     failure = CheckpointError(f"writing checkpoint {checkpoints.name(step)} failed on another rank")
-    _on_all_ranks(guarded if work is not None else None, world_size, failure)
+    parts.on_all_ranks(guarded if work is not None else None, world_size, failure)
 
 
 def _apply_overrides(config: TrainConfig, optimizer, scheduler) -> None:
@@ -94,8 +91,8 @@ class Trainer:
         if config.batch_size % self.world_size:
             raise ValueError(f"batch_size={config.batch_size} must be divisible by the world size {self.world_size}")
         locks = []  # rank 0's: the folder is checked and locked there, every rank learns the verdict
-        _on_all_ranks((lambda: locks.append(claim(config, self.output))) if self.rank == 0 else None,
-                      self.world_size, ValueError(f"output {self.output} was refused on rank 0"))
+        parts.on_all_ranks((lambda: locks.append(claim(config, self.output))) if self.rank == 0 else None,
+                           self.world_size, ValueError(f"output {self.output} was refused on rank 0"))
         self._lock = locks[0] if locks else None
         try:
             self._build(encoder, corpus, callbacks)
