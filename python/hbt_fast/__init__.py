@@ -11,7 +11,8 @@ import scipy_openblas32 as _scipy_openblas32  # noqa: F401
 
 from hbt_fast._info import info
 from hbt_fast._version import __version__
-from hbt_fast.sampler import Batch, HybridBatchSampler, HybridSampler, PairDataset, PairIds, labels_to_ids
+from hbt_fast.sampler import (Batch, HybridBatchSampler, HybridSampler, MultiSourceSampler, PairDataset, PairIds,
+                              labels_to_ids)
 
 _LAZY = {
     "InfoNCELoss": "hbt_fast.losses",
@@ -23,6 +24,7 @@ __all__ = [
     "HybridBatchSampler",
     "HybridSampler",
     "InfoNCELoss",
+    "MultiSourceSampler",
     "PairDataset",
     "PairIds",
     "__version__",

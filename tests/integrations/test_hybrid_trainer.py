@@ -217,7 +217,8 @@ def test_stock_trainer_refuses_our_samplers(st_model_dir, tmp_path, make_batch_s
         lambda row, i: {"group": None if i == 5 else row["group"]}, with_indices=True),
      {}, ValueError, "'group' has no value at row 5"),
     (lambda d: d.map(lambda row: {"query": 1}), {}, TypeError, "'query' must hold strings"),
-    (lambda d: datasets.DatasetDict({"train": d}), {}, TypeError, "must be a datasets.Dataset"),
+    (lambda d: d.to_iterable_dataset(), {}, TypeError, "must be a datasets.Dataset of pair rows, or a DatasetDict"),
+    (lambda d: {"a": d, "b": d.to_iterable_dataset()}, {}, TypeError, r"train_dataset\['b'\] must be a datasets.Dataset"),
 ])
 def test_bad_arguments_raise_at_construction(st_model_dir, tmp_path, dataset_change, options,
                                              error, message):

@@ -60,7 +60,7 @@ def test_dataloader_with_workers_and_a_plain_dataset():
 
 
 def test_batch_sampler_needs_a_hybrid_sampler():
-    with pytest.raises(TypeError, match="sampler must be a HybridSampler, got list"):
+    with pytest.raises(TypeError, match="sampler must be a HybridSampler or a MultiSourceSampler, got list"):
         HybridBatchSampler([])
 
 

@@ -18,11 +18,11 @@ STEPS = 5
 CLI = "import sys; from hbt_fast.cli import main; sys.exit(main(sys.argv[1:]))"  # what hbt-fast runs
 
 
-def pairs_file(folder: Path) -> Path:
+def pairs_file(folder: Path, groups: int = 16) -> Path:
     path = folder / "pairs.jsonl"
     path.write_text("".join(json.dumps({"group": g, "lang": lang, "query": f"{lang} question {g}",
                                         "passage": f"{lang} answer {g}"}) + "\n"
-                            for g in range(16) for lang in ("en", "de")), encoding="utf-8")
+                            for g in range(groups) for lang in ("en", "de")), encoding="utf-8")
     return path
 
 
@@ -89,6 +89,23 @@ def test_killed_runs_end_with_the_uninterrupted_model(tiny_model_dir, tmp_path):
                                    f"(kill moments {moments})")
     steps = [json.loads(line)["step"] for line in (output / "train_log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, STEPS + 1))
+
+
+def test_a_run_killed_while_preparing_its_training_file_ends_with_the_uninterrupted_model(tiny_model_dir,
+                                                                                         tmp_path):
+    pairs = pairs_file(tmp_path, groups=5000)  # enough lines to be caught preparing them
+    finish(tiny_model_dir, pairs, tmp_path / "straight")
+    expected = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+
+    output = tmp_path / "killed"
+    process = start(tiny_model_dir, pairs, output)
+    kill_when(process, (output / ".token_store.preparing").exists)
+    assert process.returncode == -signal.SIGKILL
+    assert not (output / "token_store").exists()
+    finish(tiny_model_dir, pairs, output)
+    got = load_file(output / "model" / "model.safetensors")
+    for name, value in expected.items():
+        torch.testing.assert_close(got[name], value, rtol=1e-6, atol=1e-7, msg=lambda m: f"{name}: {m}")
 
 
 if sys.platform == "win32":  # pragma: no cover - SIGKILL is POSIX

@@ -6,11 +6,16 @@ texts), then each of these runs in a fresh process, so that its peak RSS is its 
 * the tokenizer alone on the same texts (its batch call, the same chunks and settings): the
   throughput preparation is compared with;
 * ``hbt-fast prepare`` (wall time, peak RSS, store bytes per pair);
-* ``hbt-fast train --train STORE`` for a few steps (wall time, peak RSS);
-* optionally ``hbt-fast train --train FILE``, today's in-memory path (peak RSS), where affordable.
+* ``hbt-fast train --train STORE`` for a few steps (wall time, peak RSS, seconds to the first
+  step once a store exists);
+* ``hbt-fast train --train FILE`` for a few steps: the file prepared into the run folder, then
+  trained from (end to end in one process: its peak RSS includes the preparation);
+* optionally the in-memory path (``Trainer(config, corpus=read_pairs(FILE))``: every text
+  tokenized into Python lists), where affordable.
 
-Peak RSS is each child's own (``os.wait4``); ``python -m hbt_fast.bench.scale OUT tokenize ...``
-is the tokenizer child (not a public interface).
+Peak RSS is each child's own (``os.wait4``); seconds to the first step are read from the
+moment its first log line appears. ``python -m hbt_fast.bench.scale OUT tokenize ...`` and
+``... OUT memory-train ...`` are children of this module (not a public interface).
 """
 
 from __future__ import annotations
@@ -72,25 +77,51 @@ def synthetic_pairs(path: Path, pairs: int, seed: int = 0) -> Path:
 CLI = "import sys; from hbt_fast.cli import main; sys.exit(main())"  # what `hbt-fast` runs
 
 
-def _child(command: list, output: Path, timeout: float) -> dict:
-    """Run ``command`` (``["tokenize", ...]`` for :func:`_tokenize_child`, else ``hbt-fast``'s
-    arguments) in a fresh process; its wall time and peak RSS (``wait4``: that child's own)."""
+# The in-memory path (every pair read into Python lists and tokenized before the first step),
+# run as a user's script runs it (hbt_fast.bench sits below hbt_fast.train).
+MEMORY_TRAIN = (
+    "import sys; from hbt_fast.data import read_pairs; from hbt_fast.train import TrainConfig, Trainer; "
+    "model, data, output, steps, batch_size = sys.argv[1:]; "
+    "Trainer(TrainConfig(model=model, train=data, output=output, steps=int(steps), batch_size=int(batch_size), "
+    "progress=False, save_every=0, log_every=1), corpus=read_pairs(data)).train()")
+
+
+def _watch_first_line(log: Path, started: float, done: threading.Event, seen: dict) -> None:
+    while not done.is_set():
+        if log.is_file() and log.stat().st_size > 0:
+            seen["first_step_s"] = time.perf_counter() - started
+            return
+        time.sleep(0.05)
+
+
+def _child(command: list, output: Path, timeout: float, log: Optional[Path] = None) -> dict:
+    """Run ``command`` (``["tokenize", ...]`` for :func:`_tokenize_child`, ``["memory-train",
+    ...]`` for :data:`MEMORY_TRAIN`, else ``hbt-fast``'s arguments) in a fresh process; its wall
+    time, peak RSS (``wait4``: that child's own) and, given the run's ``log``, the seconds until
+    its first line."""
     env = dict(os.environ, TOKENIZERS_PARALLELISM="true")
     if command[0] == "tokenize":
         argv = [sys.executable, "-m", "hbt_fast.bench.scale", str(output), *command]
+    elif command[0] == "memory-train":
+        argv = [sys.executable, "-c", MEMORY_TRAIN, *command[1:]]
     else:
         argv = [sys.executable, "-c", CLI, *command]
     errors = output.with_suffix(".stderr")
+    seen, done = {}, threading.Event()
     started = time.perf_counter()
     with open(errors, "w") as stderr:
         process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
                                    start_new_session=True)
         timer = threading.Timer(timeout, os.killpg, (process.pid, signal.SIGKILL))
         timer.start()
+        watcher = threading.Thread(target=_watch_first_line, args=(log, started, done, seen), daemon=True)
+        if log is not None:
+            watcher.start()
         try:
             _, status, usage = os.wait4(process.pid, 0)
         finally:
             timer.cancel()
+            done.set()
         process.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
     if process.returncode != 0:
@@ -98,7 +129,7 @@ def _child(command: list, output: Path, timeout: float) -> dict:
                            f"{errors.read_text().strip()[-2000:]}")
     report = json.loads(output.read_text()) if output.is_file() else {}
     report.update(seconds=report.get("seconds", seconds), process_s=seconds,
-                  peak_rss_bytes=usage.ru_maxrss * 1024)  # KiB on Linux
+                  peak_rss_bytes=usage.ru_maxrss * 1024, **seen)  # KiB on Linux
     return report
 
 
@@ -115,13 +146,15 @@ def measure(pairs: int, model: str, folder: Path, *, steps: int = 3, in_memory: 
     figures["store_bytes"] = sum(p.stat().st_size for p in store.iterdir())
     train = ["--model", model, "--steps", str(steps), "--batch-size", str(BATCH_SIZE), "--no-progress",
              "--save-every", "0", "--log-every", "1"]
-    figures["train_store"] = _child(["train", "--train", str(store), "--output", str(folder / "run-store"),
-                                     *train], folder / "train-store.json", timeout)
-    figures["train_store"]["steps"] = _steps(folder / "run-store")
+    runs = {"train_store": ["train", "--train", str(store), "--output", str(folder / "run-store"), *train],
+            "train_file": ["train", "--train", str(data), "--output", str(folder / "run-file"), *train]}
     if in_memory:
-        figures["train_memory"] = _child(["train", "--train", str(data), "--output",
-                                          str(folder / "run-memory"), *train], folder / "train-memory.json", timeout)
-        figures["train_memory"]["steps"] = _steps(folder / "run-memory")
+        runs["train_memory"] = ["memory-train", model, str(data), str(folder / "run-memory"), str(steps),
+                                str(BATCH_SIZE)]
+    for name, command in runs.items():
+        run = folder / name.replace("train_", "run-")
+        figures[name] = _child(command, folder / f"{name}.json", timeout, log=run / "train_log.jsonl")
+        figures[name]["steps"] = _steps(run)
     return figures
 
 
@@ -143,7 +176,10 @@ def summary(figures: dict) -> dict:
         "store_bytes_per_pair": figures["store_bytes"] / pairs,
         "train_store_peak_mib": figures["train_store"]["peak_rss_bytes"] / 2**20,
         "train_store_s": figures["train_store"]["seconds"],
-        "end_to_end_peak_mib": max(prepare["peak_rss_bytes"], figures["train_store"]["peak_rss_bytes"]) / 2**20,
+        "train_store_first_step_s": figures["train_store"].get("first_step_s"),
+        "end_to_end_peak_mib": figures["train_file"]["peak_rss_bytes"] / 2**20,
+        "train_file_s": figures["train_file"]["seconds"],
+        "train_file_first_step_s": figures["train_file"].get("first_step_s"),
     }
     rows["prepare_vs_tokenizer"] = rows["prepare_pairs_per_s"] / rows["tokenizer_pairs_per_s"]
     if "train_memory" in figures:
@@ -179,6 +215,12 @@ def run(quick: bool = False, sizes: Optional[list] = None) -> list:
                 reference_peak_bytes=figures.get("train_memory", {}).get("peak_rss_bytes"),
                 fast_peak_bytes=figures["train_store"]["peak_rss_bytes"],
                 note=f"prepare peak {rows['prepare_peak_mib']:.0f} MiB; peak = process RSS"))
+            results.append(Result(
+                "scale", f"train --train FILE 3 steps, {pairs:,} pairs (in memory vs prepared in the run)",
+                rows.get("train_memory_s"), rows["train_file_s"],
+                reference_peak_bytes=figures.get("train_memory", {}).get("peak_rss_bytes"),
+                fast_peak_bytes=figures["train_file"]["peak_rss_bytes"],
+                note="end to end, preparation included"))
     return results
 
 

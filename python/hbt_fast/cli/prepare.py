@@ -49,21 +49,15 @@ def add_parser(subparsers) -> None:
 
 def tokenization(args: argparse.Namespace):
     """``(tokenizer, EncoderSettings)`` as ``hbt-fast train`` would load them for ``args``."""
-    from transformers import AutoTokenizer
-
-    from hbt_fast.models.loading import resolve
-    from hbt_fast.models.settings import STUDY_PREFIXES
+    from hbt_fast.models.loading import tokenizer_and_settings
 
     if args.prefixes and (args.query_prefix is not None or args.passage_prefix is not None):
         raise ValueError("--prefixes (the study's shorthand) and --query-prefix/--passage-prefix "
                          "exclude each other")
-    prefixes = dict(STUDY_PREFIXES) if args.prefixes else {
-        "query_prefix": args.query_prefix, "passage_prefix": args.passage_prefix}
-    settings, _, subfolder = resolve(args.model, args.preset, {
-        **prefixes, "max_query_length": args.max_query_length,
-        "max_passage_length": args.max_passage_length})
-    location = Path(args.model) / subfolder if subfolder and Path(args.model).is_dir() else args.model
-    return AutoTokenizer.from_pretrained(str(location)), settings
+    return tokenizer_and_settings(
+        args.model, args.preset, prefixes=args.prefixes, query_prefix=args.query_prefix,
+        passage_prefix=args.passage_prefix, max_query_length=args.max_query_length,
+        max_passage_length=args.max_passage_length)
 
 
 def _columns(text: str) -> dict:

@@ -170,15 +170,18 @@ def check_columns(columns: Optional[Mapping[str, str]]) -> dict:
 
 
 class CorpusBuilder:
-    """Collects validated rows; every error names ``where`` (file and line, or row)."""
+    """Collects validated rows; every error names ``where`` (file and line, or row).
 
-    def __init__(self, columns: dict):
+    ``digest``: the content digest to feed (default a new one); builders that share one digest
+    over consecutive rows give the digest of all those rows, as one builder would."""
+
+    def __init__(self, columns: dict, digest=None):
         self.columns = columns
         self.values = {name: [] for name in REQUIRED_FIELDS}
         self.negatives, self.offsets = [], [0]
         self.seen: dict = {}
         self.first_group: Optional[tuple] = None  # (kind, value, position) of the first group
-        self.digest = new_digest()  # fed row by row: reading a file once is enough
+        self.digest = digest if digest is not None else new_digest()  # fed row by row: one read
 
     def add(self, record: Mapping, where: str, position) -> None:
         values = {}

@@ -15,7 +15,7 @@ from hbt_fast.data.files import read_json
 from hbt_fast.models.sentence_transformers_format import SentenceTransformerLayout, read_layout
 from hbt_fast.models.settings import PRESETS, STUDY_PREFIXES, EncoderSettings
 
-__all__ = ["SETTINGS_FILE", "resolve"]
+__all__ = ["SETTINGS_FILE", "resolve", "tokenizer_and_settings"]
 
 SETTINGS_FILE = "hbt_encoder.json"
 
@@ -90,3 +90,14 @@ def resolve(name_or_path: str, preset: Optional[str], overrides: dict):
         # Our own save writes the model's pooler as the first Dense; it is not a second layer.
         dense = dense[1:]
     return resolved, dense, (layout.transformer_path if layout is not None else "")
+
+
+def tokenizer_and_settings(name_or_path: str, preset: Optional[str] = None, **overrides):
+    """``(tokenizer, EncoderSettings)`` as :meth:`TextEncoder.from_pretrained` would load them
+    for the same arguments, without loading the model (to prepare a token store)."""
+    from transformers import AutoTokenizer
+
+    name = str(name_or_path)
+    settings, _, subfolder = resolve(name, preset, overrides)
+    location = str(Path(name) / subfolder) if subfolder and Path(name).is_dir() else name
+    return AutoTokenizer.from_pretrained(location), settings

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 
 
 from hbt_fast.sampler._stock_trainer_guard import RefusesStockTrainer
+from hbt_fast.sampler.mixture import MultiSourceSampler
 from hbt_fast.sampler.sampler import Batch, HybridSampler
 
 
@@ -59,8 +60,9 @@ class HybridBatchSampler(RefusesStockTrainer):
     """
 
     def __init__(self, sampler: HybridSampler) -> None:
-        if not isinstance(sampler, HybridSampler):
-            raise TypeError(f"sampler must be a HybridSampler, got {type(sampler).__name__}")
+        if not isinstance(sampler, (HybridSampler, MultiSourceSampler)):
+            raise TypeError(f"sampler must be a HybridSampler or a MultiSourceSampler, got "
+                            f"{type(sampler).__name__}")
         self.sampler = sampler
 
     def __len__(self) -> int:

@@ -33,13 +33,15 @@ HUB_CACHE_FOLDER = re.compile(r"models--(?P<id>.+)")
 
 
 def run_description(config: TrainConfig, *, world_size: int, total_steps: int, corpus,
-                    hard_negatives: int) -> dict:
+                    hard_negatives: int, sources: Optional[list] = None) -> dict:
     """The settings of the run and what it derived from them (``run_config.json``): ``corpus``
     is the training data (``len``, ``digest``, ``language_names``), ``hard_negatives`` how many
-    of its negatives the run uses."""
+    of its negatives the run uses, ``sources`` (several sources only) each source's name, kind,
+    pairs, languages and batches per epoch by kind
+    (:func:`hbt_fast.train.sources.describe_sources`)."""
     from hbt_fast._version import __version__
 
-    return {
+    described = {
         "config": dataclasses.asdict(config),
         "locations": path_locations(config),  # what a resume compares paths by
         "hbt_fast_version": __version__,
@@ -50,6 +52,9 @@ def run_description(config: TrainConfig, *, world_size: int, total_steps: int, c
         "languages": list(corpus.language_names),
         "hard_negatives": hard_negatives,
     }
+    if sources is not None:
+        described["sources"] = sources
+    return described
 
 
 def write_run_config(description: dict, path: Path) -> None:
@@ -70,9 +75,7 @@ def model_card(description: dict, *, steps_done: int, prompts: tuple, evaluation
         "", f"# {name}", "",
         f"Fine-tuned from {_model_origin(c.model, base_model)} with hbt_fast {description['hbt_fast_version']} "
         "(hybrid batch training).",
-        "", "## Training", "",
-        f"- Data: `{c.train}`: {description['pairs']} pairs in {len(description['languages'])} languages "
-        f"({', '.join(description['languages'])})",
+        "", "## Training", "", *_data_lines(description),
         f"- Sampler: mode `{c.mode}`, alpha {c.alpha}, language exponent {c.lang_exponent}, "
         f"global batch {c.batch_size} on {description['world_size']} process(es), seed {c.seed}",
         f"- Loss: InfoNCE (in-batch negatives), temperature {c.temperature}, "
@@ -177,6 +180,23 @@ def _model_origin(model: str, base_model: Optional[str]) -> str:
         return f"`{model}`"
     local = f"the local model `{Path(model).resolve().name}`"
     return local + (f" (from `{base_model}`)" if base_model else "")
+def _data_lines(description: dict) -> list:
+    """The training data: one source, or each of several with the batches it served."""
+    train, languages = description["config"]["train"], description["languages"]
+    total = f"{description['pairs']} pairs in {len(languages)} languages ({', '.join(languages)})"
+    if "sources" not in description:
+        paths = train if isinstance(train, str) else " ".join(p for source in train for p in (
+            [source] if isinstance(source, str) else source))
+        return [f"- Data: `{paths}`: {total}"]
+    kinds = {"xx": "X-X", "xy": "X-Y", "mixed": "mixed"}
+    lines = [f"- Data: {len(description['sources'])} sources, {total}; each batch from one source "
+             f"(source weights: {description['config']['source_weights']})"]
+    for source in description["sources"]:
+        batches = ", ".join(f"{count} {kinds[kind]}" for kind, count in source["batches_per_epoch"].items())
+        lines.append(f"  - {source['name']}: kind {source['kind']}, {source['pairs']} pairs in "
+                     f"{len(source['languages'])} languages ({', '.join(source['languages'])}); "
+                     f"{batches} batches per epoch")
+    return lines
 
 
 def _evaluation_lines(spec: Optional[str], evaluation) -> list:

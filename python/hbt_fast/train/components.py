@@ -17,7 +17,7 @@ from hbt_fast.train.config import MAX_INT, TrainConfig, parse_eval_spec
 
 __all__ = ["check_corpus_for_mode", "check_eval_setup", "check_output", "init_distributed",
            "check_reporting", "load_encoder", "make_gradient_scaler", "make_optimizer", "make_scheduler",
-           "pick_device", "read_corpus", "total_steps"]
+           "on_all_ranks", "pick_device", "total_steps"]
 
 
 def init_distributed() -> None:
@@ -26,6 +26,24 @@ def init_distributed() -> None:
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+
+
+def on_all_ranks(work, world_size: int, failure: Exception) -> None:
+    """Run ``work`` (None: nothing on this rank); every rank raises when one rank's work did:
+    its own error there, ``failure`` on the others."""
+    error = None
+    if work is not None:
+        try:
+            work()
+        except (ValueError, OSError) as caught:
+            error = caught
+    failed = torch.tensor([error is not None], dtype=torch.int32)
+    if world_size > 1:
+        dist.all_reduce(failed)
+    if error is not None:
+        raise error
+    if failed.item():
+        raise failure
 
 
 def pick_device() -> torch.device:
@@ -57,22 +75,6 @@ def check_output(output: Path) -> None:
         raise ValueError(f"output {output} is not writable ({error.strerror or error})") from None
 
 
-def read_corpus(config: TrainConfig):
-    """A token store folder (``hbt-fast prepare``), memory-mapped and checked; else JSONL,
-    Parquet or a ``datasets.save_to_disk`` folder, with ``config.columns`` mapping."""
-    from hbt_fast.data import read_pairs
-    from hbt_fast.train.store_inputs import open_store
-
-    store = open_store(config.train)
-    if store is not None:
-        if config.columns:
-            raise ValueError(f"columns apply when a store is prepared; {config.train} is a prepared "
-                             "token store (give columns to hbt-fast prepare)")
-        return store
-    columns = dict(entry.split("=", 1) for entry in config.columns) or None
-    return read_pairs(config.train, columns)
-
-
 def check_reporting(report_to: tuple) -> None:
     """Every destination's package is installed (its name is the package's), before anything loads."""
     for destination in report_to:
@@ -89,16 +91,19 @@ def check_eval_setup(spec: str) -> None:
     load_lareqa(directory, task=task)  # missing files or fields raise here, naming them
 
 
-def check_corpus_for_mode(corpus, mode: str, alpha: float) -> None:
-    """Stop before training when the mode needs X-Y batches a language cannot join."""
+def check_corpus_for_mode(corpus, mode: str, alpha: float, source: Optional[str] = None) -> None:
+    """Stop before training when the mode needs X-Y batches a language cannot join; ``source``
+    names the corpus when it is one source of several."""
     needs_cross = mode == "xy" or (mode == "hybrid" and alpha < 1)
     if not needs_cross:
         return
     lonely = sorted(set(corpus.language_names) - corpus.cross_lingual_languages())
     if lonely:
+        where, remedy = (f"{source} serves X-Y batches", "give it kind 'xx'") if source else \
+            (f"mode {mode!r} builds X-Y batches", "use mode 'xx'")
         raise ValueError(
-            f"mode {mode!r} builds X-Y batches, but language(s) {lonely} share no group with "
-            "another language, so their pairs could never be used there; remove them or use mode 'xx'"
+            f"{where}, but language(s) {lonely} share no group with another language"
+            f"{' in it' if source else ''}, so their pairs could never be used there; remove them or {remedy}"
         )
 
 

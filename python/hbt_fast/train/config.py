@@ -21,15 +21,17 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Union
 
 from hbt_fast.evaluate.keys import higher_is_better
 from hbt_fast.evaluate.lareqa import metric_names as lareqa_metric_names
 from hbt_fast.models.settings import PRESETS as PRESET_SETTINGS
+from hbt_fast.sampler.mixture import WEIGHTINGS as SOURCE_WEIGHTINGS
+from hbt_fast.sampler.mixture import check_kinds, check_weights
 
 __all__ = ["EVAL_METRICS", "EVAL_TASKS", "MAX_INT", "MODES", "PRESETS", "REPORT_TO", "Bounds",
            "TrainConfig", "add_config_arguments", "coerce_settings", "config_differences",
-           "parse_eval_spec", "path_locations"]
+           "parse_eval_spec", "path_locations", "source_names", "training_sources"]
 
 MODES = ("xx", "xy", "hybrid", "mixed")
 PRESETS = tuple(PRESET_SETTINGS)
@@ -73,16 +75,56 @@ class Bounds:
 
 
 def setting(help: str, default=dataclasses.MISSING, *, choices=None, free=False, flag=None,
-            bounds: Optional[Bounds] = None, fixed: Optional[str] = None, path=False):
+            bounds: Optional[Bounds] = None, fixed: Optional[str] = None, path=False, parse=None,
+            repeated=False):
     """A TrainConfig field: ``help`` for ``--help``; ``free``: may change on resume; ``fixed``:
-    why it can never change on resume; ``bounds``: its range; ``path``: names a file or folder;
-    ``flag``: its command-line flag, or several (the first is the one ``--help`` lists first),
-    when not ``--`` + the name with dashes."""
+    why it can never change on resume; ``bounds``: its range; ``path``: names a file or folder
+    (or several); ``parse(name, value)``: the value a flag, a TOML value or an argument stands
+    for (instead of the type's own rule); ``repeated``: the flag may be given several times,
+    each time with one or more values; ``flag``: its command-line flag, or several (the first
+    is the one ``--help`` lists first), when not ``--`` + the name with dashes."""
     metadata = {"help": help, "choices": choices, "free": free, "flag": flag, "bounds": bounds,
-                "fixed": fixed, "path": path}
+                "fixed": fixed, "path": path, "parse": parse, "repeated": repeated}
     if default is dataclasses.MISSING:
         return field(metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+def _parse_sources(name: str, value):
+    """``train``: one path (a str), else a tuple of sources, each a path or a tuple of paths
+    (several files of one source). ``--train A B --train C`` arrives as ``[[A, B], [C]]``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and value:
+        sources = []
+        for source in value:
+            if isinstance(source, str):
+                sources.append(source)
+            elif isinstance(source, (list, tuple)) and source and all(isinstance(p, str) for p in source):
+                sources.append(source[0] if len(source) == 1 else tuple(source))
+            else:
+                break
+        else:
+            return sources[0] if len(sources) == 1 and isinstance(sources[0], str) else tuple(sources)
+    raise TypeError(f"{name} must be a path, or a list of sources, each a path or a list of paths; "
+                    f"got {value!r} ({type(value).__name__})")
+
+
+def _parse_weights(name: str, value):
+    """``source_weights``: "proportional", "uniform", or numbers ("1,3" on the command line)."""
+    if isinstance(value, str) and value.strip() in SOURCE_WEIGHTINGS:
+        return value.strip()
+    if isinstance(value, str):
+        try:
+            return tuple(float(part) for part in value.split(","))
+        except ValueError:
+            raise ValueError(f"{name} must be {' or '.join(SOURCE_WEIGHTINGS)}, or one number per "
+                             f"source separated by commas; got {value!r}") from None
+    if isinstance(value, (list, tuple)) and value and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return tuple(float(v) for v in value)
+    raise TypeError(f"{name} must be {' or '.join(SOURCE_WEIGHTINGS)} or a list of numbers, got "
+                    f"{value!r} ({type(value).__name__})")
 
 
 NON_NEGATIVE = Bounds(low=0)
@@ -96,11 +138,22 @@ class TrainConfig:
 
     model: str = setting("Hugging Face name or local path (or a model saved by hbt-fast train)",
                          fixed=MODEL_FIXED, path=True)
-    train: str = setting("training pairs: JSONL (group/lang/query/passage[/negatives]), Parquet, "
-                         "a datasets.save_to_disk folder, or a token store (hbt-fast prepare)", path=True)
+    train: Union[str, tuple] = setting(
+        "training pairs: JSONL (group/lang/query/passage[/negatives]), Parquet, a datasets.save_to_disk "
+        "folder or a glob of these, prepared into a token store in OUTPUT (reused on resume); or a token "
+        "store (hbt-fast prepare). Several paths after one --train are one source; each --train is a "
+        "source of its own (see source_kinds, source_weights)", path=True, parse=_parse_sources,
+        repeated=True)
     output: str = setting("run folder: checkpoints, logs, run_config.json, model/ and best/", path=True)
     columns: tuple = setting("where the training data keeps each field, comma-separated field=column "
                              "(e.g. query=question,lang=language)", ())
+    source_kinds: tuple = setting(
+        "with several sources, per source the batches it serves: xx, xy or both (comma-separated; "
+        "default both for each)", (), fixed=SAMPLER_FIXED)
+    source_weights: Union[str, tuple] = setting(
+        "with several sources, how the batches of one kind are split between the sources serving it: "
+        "proportional (to their batches per epoch), uniform, or one number per source (comma-separated)",
+        "proportional", fixed=SAMPLER_FIXED, parse=_parse_weights)
     preset: Optional[str] = setting("pooling preset (default: the saved model's, else from the name)",
                                     None, choices=PRESETS, fixed=MODEL_FIXED)
     mode: str = setting("batch kinds", "hybrid", choices=MODES, fixed=SAMPLER_FIXED)
@@ -204,6 +257,9 @@ def coerce_setting(name: str, value):
     hints = _field_types()
     if name not in hints:
         raise ValueError(f"unknown training setting {name!r}")
+    parse = TrainConfig.__dataclass_fields__[name].metadata["parse"]
+    if parse is not None:
+        return parse(name, value)
     base, optional = _expected(hints[name])
     if value is None and optional:
         return value
@@ -242,6 +298,7 @@ def check_values(c: TrainConfig) -> None:
             raise ValueError(f"columns entries must look like field=column, got {entry!r}")
     c.override = tuple(name.replace("-", "_") for name in c.override)
     _check_override(c.override)
+    _check_sources(c)
     if c.eval is not None:
         parse_eval_spec(c.eval)
 
@@ -262,6 +319,32 @@ def _check_value(name: str, value, metadata: Mapping) -> None:
         raise ValueError(f"{name} must be {bounds}{why}, got {value}")
     if isinstance(value, int) and not isinstance(value, bool) and not -MAX_INT - 1 <= value <= MAX_INT:
         raise ValueError(f"{name} must be at most {MAX_INT} (a signed 64-bit integer), got {value}")
+
+
+def training_sources(config: TrainConfig) -> list:
+    """``config.train`` as one list of paths (or glob patterns) per source."""
+    train = config.train
+    if isinstance(train, str):
+        return [[train]]
+    return [[source] if isinstance(source, str) else list(source) for source in train]
+
+
+def source_names(config: TrainConfig) -> list:
+    """How messages, run_config.json and the model card name each source."""
+    sources = training_sources(config)
+    if len(sources) == 1:
+        return [" ".join(sources[0])]
+    return [f"source {i + 1} ({' '.join(paths)})" for i, paths in enumerate(sources)]
+
+
+def _check_sources(c: TrainConfig) -> None:
+    count = len(training_sources(c))
+    if c.source_kinds and len(c.source_kinds) != count:
+        raise ValueError(f"source_kinds gives {len(c.source_kinds)} kind(s) {list(c.source_kinds)} for "
+                         f"{count} source(s) in train; give one per source")
+    check_weights(list(c.source_weights) if isinstance(c.source_weights, tuple) else c.source_weights,
+                  count, "source_weights")
+    check_kinds(c.source_kinds or ["both"] * count, c.mode, c.alpha, source_names(c), "source_kinds")
 
 
 def _check_override(names: tuple) -> None:
@@ -303,12 +386,10 @@ def config_differences(saved: dict, config: TrainConfig, saved_locations: Option
         if spec.metadata["free"]:
             continue
         before = saved.get(name, defaults[name])
-        if isinstance(before, list):
-            before = tuple(before)
-        if spec.metadata["path"] and isinstance(before, str):
-            same = saved_locations.get(name, _location(before)) == locations[name]
+        if spec.metadata["path"] and isinstance(before, (str, list, tuple)):
+            same = _as_json(saved_locations.get(name, _location(before))) == _as_json(locations[name])
         else:
-            same = before == current[name]
+            same = _as_json(before) == _as_json(current[name])
         if not same:
             changed.append(name)
     return changed
@@ -321,9 +402,17 @@ def path_locations(config: TrainConfig) -> dict:
             for name, spec in TrainConfig.__dataclass_fields__.items() if spec.metadata["path"]}
 
 
-def _location(value: str) -> str:
+def _location(value):
+    """The resolved path (a list of them, for several) that ``value`` names."""
+    if isinstance(value, (list, tuple)):
+        return [_location(item) for item in value]
     path = Path(value)
     return str(path.resolve()) if path.exists() else value
+
+
+def _as_json(value):
+    """Tuples as lists, as a JSON round trip turns them, so saved and current values compare."""
+    return [_as_json(item) for item in value] if isinstance(value, (list, tuple)) else value
 
 
 def _defaults() -> dict:
@@ -363,7 +452,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             text += f" (default {spec.default})"
         if meta["bounds"] is not None:
             text += f"; {meta['bounds']}"
-        if base is bool and optional:
+        if meta["repeated"]:
+            parser.add_argument(*flags, dest=name, action="append", nargs="+", metavar="PATH", help=text)
+        elif meta["parse"] is not None:  # the text as given; parse reads it
+            parser.add_argument(*flags, dest=name, help=text, metavar=name.upper())
+        elif base is bool and optional:
             parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, help=text)
         elif base is bool:
             action = "store_false" if spec.default else "store_true"

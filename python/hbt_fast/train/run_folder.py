@@ -5,7 +5,8 @@ A run that finds a folder in use (a restart after a kill, a resume) goes on only
 is there, names the same settings (those in ``override`` may differ on resume), and every entry
 is one a run writes: the marker, the lock, ``run_config.json``, ``train_log.jsonl``,
 ``tensorboard/`` event files, ``checkpoints/`` and the model folders ``model/`` and ``best/``
-(each listing its files in a manifest), and the temporary names of these. Anything else stops
+(each listing its files in a manifest), the token stores the run prepared from its training
+files (``token_store``, ``token_store-N``: a store's files only), and the temporary names of these. Anything else stops
 the run with one error naming it, so nothing hbt_fast did not create is ever replaced or
 removed. While a run lives, rank 0 holds the folder's lock (:class:`hbt_fast._outputs.FolderLock`).
 """
@@ -23,7 +24,9 @@ from hbt_fast._outputs import LOCK_FILE, FolderLock, refuse_overlap
 from hbt_fast.data.files import write_text_atomically
 from hbt_fast.train.callbacks import LOG_FILE
 from hbt_fast.train.checkpoint import MANIFEST, CheckpointDirectory, listed_files
-from hbt_fast.train.config import TrainConfig, config_differences, parse_eval_spec
+from hbt_fast.data.token_store.format import ARRAYS, GROUP_NAMES
+from hbt_fast.data.token_store.format import MANIFEST as STORE_MANIFEST
+from hbt_fast.train.config import TrainConfig, config_differences, parse_eval_spec, training_sources
 from hbt_fast.train.resume import RUN_CONFIG
 
 __all__ = ["MARKER", "check_inputs", "claim"]
@@ -40,14 +43,20 @@ TEMPORARY_CHECKPOINT = re.compile(r"\.tmp-step-\d+")
 # What a checkpoint holds, for one whose manifest is damaged (its files are still the run's).
 CHECKPOINT_ENTRY = re.compile(r"model|trainer_state\.pt|random-rank\d+\.pt|run_config\.json|manifest\.json")
 EVENTS = re.compile(r"events\.out\.tfevents\..+")
+# hbt_fast.train.sources.run_store_name, and what write_token_store leaves beside a store
+# (its work folder, lock and replaced store) when a kill interrupts it.
+RUN_STORE = re.compile(r"token_store(-\d+)?")
+RUN_STORE_LEFTOVER = re.compile(r"\.token_store(-\d+)?\.(preparing|lock|old)")
+STORE_FILES = {f"{name}.npy" for name in ARRAYS} | {GROUP_NAMES, STORE_MANIFEST}
 
 
 def check_inputs(config: TrainConfig, reads_train: bool) -> None:
     """The output is not, does not hold and does not lie inside what the run reads."""
     model = Path(config.model)
+    paths = [path for source in training_sources(config) for path in source] if reads_train else []
+    train = {f"the training data (train{f' {path}' if len(paths) > 1 else ''})": path for path in paths}
     refuse_overlap(config.output, {
-        "the model folder (model)": model if model.exists() else None,
-        "the training data (train)": config.train if reads_train else None,
+        "the model folder (model)": model if model.exists() else None, **train,
         "the evaluation folder (eval)": parse_eval_spec(config.eval)[1] if config.eval else None})
 
 
@@ -132,11 +141,16 @@ def _foreign(output: Path) -> Optional[Path]:
         name, folder = entry.name, entry.is_dir() and not entry.is_symlink()  # a run writes no links
         if _is_file_of(entry, FILES) or (folder and TEMPORARY_MODEL.fullmatch(name)):
             continue
+        if RUN_STORE_LEFTOVER.fullmatch(name) and not entry.is_symlink():
+            continue
         found = entry
         if folder and name in MODEL_FOLDERS:
             found = _unlisted(entry)
         elif folder and name == "checkpoints":
             found = _foreign_checkpoint_entry(entry)
+        elif folder and RUN_STORE.fullmatch(name):
+            found = next((p for p in sorted(entry.iterdir())
+                          if not (p.is_file() and not p.is_symlink() and p.name in STORE_FILES)), None)
         elif folder and name == "tensorboard":
             found = next((p for p in sorted(entry.iterdir())
                           if not (p.is_file() and not p.is_symlink() and EVENTS.fullmatch(p.name))), None)

@@ -16,7 +16,6 @@ from typing import Optional, Sequence
 import torch
 import torch.distributed as dist
 
-from hbt_fast.sampler import HybridSampler
 from hbt_fast.train import components as parts
 from hbt_fast.train.callbacks import LOG_FILE, Callback, default_callbacks, timed
 from hbt_fast.train.card import run_description, write_model_card, write_run_config
@@ -31,29 +30,12 @@ from hbt_fast.train.reporting import integration_reporters
 from hbt_fast.train.resume import (RUN_CONFIG, Start, drop_log_after, random_state_file, random_states,
                                    starting_point)
 from hbt_fast.train.run_folder import check_inputs, claim
+from hbt_fast.train.sources import (check_training_data, describe_sources, make_sampler, read_training_data,
+                                    step_inputs_for)
 from hbt_fast.train.state import TrainerState
 from hbt_fast.train.step import StepResult, data_parallel, global_batch_gradients, world
-from hbt_fast.train.store_inputs import step_inputs_source
 
 __all__ = ["NonFiniteLossError", "Trainer"]
-
-
-def _on_all_ranks(work, world_size: int, failure: Exception) -> None:
-    """Run ``work`` (None: nothing on this rank); every rank raises when one rank's work did:
-    its own error there, ``failure`` on the others."""
-    error = None
-    if work is not None:
-        try:
-            work()
-        except (ValueError, OSError) as caught:
-            error = caught
-    failed = torch.tensor([error is not None], dtype=torch.int32)
-    if world_size > 1:
-        dist.all_reduce(failed)
-    if error is not None:
-        raise error
-    if failed.item():
-        raise failure
 
 
 def _checkpoint_on_all_ranks(work, checkpoints: CheckpointDirectory, step: int, world_size: int) -> None:
@@ -63,7 +45,7 @@ def _checkpoint_on_all_ranks(work, checkpoints: CheckpointDirectory, step: int, 
             work()
 
     failure = CheckpointError(f"writing checkpoint {checkpoints.name(step)} failed on another rank")
-    _on_all_ranks(guarded if work is not None else None, world_size, failure)
+    parts.on_all_ranks(guarded if work is not None else None, world_size, failure)
 
 
 def _apply_overrides(config: TrainConfig, optimizer, scheduler) -> None:
@@ -91,9 +73,12 @@ class _Sides(torch.nn.Module):
 class Trainer:
     """Fine-tunes ``config.model`` on ``config.train`` with hybrid batches and the fused loss.
 
-    ``encoder`` and ``corpus`` may be given directly (scripts, tests); ``callbacks`` run after
-    the trainer's own (see :mod:`hbt_fast.train.callbacks`). Everything that can be checked is
-    checked here, before the first step.
+    ``encoder`` and ``corpus`` may be given directly (scripts, tests): ``corpus`` a
+    :class:`~hbt_fast.data.PairCorpus` or a token store, or a list with one per source of
+    ``config.train``; without it, files in ``config.train`` are prepared into a token store in
+    the run folder (:mod:`hbt_fast.train.sources`). ``callbacks`` run after the trainer's own
+    (see :mod:`hbt_fast.train.callbacks`). Everything that can be checked is checked here,
+    before the first step.
     """
 
     def __init__(self, config: TrainConfig, *, encoder=None, corpus=None, callbacks: Sequence[Callback] = ()):
@@ -112,8 +97,8 @@ class Trainer:
         if config.batch_size % self.world_size:
             raise ValueError(f"batch_size={config.batch_size} must be divisible by the world size {self.world_size}")
         locks = []  # rank 0's: the folder is checked and locked there, every rank learns the verdict
-        _on_all_ranks((lambda: locks.append(claim(config, self.output))) if self.rank == 0 else None,
-                      self.world_size, ValueError(f"output {self.output} was refused on rank 0"))
+        parts.on_all_ranks((lambda: locks.append(claim(config, self.output))) if self.rank == 0 else None,
+                           self.world_size, ValueError(f"output {self.output} was refused on rank 0"))
         self._lock = locks[0] if locks else None
         try:
             self._build(encoder, corpus, callbacks)
@@ -123,12 +108,10 @@ class Trainer:
 
     def _build(self, encoder, corpus, callbacks) -> None:
         config = self.config
-        self.corpus = corpus if corpus is not None else parts.read_corpus(config)
-        parts.check_corpus_for_mode(self.corpus, config.mode, config.alpha)
-        self.sampler = HybridSampler(
-            self.corpus.language_ids, self.corpus.group_ids, config.batch_size // self.world_size,
-            mode=config.mode, alpha=config.alpha, lang_exponent=config.lang_exponent,
-            seed=config.seed, rank=self.rank, world_size=self.world_size)
+        self.corpus = read_training_data(config, self.output, corpus=corpus, encoder=encoder, rank=self.rank,
+                                         world_size=self.world_size)
+        check_training_data(self.corpus, config)
+        self.sampler = make_sampler(self.corpus, config, self.rank, self.world_size)
         self.state = TrainerState(config, self.output, parts.total_steps(config, len(self.sampler)),
                                   rank=self.rank, world_size=self.world_size)
         self.device = parts.pick_device()
@@ -138,7 +121,7 @@ class Trainer:
                                data_digest=self.corpus.digest)
         torch.manual_seed(config.seed + self.rank)  # before loading: seeds any fresh weights
         self.encoder = parts.load_encoder(config, encoder, start and start.path, self.device)
-        self.tokens = step_inputs_source(self.corpus, self.encoder, config.hard_negatives, config.mask_duplicates)
+        self.tokens = step_inputs_for(self.corpus, self.encoder, config.hard_negatives, config.mask_duplicates)
         from hbt_fast.losses import InfoNCELoss
 
         self.loss_fn = InfoNCELoss(temperature=config.temperature, symmetric=config.symmetric)
@@ -335,7 +318,8 @@ class Trainer:
     def describe(self) -> dict:
         """The run's ``run_config.json`` (:func:`hbt_fast.train.card.run_description`)."""
         return run_description(self.config, world_size=self.world_size, total_steps=self.total_steps,
-                               corpus=self.corpus, hard_negatives=len(self.tokens.negative_ids))
+                               corpus=self.corpus, hard_negatives=len(self.tokens.negative_ids),
+                               sources=describe_sources(self.corpus, self.sampler))
 
     def _write_card(self, directory: Path, evaluation) -> None:
         settings = self.encoder.settings

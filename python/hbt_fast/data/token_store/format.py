@@ -22,7 +22,8 @@ two texts that tokenize alike share one text id, so duplicate passages can be re
 Language and group ids are those :func:`hbt_fast.sampler.labels_to_ids` gives the same pairs
 (sorted labels; groups compared as strings, as :class:`hbt_fast.data.PairCorpus` does).
 
-The manifest records the format version, a digest of the inputs, the tokenizer (name and a
+The manifest records the format version, a digest of the inputs' bytes and one of the pairs'
+content (as :class:`hbt_fast.data.PairCorpus` digests them), the tokenizer (name and a
 fingerprint of everything that decides its ids), prefixes and maximum lengths, the counts, the
 language labels, and each file's size and SHA-256.
 """

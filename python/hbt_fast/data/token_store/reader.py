@@ -131,9 +131,11 @@ class TokenStore:
 
     @property
     def digest(self) -> str:
-        """What ``--resume`` compares, as for a corpus read from files: the inputs' bytes (texts
-        included) and column mapping the store was made from."""
-        return self.source_digest
+        """What ``--resume`` compares: the pairs' content digest, the one
+        :class:`hbt_fast.data.PairCorpus` has for the same pairs read in memory (so a run does
+        not depend on how its data was read); for a store written before it was recorded, the
+        inputs' bytes and column mapping the store was made from."""
+        return self.manifest["source"].get("content_digest") or self.source_digest
 
     @property
     def has_negatives(self) -> bool:

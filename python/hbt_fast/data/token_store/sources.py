@@ -147,12 +147,12 @@ def records_in(sources: Sequence[PairSource]) -> int:
 class _ChunkBuilder:
     """A :class:`CorpusBuilder` per chunk (its validation), flushed as :class:`PairChunk`."""
 
-    def __init__(self, index: int, columns: dict):
-        self.index, self.columns = index, columns
+    def __init__(self, index: int, columns: dict, digest=None):
+        self.index, self.columns, self.digest = index, columns, digest
         self._fresh()
 
     def _fresh(self) -> None:
-        self.builder, self.positions = CorpusBuilder(self.columns), []
+        self.builder, self.positions = CorpusBuilder(self.columns, self.digest), []
 
     def add(self, record, where: str, position: int, label: str) -> None:
         self.builder.add(record, where, f"{label} {position}")
@@ -231,11 +231,13 @@ def _records(source: PairSource, columns: dict, chunk_pairs: int):
 
 
 def pair_chunks(sources: Sequence[PairSource], columns: Optional[Mapping[str, str]],
-                chunk_pairs: int) -> Iterator[PairChunk]:
-    """Validated chunks of at most ``chunk_pairs`` pairs, input after input."""
+                chunk_pairs: int, digest=None) -> Iterator[PairChunk]:
+    """Validated chunks of at most ``chunk_pairs`` pairs, input after input; ``digest`` (a
+    :func:`hbt_fast.data.pairs.new_digest`) is fed every pair, as :class:`PairCorpus` digests
+    the same pairs read in memory."""
     columns = check_columns(columns)
     for index, source in enumerate(sources):
-        chunk, pairs = _ChunkBuilder(index, columns), 0
+        chunk, pairs = _ChunkBuilder(index, columns, digest), 0
         for record, where, position, label in _records(source, columns, chunk_pairs):
             if not isinstance(record, Mapping):
                 raise ValueError(f"{where}: expected a record, got {type(record).__name__}")

@@ -33,6 +33,7 @@ import numpy as np
 
 from hbt_fast.data.files import refuse_overlap, replace_folder
 from hbt_fast.data.long_texts import token_ids
+from hbt_fast.data.pairs import new_digest
 from hbt_fast.data.token_store.format import (
     ARRAYS, FORMAT, GROUP_NAMES, MANIFEST, VERSION, AppendableArray, file_sha256, ranges,
     tokenizer_fingerprint)
@@ -396,13 +397,16 @@ def _check_output(output: Path) -> None:
 
 def write_token_store(inputs: Iterable, output, tokenizer, settings, *, tokenizer_name: str,
                       columns: Optional[Mapping[str, str]] = None,
-                      chunk_pairs: int = DEFAULT_CHUNK_PAIRS, progress: bool = True) -> Path:
+                      chunk_pairs: int = DEFAULT_CHUNK_PAIRS, progress: bool = True,
+                      source_digest: Optional[str] = None) -> Path:
     """Tokenize the pairs of ``inputs`` (paths or glob patterns: JSONL[.gz], Parquet,
     ``save_to_disk`` folders) into a token store at ``output`` and return its path.
 
     ``settings`` (an :class:`hbt_fast.models.EncoderSettings`) gives the prefixes and maximum
     lengths; ``tokenizer_name`` is recorded in the manifest. An existing store at ``output`` is
-    replaced once the new one is complete; any other existing content is refused."""
+    replaced once the new one is complete; any other existing content is refused.
+    ``source_digest``: :func:`~hbt_fast.data.token_store.sources.inputs_digest` of ``inputs``
+    and ``columns`` when the caller has it (it is computed otherwise: one more read)."""
     if isinstance(chunk_pairs, bool) or not isinstance(chunk_pairs, int) or chunk_pairs < 1:
         raise ValueError(f"chunk_pairs must be a positive integer, got {chunk_pairs!r}")
     sources = expand_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
@@ -415,35 +419,39 @@ def write_token_store(inputs: Iterable, output, tokenizer, settings, *, tokenize
         shutil.rmtree(temporary, ignore_errors=True)  # what a killed preparation left
         temporary.mkdir()
         try:
-            _prepare(temporary, sources, tokenizer, settings, tokenizer_name, columns, chunk_pairs, progress)
+            _prepare(temporary, sources, tokenizer, settings, tokenizer_name, columns, chunk_pairs, progress,
+                     source_digest or inputs_digest(sources, columns))
             replace_folder(temporary, output)
         finally:
             shutil.rmtree(temporary, ignore_errors=True)
     return output
 
 
-def _prepare(folder, sources, tokenizer, settings, tokenizer_name, columns, chunk_pairs, progress):
+def _prepare(folder, sources, tokenizer, settings, tokenizer_name, columns, chunk_pairs, progress,
+             source_digest):
     from tqdm.auto import tqdm
 
     manifest = {
         "format": FORMAT, "version": VERSION,
         "source": {"inputs": [str(s.path) for s in sources], "columns": dict(columns or {}),
-                   "digest": inputs_digest(sources, columns)},
+                   "digest": source_digest},
         "tokenizer": {"name": tokenizer_name, "fingerprint": tokenizer_fingerprint(tokenizer)},
         "settings": {"query_prefix": settings.query_prefix, "passage_prefix": settings.passage_prefix,
                      "max_query_length": settings.max_query_length,
                      "max_passage_length": settings.max_passage_length},
     }
+    content = new_digest()  # the pairs' digest, as PairCorpus has it: what a resume compares
     writer = _StoreWriter(folder, tokenizer, settings, sources)
     try:
         with tqdm(total=records_in(sources), desc="prepare", unit="line", disable=not progress,
                   unit_scale=True, smoothing=0.1) as bar:
             done = [0] * len(sources)
-            for chunk in _read_ahead(pair_chunks(sources, columns, chunk_pairs)):
+            for chunk in _read_ahead(pair_chunks(sources, columns, chunk_pairs, content)):
                 writer.add(chunk)
                 bar.update(int(chunk.positions[-1]) - done[chunk.source])
                 done[chunk.source] = int(chunk.positions[-1])
     except BaseException:
         writer.abandon()
         raise
+    manifest["source"]["content_digest"] = content.hexdigest()
     writer.finish(manifest)

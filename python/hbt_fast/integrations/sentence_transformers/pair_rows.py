@@ -9,7 +9,7 @@ user's dataset: memory stays O(pairs) however many languages a group has.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -45,6 +45,35 @@ class PairRows(torch.utils.data.Dataset):
         columns = [queries] + [passages[name] for name in self.passage_columns]
         names = [self.query_column] + self.passage_columns
         return [dict(zip(names, values)) for values in zip(*columns)]
+
+    def __getitem__(self, index) -> dict:
+        query_row, passage_row = index
+        return self.__getitems__(([query_row], [passage_row]))[0]
+
+
+class SourceRows(torch.utils.data.Dataset):
+    """Several :class:`PairRows` (one per source) as one, rows numbered source after source as
+    :class:`hbt_fast.sampler.MultiSourceSampler` numbers them; a batch's rows are of one source.
+    With ``names``, every row carries its source's name as ``dataset_name`` (what
+    sentence-transformers routes a dict of losses or prompts by)."""
+
+    def __init__(self, parts: Sequence[PairRows], names: Optional[Sequence[str]] = None) -> None:
+        self.parts, self.names = list(parts), names
+        self.offsets = np.concatenate([[0], np.cumsum([len(part) for part in self.parts])])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitems__(self, rows) -> list:
+        query_rows, passage_rows = rows.batch if isinstance(rows, PairBatch) else rows
+        query_rows, passage_rows = np.asarray(query_rows), np.asarray(passage_rows)
+        source = int(np.searchsorted(self.offsets, query_rows[0], side="right")) - 1
+        offset = self.offsets[source]
+        items = self.parts[source].__getitems__((query_rows - offset, passage_rows - offset))
+        if self.names is not None:
+            for item in items:
+                item["dataset_name"] = self.names[source]
+        return items
 
     def __getitem__(self, index) -> dict:
         query_row, passage_row = index

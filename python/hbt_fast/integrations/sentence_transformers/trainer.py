@@ -22,6 +22,16 @@ language and hold disjoint groups; the batches are not re-sharded by accelerate.
 carry ``hybrid_sampler.json``; resuming checks it against this run's sampler and data (a
 change would silently alter the batches) and continues that epoch's batch sequence. The model
 card lists the sampler's mode, alpha and language exponent among the hyperparameters.
+
+Several sources: ``train_dataset`` may be a ``datasets.DatasetDict`` (or a dict of Datasets),
+one source per split; each batch then comes from one source, drawn by
+:class:`hbt_fast.MultiSourceSampler` with ``source_kinds`` (per source "xx", "xy" or "both")
+and ``source_weights`` ("proportional", "uniform", or one number per source), given as dicts
+by split name or lists in the DatasetDict's order. A dict of losses keyed by split name
+applies per source, as in sentence-transformers' multi-dataset training.
+
+Label and text columns are read once as whole Arrow arrays (:mod:`.columns`): no Python
+object per row is made before training.
 """
 
 from __future__ import annotations
@@ -45,15 +55,16 @@ from torch.utils.data import DataLoader
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-from hbt_fast.sampler import HybridBatchSampler, HybridSampler, labels_to_ids
+from hbt_fast.sampler import HybridBatchSampler, HybridSampler, MultiSourceSampler
 from hbt_fast.data.files import write_text_atomically
-from hbt_fast.integrations.sentence_transformers.pair_rows import PairRows
+from hbt_fast.integrations.sentence_transformers.columns import (LabelIds, check_texts, column_values,
+                                                                 pair_ids, shared_ids)
+from hbt_fast.integrations.sentence_transformers.pair_rows import PairRows, SourceRows
 
 __all__ = ["HybridTrainer", "SAMPLER_STATE_NAME"]
 
 SAMPLER_STATE_NAME = "hybrid_sampler.json"
 _TEXT_TYPES = ("string", "large_string")
-_TEXT_CHECK_ROWS = 65536  # rows turned into Python strings at a time by the text check
 
 
 class HybridTrainer(SentenceTransformerTrainer):
@@ -67,20 +78,26 @@ class HybridTrainer(SentenceTransformerTrainer):
         language_column, group_column: labels (any sortable values) the sampler reads.
         negative_columns: text columns with hard negatives of the row's passage, passed to the
             loss after the passage (in an X-Y batch, those of the passage's row).
+        source_kinds, source_weights: with a DatasetDict (several sources), per source the
+            batches it serves and the weights (see the module docstring).
     """
 
     def __init__(self, model=None, args=None, train_dataset=None, eval_dataset=None, loss=None,
                  *, mode: str = "hybrid", alpha: float = 0.5, lang_exponent: float = 0.0,
                  query_column: str = "query", passage_column: str = "passage",
                  language_column: str = "language", group_column: str = "group",
-                 negative_columns: Sequence[str] = (), **kwargs) -> None:
+                 negative_columns: Sequence[str] = (), source_kinds=None, source_weights="proportional",
+                 **kwargs) -> None:
         if isinstance(negative_columns, str):
             negative_columns = [negative_columns]
         self.hybrid_settings = {"mode": mode, "alpha": alpha, "lang_exponent": lang_exponent}
         self._text_columns = [query_column, passage_column, *negative_columns]
         self._label_columns = [language_column, group_column]
-        _check_train_dataset(train_dataset, self._text_columns, self._label_columns)
-        self._pair_ids = _pair_ids(train_dataset, language_column, group_column)
+        self._sources = _sources(train_dataset)
+        for name, dataset in self._sources:
+            _check_train_dataset(dataset, self._text_columns, self._label_columns, _where(name))
+        self._pair_ids = _source_pair_ids(self._sources, language_column, group_column)
+        self.source_settings = _source_settings(self._sources, source_kinds, source_weights)
         super().__init__(model=model, args=args, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, loss=loss, **kwargs)
         if self.args.batch_sampler != BatchSamplers.BATCH_SAMPLER:
@@ -89,19 +106,29 @@ class HybridTrainer(SentenceTransformerTrainer):
                 "draws its batches with hbt_fast.HybridSampler (set mode, alpha, lang_exponent "
                 "on HybridTrainer); leave batch_sampler at its default"
             )
-        self._pairs = PairRows(train_dataset, query_column, passage_column, negative_columns)
+        parts = [PairRows(dataset, query_column, passage_column, negative_columns) for _, dataset in self._sources]
+        if len(parts) == 1:
+            self._pairs = parts[0]
+        else:  # each row names its split when sentence-transformers routes losses or prompts by it
+            named = self.should_dataset_name_column_be_added(train_dataset, self.args, self.loss)
+            self._pairs = SourceRows(parts, [name for name, _ in self._sources] if named else None)
         self._resume_from = None
         self.hybrid_sampler = self._build_sampler()  # now, so that bad settings fail here
         self.model.model_card_data.add_tags("hybrid-batch-training")
-        self.add_callback(_SamplerCardCallback(self.hybrid_settings))
+        self.add_callback(_SamplerCardCallback(
+            {**self.hybrid_settings, **{f"source_{k}": v for k, v in (self.source_settings or {}).items()}},
+            type(self.hybrid_sampler).__name__))
 
-    def _build_sampler(self) -> HybridSampler:
+    def _build_sampler(self):
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return HybridSampler(
-            self._pair_ids.languages, self._pair_ids.groups, self.args.train_batch_size,
-            **self.hybrid_settings, seed=seed, rank=self.args.process_index,
-            world_size=self.args.world_size, drop_last=self.args.dataloader_drop_last,
-        )
+        settings = dict(**self.hybrid_settings, seed=seed, rank=self.args.process_index,
+                        world_size=self.args.world_size, drop_last=self.args.dataloader_drop_last)
+        if self.source_settings is None:
+            ids = self._pair_ids[0]
+            return HybridSampler(ids.languages, ids.groups, self.args.train_batch_size, **settings)
+        return MultiSourceSampler([(ids.languages, ids.groups) for ids in self._pair_ids],
+                                  self.args.train_batch_size, names=[name for name, _ in self._sources],
+                                  **self.source_settings, **settings)
 
     def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
         if resume_from_checkpoint is True:
@@ -173,8 +200,8 @@ class _SamplerCardCallback(TrainerCallback):
     """Adds the sampler's settings to the model card's hyperparameters (after the card's own
     callback has filled them from the training arguments at the start of training)."""
 
-    def __init__(self, settings: dict) -> None:
-        self.entries = {"batch_sampler": "hbt_fast.HybridSampler",
+    def __init__(self, settings: dict, sampler: str = "HybridSampler") -> None:
+        self.entries = {"batch_sampler": f"hbt_fast.{sampler}",
                         **{f"hybrid_{name}": value for name, value in settings.items()}}
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -183,54 +210,73 @@ class _SamplerCardCallback(TrainerCallback):
         card.non_default_hyperparameters.update(self.entries)
 
 
-def _check_train_dataset(dataset, text_columns: Sequence[str], label_columns: Sequence[str]) -> None:
-    from datasets import Dataset
+def _sources(train_dataset) -> list:
+    """``[(split name or None, Dataset)]``: one source, or one per split of a DatasetDict."""
+    from datasets import Dataset, DatasetDict
 
-    if dataset is None:
+    if train_dataset is None:
         raise ValueError("train_dataset is required: HybridTrainer draws its batches from its rows")
-    if not isinstance(dataset, Dataset):
-        raise TypeError(
-            f"train_dataset must be a datasets.Dataset of pair rows (the sampler needs random "
-            f"access to every row), got {type(dataset).__name__}"
-        )
+    if isinstance(train_dataset, Dataset):
+        return [(None, train_dataset)]
+    if isinstance(train_dataset, (dict, DatasetDict)) and train_dataset:
+        for name, dataset in train_dataset.items():
+            if not isinstance(dataset, Dataset):
+                raise TypeError(f"train_dataset[{name!r}] must be a datasets.Dataset of pair rows (the "
+                                f"sampler needs random access to every row), got {type(dataset).__name__}")
+        return list(train_dataset.items())
+    raise TypeError(
+        f"train_dataset must be a datasets.Dataset of pair rows, or a DatasetDict of them (one per "
+        f"source; the sampler needs random access to every row), got {type(train_dataset).__name__}"
+    )
+
+
+def _where(name) -> str:
+    return "train_dataset" if name is None else f"train_dataset[{name!r}]"
+
+
+def _check_train_dataset(dataset, text_columns: Sequence[str], label_columns: Sequence[str],
+                         where: str) -> None:
     for column in [*text_columns, *label_columns]:
         if column not in dataset.column_names:
-            raise ValueError(f"train_dataset has no column {column!r} (columns: "
+            raise ValueError(f"{where} has no column {column!r} (columns: "
                              f"{dataset.column_names}); pass its name, e.g. language_column='lang'")
     for column in text_columns:
         dtype = getattr(dataset.features[column], "dtype", None)
         if dtype not in _TEXT_TYPES:
-            raise TypeError(f"train_dataset column {column!r} must hold strings, "
-                            f"got {dataset.features[column]}")
-        _check_texts(dataset, column)
+            raise TypeError(f"{where} column {column!r} must hold strings, got {dataset.features[column]}")
+        check_texts(column_values(dataset, column), column, where)
 
 
-def _check_texts(dataset, column: str) -> None:
-    """Every value a non-empty string, as the JSONL reader requires (an empty query or passage
-    would train an embedding of nothing)."""
-    values = dataset.select_columns([column]).with_format("arrow")[:][column]
-    for start in range(0, len(values), _TEXT_CHECK_ROWS):
-        for offset, text in enumerate(values.slice(start, _TEXT_CHECK_ROWS).to_pylist()):
-            if text is None or not text.strip():
-                raise ValueError(f"train_dataset column {column!r} must hold non-empty strings, "
-                                 f"found {text!r} at row {start + offset}")
+def _source_pair_ids(sources: list, language_column: str, group_column: str) -> list:
+    """Each source's ids (Arrow kernels, no Python object per row); languages in one id space."""
+    ids = [pair_ids(dataset, language_column, group_column, _where(name)) for name, dataset in sources]
+    if len(ids) > 1:
+        languages, _ = shared_ids([LabelIds(i.languages, i.language_names) for i in ids], "language")
+        ids = [i._replace(languages=shared) for i, shared in zip(ids, languages)]
+    return ids
 
 
-def _pair_ids(dataset, language_column: str, group_column: str):
-    languages, groups = _labels(dataset, language_column), _labels(dataset, group_column)
-    try:
-        return labels_to_ids(languages, groups)
-    except (TypeError, ValueError) as error:
-        raise type(error)(f"train_dataset columns {language_column!r} (languages) and "
-                          f"{group_column!r} (groups): {error}") from None
+def _by_source(value, sources: list, what: str) -> list:
+    """A per-source setting given as a dict by split name, or as a list in the splits' order."""
+    names = [name for name, _ in sources]
+    if isinstance(value, dict):
+        unknown, missing = sorted(set(value) - set(names)), [n for n in names if n not in value]
+        if unknown or missing:
+            raise ValueError(f"{what} names the splits {sorted(value)}, train_dataset has {names}: "
+                             f"give one value per split")
+        return [value[name] for name in names]
+    return value
 
 
-def _labels(dataset, column: str):
-    values = dataset.select_columns([column]).with_format("arrow")[:][column]
-    if values.null_count:
-        row = values.is_null().to_numpy(zero_copy_only=False).argmax()
-        raise ValueError(f"train_dataset column {column!r} has no value at row {row}")
-    return values.to_numpy(zero_copy_only=False)
+def _source_settings(sources: list, kinds, weights):
+    """The MultiSourceSampler's kinds and weights, None for one source."""
+    if len(sources) == 1:
+        if kinds is not None or weights != "proportional":
+            raise ValueError("source_kinds and source_weights apply to several sources: pass a "
+                             "DatasetDict with one split per source")
+        return None
+    return {"kinds": _by_source(kinds, sources, "source_kinds"),
+            "weights": weights if isinstance(weights, str) else _by_source(weights, sources, "source_weights")}
 
 
 def _without_columns(dataset, columns: Sequence[str]):
