@@ -34,6 +34,8 @@ COMMAND_MODULES = (
 
 
 USAGE, FAILURE = 2, 1
+#: the help of every command's --no-progress
+HIDE_PROGRESS = "hide the progress bar (it is shown by default)"
 #: what bad input raises: a wrong value or type, a missing or unreadable file
 BAD_INPUT = (ValueError, TypeError, OSError)
 
@@ -64,13 +66,66 @@ def reported_as(exit_code: int, kinds: tuple = BAD_INPUT, prefix: str = "") -> I
         raise CommandError(prefix + one_line(error), exit_code) from None
 
 
+def token_length(text: str) -> int:
+    """argparse type of a maximum length in tokens: an integer >= 2 (room for the special
+    tokens), as the encoder settings require."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2 (tokens, special tokens "
+                                         f"included), got {text!r}")
+    return value
+
+
+class LanguageList(argparse.Action):
+    """``--languages de,en,es``: one comma-separated list, the form every command takes.
+
+    The space-separated form some commands took before (``--languages de en es``) still
+    works, with a deprecation warning on stderr. ``nargs="*"`` (the default is ``"+"``) lets
+    the flag stand alone for an empty list."""
+
+    def __init__(self, option_strings, dest, nargs="+", metavar="LANG,...", **kwargs):
+        super().__init__(option_strings, dest, nargs=nargs, metavar=metavar, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if len(values) > 1:
+            print(f"{parser.prog}: warning: {option_string} {' '.join(values)}: space-separated "
+                  f"languages are deprecated; write {option_string} {','.join(values)}",
+                  file=sys.stderr)
+        codes = [code.strip() for value in values for code in value.split(",") if code.strip()]
+        if values and not codes:
+            parser.error(f"argument {option_string}: expected comma-separated language codes, "
+                         f"got {' '.join(values)!r}")
+        setattr(namespace, self.dest, codes)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows a :class:`LanguageList` as the one value it is meant to be (``--languages
+    LANG,...``), not as the repeated values its deprecated form still accepts."""
+
+    def _format_args(self, action, default_metavar):
+        if isinstance(action, LanguageList):
+            (metavar,) = self._metavar_formatter(action, default_metavar)(1)
+            return f"[{metavar}]" if action.nargs == "*" else metavar
+        return super()._format_args(action, default_metavar)
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="hbt-fast",
         description="Hybrid batch training and evaluation of multilingual dense retrievers.",
     )
     parser.add_argument("--version", action="version", version=f"hbt_fast {__version__}")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                       parser_class=_ArgumentParser)
     for module in COMMAND_MODULES:
         importlib.import_module(module).add_parser(subparsers)
     return parser

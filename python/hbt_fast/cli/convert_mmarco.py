@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hbt_fast.cli import LanguageList
+
 
 def add_parser(subparsers) -> None:
     mmarco = subparsers.add_parser(
@@ -15,8 +17,8 @@ def add_parser(subparsers) -> None:
     )
     mmarco.add_argument("--root", required=True, help="folder with <lang>/queries.tsv, "
                         "<lang>/collection.tsv and train_pairs.tsv")
-    mmarco.add_argument("--languages", nargs="+", required=True,
-                        help="language folder names, each once")
+    mmarco.add_argument("--languages", action=LanguageList, required=True,
+                        help="comma-separated language folder names, each once")
     mmarco.add_argument("--output", required=True, help="JSONL file to write")
     mmarco.add_argument("--pairs-file", default="train_pairs.tsv")
     mmarco.add_argument("--max-queries", type=int, default=None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional
 
 
 def add_parser(subparsers) -> None:
@@ -44,20 +45,36 @@ def read_toml(path: Path) -> dict:
         raise type(error)(f"{path}: {error}") from None
 
 
+def setting_names(flags, config_file: Optional[Path], file_settings):
+    """How errors name a setting: by the key of the ``--config`` file that set it, else by its
+    flag (the user's words, not the Python field name)."""
+    from hbt_fast.train.config import flag_name
+
+    def spell(name: str) -> str:
+        if name in file_settings and name not in flags:
+            return f"{name} (in {config_file})"
+        return flag_name(name)
+
+    return spell
+
+
 def config_from_args(args: argparse.Namespace):
     from hbt_fast.train import TrainConfig
+    from hbt_fast.train.config import flag_name
 
     values = read_toml(args.config) if getattr(args, "config", None) else {}
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "func", "command")}
     for given, other in (("steps", "epochs"), ("epochs", "steps")):
         if given in flags:  # a length on the command line replaces the file's length
             values.pop(other, None)
+    spell = setting_names(flags, getattr(args, "config", None), set(values))
     values.update(flags)
-    missing = [name for name in ("model", "train", "output") if name not in values]
+    missing = [flag_name(name) for name in ("model", "train", "output") if name not in values]
     if missing:
-        raise ValueError(f"missing required settings: {missing} (flags or --config)")
+        raise ValueError(f"missing required settings: {', '.join(missing)} (flags, or keys of "
+                         "the --config file)")
     config = TrainConfig(**values)
-    config.validate()
+    config.validate(spell)
     return config
 
 

@@ -29,7 +29,7 @@ from hbt_fast.models.settings import PRESETS as PRESET_SETTINGS
 
 __all__ = ["EVAL_METRICS", "EVAL_TASKS", "MAX_INT", "MODES", "PRESETS", "REPORT_TO", "Bounds",
            "TrainConfig", "add_config_arguments", "coerce_settings", "config_differences",
-           "parse_eval_spec", "path_locations"]
+           "flag_name", "parse_eval_spec", "path_locations"]
 
 MODES = ("xx", "xy", "hybrid", "mixed")
 PRESETS = tuple(PRESET_SETTINGS)
@@ -72,11 +72,17 @@ class Bounds:
 
 
 def setting(help: str, default=dataclasses.MISSING, *, choices=None, free=False, flag=None,
-            bounds: Optional[Bounds] = None, fixed: Optional[str] = None, path=False):
+            flag_help: Optional[str] = None, bounds: Optional[Bounds] = None,
+            fixed: Optional[str] = None, path=False):
     """A TrainConfig field: ``help`` for ``--help``; ``free``: may change on resume; ``fixed``:
-    why it can never change on resume; ``bounds``: its range; ``path``: names a file or folder."""
+    why it can never change on resume; ``bounds``: its range; ``path``: names a file or folder.
+    A setting that is on by default has a flag that turns it off (``flag``, e.g.
+    ``--no-progress``) and ``flag_help`` saying what that flag does."""
+    if default is True and not (flag and flag_help):
+        raise TypeError("a setting on by default needs flag= and flag_help= for the flag that "
+                        "turns it off")
     metadata = {"help": help, "choices": choices, "free": free, "flag": flag, "bounds": bounds,
-                "fixed": fixed, "path": path}
+                "fixed": fixed, "path": path, "flag_help": flag_help}
     if default is dataclasses.MISSING:
         return field(metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -131,13 +137,21 @@ class TrainConfig:
     freeze_word_embeddings: bool = setting("keep the word embedding matrix fixed", False)
     length_buckets: bool = setting("embed each side in sub-batches of similar length (fewer padded "
                                    "positions; the same embeddings up to rounding)", True, free=True,
-                                   flag="--no-length-buckets")
+                                   flag="--no-length-buckets", flag_help=(
+                                       "embed each side as one batch padded to its longest text, "
+                                       "as most trainers do (default: sub-batches of similar "
+                                       "length, fewer padded positions, the same embeddings up to "
+                                       "rounding)"))
     prefixes: bool = setting('prepend the study\'s "Query: " / "Passage: "', False, fixed=MODEL_FIXED)
     query_prefix: Optional[str] = setting('text prepended to queries, e.g. "query: "', None, fixed=MODEL_FIXED)
     passage_prefix: Optional[str] = setting('text prepended to passages, e.g. "passage: "', None,
                                             fixed=MODEL_FIXED)
-    max_query_length: int = setting("query tokens", 64, bounds=Bounds(2))
-    max_passage_length: int = setting("passage tokens", 256, bounds=Bounds(2))
+    max_query_length: Optional[int] = setting(
+        "query tokens (default: the model's maximum length, as sentence-transformers)", None,
+        bounds=Bounds(2))
+    max_passage_length: Optional[int] = setting(
+        "passage tokens (default: the model's maximum length, as sentence-transformers)", None,
+        bounds=Bounds(2))
     seed: int = setting("seed of sampler and initialisation", 0, bounds=NON_NEGATIVE, fixed=SAMPLER_FIXED)
     eval: Optional[str] = setting("periodic evaluation, xquad-r:DIR or mlqa-r:DIR", None, free=True)
     eval_every: int = setting("evaluate every N steps (0: at the end only)", 0, free=True, bounds=NON_NEGATIVE)
@@ -150,17 +164,19 @@ class TrainConfig:
                            free=True)
     override: tuple = setting("on resume, settings allowed to differ from the saved run, "
                               "comma-separated (e.g. lr,temperature)", (), free=True)
-    progress: bool = setting("show a progress bar", True, free=True, flag="--no-progress")
+    progress: bool = setting("show a progress bar", True, free=True, flag="--no-progress",
+                             flag_help="hide the progress bar (it is shown by default)")
 
     def __post_init__(self):
         self._alpha_given = self.alpha is not None
         if self.alpha is None:
             self.alpha = DEFAULT_ALPHA
 
-    def validate(self) -> None:
-        """Types, then ranges; raises ``TypeError`` / ``ValueError`` naming the setting."""
-        check_types(self)
-        check_values(self)
+    def validate(self, name=str) -> None:
+        """Types, then ranges; raises ``TypeError`` / ``ValueError`` naming the setting as
+        ``name(setting)`` spells it (the command line passes one that gives its flags)."""
+        check_types(self, name)
+        check_values(self, name)
 
 
 def _field_types() -> dict:
@@ -175,14 +191,21 @@ def _expected(hint) -> tuple:
     return hint, False
 
 
-def check_types(config: TrainConfig) -> None:
+def flag_name(setting_name: str) -> str:
+    """The ``hbt-fast train`` flag of a setting (``--batch-size`` for ``batch_size``)."""
+    return TrainConfig.__dataclass_fields__[setting_name].metadata["flag"] or \
+        "--" + setting_name.replace("_", "-")
+
+
+def check_types(config: TrainConfig, spell=str) -> None:
     for name in _field_types():
-        setattr(config, name, coerce_setting(name, getattr(config, name)))
+        setattr(config, name, coerce_setting(name, getattr(config, name), spell))
 
 
-def coerce_setting(name: str, value):
+def coerce_setting(name: str, value, spell=str):
     """``value`` as setting ``name`` holds it (an int where a float goes becomes a float, a
-    comma-separated string where a list goes becomes a tuple); TypeError when it has another type."""
+    comma-separated string where a list goes becomes a tuple); TypeError when it has another type.
+    Messages name the setting as ``spell(name)``."""
     hints = _field_types()
     if name not in hints:
         raise ValueError(f"unknown training setting {name!r}")
@@ -197,32 +220,34 @@ def coerce_setting(name: str, value):
         return _parse_list(value)
     if type(value) is not base:  # exact: a bool is not an int here
         kind = f"{base.__name__} or none" if optional else base.__name__
-        raise TypeError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})")
+        raise TypeError(f"{spell(name)} must be {kind}, got {value!r} ({type(value).__name__})")
     return value
 
 
-def check_values(c: TrainConfig) -> None:
+def check_values(c: TrainConfig, spell=str) -> None:
     for name, spec in TrainConfig.__dataclass_fields__.items():
-        _check_value(name, getattr(c, name), spec.metadata)
+        _check_value(spell(name), getattr(c, name), spec.metadata)
     if (c.steps is None) == (c.epochs is None):
-        raise ValueError("give exactly one of steps and epochs")
+        raise ValueError(f"give exactly one of {spell('steps')} and {spell('epochs')}")
     if c.mode != "hybrid" and c._alpha_given:
-        raise ValueError(f"alpha applies to mode 'hybrid' only; mode {c.mode!r} never mixes batch kinds, "
-                         "so leave alpha out")
+        raise ValueError(f"{spell('alpha')} applies to {spell('mode')} 'hybrid' only; {spell('mode')} "
+                         f"{c.mode!r} never mixes batch kinds, so leave {spell('alpha')} out")
     if c.prefixes and (c.query_prefix is not None or c.passage_prefix is not None):
-        raise ValueError("prefixes (the study's shorthand) and query_prefix/passage_prefix exclude each other")
+        raise ValueError(f"{spell('prefixes')} (the study's shorthand) and {spell('query_prefix')}/"
+                         f"{spell('passage_prefix')} exclude each other")
     for entry in c.columns:
         field_name, equals, column = entry.partition("=")
         if not equals or not field_name or not column:
-            raise ValueError(f"columns entries must look like field=column, got {entry!r}")
+            raise ValueError(f"{spell('columns')} entries must look like field=column, got {entry!r}")
     c.override = tuple(name.replace("-", "_") for name in c.override)
-    _check_override(c.override)
+    _check_override(c.override, spell)
     if c.eval is not None:
-        parse_eval_spec(c.eval)
+        parse_eval_spec(c.eval, spell)
 
 
 def _check_value(name: str, value, metadata: Mapping) -> None:
-    """One setting against its choices and bounds; integers fit 64 bits, floats are finite."""
+    """One setting (``name`` as messages spell it) against its choices and bounds; integers
+    fit 64 bits, floats are finite."""
     if value is None:
         return
     if isinstance(value, float) and not math.isfinite(value):
@@ -238,22 +263,22 @@ def _check_value(name: str, value, metadata: Mapping) -> None:
         raise ValueError(f"{name} must be at most {MAX_INT} (a signed 64-bit integer), got {value}")
 
 
-def _check_override(names: tuple) -> None:
+def _check_override(names: tuple, spell=str) -> None:
     fields = TrainConfig.__dataclass_fields__
     unknown = sorted(set(names) - set(fields))
     if unknown:
-        raise ValueError(f"override names unknown settings: {unknown}")
+        raise ValueError(f"{spell('override')} names unknown settings: {unknown}")
     for name in names:
         reason = fields[name].metadata["fixed"]
         if reason:
-            raise ValueError(f"override: {name} cannot change when resuming ({reason}); start a new "
-                             "run to change it")
+            raise ValueError(f"{spell('override')}: {spell(name)} cannot change when resuming ({reason}); "
+                             "start a new run to change it")
 
 
-def parse_eval_spec(spec: str) -> tuple:
+def parse_eval_spec(spec: str, spell=str) -> tuple:
     task, _, directory = spec.partition(":")
     if task not in EVAL_TASKS or not directory:
-        raise ValueError(f"eval must look like 'xquad-r:DIR' or 'mlqa-r:DIR', got {spec!r}")
+        raise ValueError(f"{spell('eval')} must look like 'xquad-r:DIR' or 'mlqa-r:DIR', got {spec!r}")
     return task, Path(directory)
 
 
@@ -320,7 +345,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     for name, hint in _field_types().items():
         spec = TrainConfig.__dataclass_fields__[name]
         meta = spec.metadata
-        flag = meta["flag"] or "--" + name.replace("_", "-")
+        flag = flag_name(name)
         base, optional = _expected(hint)
         text = meta["help"]
         if spec.default is not dataclasses.MISSING and not isinstance(spec.default, (bool, tuple, type(None))):
@@ -329,9 +354,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             text += f"; {meta['bounds']}"
         if base is bool and optional:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=text)
+        elif base is bool and spec.default:
+            parser.add_argument(flag, dest=name, action="store_false", help=meta["flag_help"])
         elif base is bool:
-            action = "store_false" if spec.default else "store_true"
-            parser.add_argument(flag, dest=name, action=action, help=meta["help"])
+            parser.add_argument(flag, dest=name, action="store_true", help=meta["help"])
         elif base is tuple:
             parser.add_argument(flag, dest=name, type=_parse_list, help=text)
         else:
