@@ -58,10 +58,11 @@ def _layout_settings(layout: SentenceTransformerLayout) -> dict:
     settings: dict = {"normalize": layout.normalize}
     if layout.pooling is not None:
         settings["pooling"] = layout.pooling
-    if layout.query_prompt is not None:
-        settings["query_prefix"] = layout.query_prompt
-    if layout.passage_prompt is not None:
-        settings["passage_prefix"] = layout.passage_prompt
+    # sentence-transformers 6 saves every model with empty prompts: only where one is not
+    # empty do they say anything (then an empty one is a choice, as BGE's empty passage prompt).
+    if layout.query_prompt or layout.passage_prompt:
+        settings["query_prefix"] = layout.query_prompt or ""
+        settings["passage_prefix"] = layout.passage_prompt or ""
     # Unset: the model's own length (TextEncoder fills it in from tokenizer and config).
     for name, length in (("max_query_length", layout.query_length),
                          ("max_passage_length", layout.document_length)):
