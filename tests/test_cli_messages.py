@@ -110,9 +110,15 @@ def test_train_errors_name_the_config_files_key_where_it_set_the_value(tmp_path,
     config.write_text("batch_size = 0\nsteps = 2\n")
     assert main(TRAIN + ["--config", str(config)]) == 2
     assert error_lines(capsys.readouterr().err) == [
-        f"hbt-fast train: error: batch_size (in {config}) must be >= 1, got 0"]
+        f"hbt-fast train: error: {config}: batch_size must be >= 1, got 0"]
     assert main(TRAIN + ["--config", str(config), "--batch-size", "-1"]) == 2  # the flag wins
-    assert "--batch-size must be >= 1, got -1" in capsys.readouterr().err
+    assert error_lines(capsys.readouterr().err) == [
+        "hbt-fast train: error: --batch-size must be >= 1, got -1"]
+    config.write_text('mode = "xy"\nsteps = 2\n')
+    assert main(TRAIN + ["--config", str(config), "--alpha", "0.3"]) == 2
+    assert error_lines(capsys.readouterr().err) == [
+        f"hbt-fast train: error: {config}: --alpha applies to mode 'hybrid' only; mode 'xy' never "
+        "mixes batch kinds, so leave --alpha out"]
 
 
 def test_missing_required_settings_are_named_as_flags(capsys):

@@ -45,17 +45,27 @@ def read_toml(path: Path) -> dict:
         raise type(error)(f"{path}: {error}") from None
 
 
-def setting_names(flags, config_file: Optional[Path], file_settings):
-    """How errors name a setting: by the key of the ``--config`` file that set it, else by its
-    flag (the user's words, not the Python field name)."""
-    from hbt_fast.train.config import flag_name
+class SettingNames:
+    """How errors name a setting: by its flag, or, where the ``--config`` file set it, by the
+    file's key (the user's words, not the Python field name); :meth:`located` then puts the
+    file in front of the message."""
 
-    def spell(name: str) -> str:
-        if name in file_settings and name not in flags:
-            return f"{name} (in {config_file})"
+    def __init__(self, flags, config_file: Optional[Path], file_settings):
+        self.flags, self.config_file, self.file_settings = set(flags), config_file, set(file_settings)
+        self.from_file = False
+
+    def __call__(self, name: str) -> str:
+        from hbt_fast.train.config import flag_name
+
+        if name in self.file_settings and name not in self.flags:
+            self.from_file = True
+            return name
         return flag_name(name)
 
-    return spell
+    def located(self, error: Exception) -> Exception:
+        if not self.from_file:
+            return error
+        return type(error)(f"{self.config_file}: {error}")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -67,14 +77,17 @@ def config_from_args(args: argparse.Namespace):
     for given, other in (("steps", "epochs"), ("epochs", "steps")):
         if given in flags:  # a length on the command line replaces the file's length
             values.pop(other, None)
-    spell = setting_names(flags, getattr(args, "config", None), set(values))
+    names = SettingNames(flags, getattr(args, "config", None), values)
     values.update(flags)
     missing = [flag_name(name) for name in ("model", "train", "output") if name not in values]
     if missing:
         raise ValueError(f"missing required settings: {', '.join(missing)} (flags, or keys of "
                          "the --config file)")
     config = TrainConfig(**values)
-    config.validate(spell)
+    try:
+        config.validate(names)
+    except (TypeError, ValueError) as error:
+        raise names.located(error) from None
     return config
 
 
