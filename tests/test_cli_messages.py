@@ -70,11 +70,13 @@ def test_the_old_space_separated_form_still_works_with_a_warning(command, flag, 
                        f"deprecated; write {flag} de,en"]
 
 
-def test_an_empty_language_list_is_a_usage_error(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        build_parser().parse_args(["eval", *REQUIRED["eval"], "--languages", ","])
-    assert exit_info.value.code == 2
-    assert "argument --languages: expected comma-separated language codes" in capsys.readouterr().err
+def test_an_empty_language_code_is_refused_naming_the_flag(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    assert main(["split-lareqa", "--data", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
+                 "--languages", "de,,en"]) == 2
+    assert error_lines(capsys.readouterr().err) == [
+        "hbt-fast split-lareqa: error: --languages: '' is not a language code (it names a file or "
+        "folder inside the data folder)"]
 
 
 def test_experiment_tatoeba_languages_alone_skips_tatoeba():

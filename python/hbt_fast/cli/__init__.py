@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import re
 import sys
 from typing import Iterator, Optional, Sequence
 
@@ -55,15 +56,29 @@ def one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+def with_flags(message: str, arguments: Sequence[str]) -> str:
+    """``message`` with the library's keyword ``arguments`` named as the command's flags
+    (``max_queries`` -> ``--max-queries``): a name with an underscore wherever it stands as a
+    word, a plain one (``languages``) only as the message's subject, where prose cannot be."""
+    for name in arguments:
+        flag = "--" + name.replace("_", "-")
+        pattern = rf"(?<![\w-]){name}(?![\w-])" if "_" in name else rf"^{name}(?=[ :])"
+        message = re.sub(pattern, flag, message)
+    return message
+
+
 @contextlib.contextmanager
-def reported_as(exit_code: int, kinds: tuple = BAD_INPUT, prefix: str = "") -> Iterator[None]:
-    """Errors of ``kinds`` raised inside become a :class:`CommandError` with ``exit_code``."""
+def reported_as(exit_code: int, kinds: tuple = BAD_INPUT, prefix: str = "",
+                flags: Sequence[str] = ()) -> Iterator[None]:
+    """Errors of ``kinds`` raised inside become a :class:`CommandError` with ``exit_code``;
+    ``flags``: the library arguments the command's flags of the same names set, which the
+    message names as flags (:func:`with_flags`)."""
     try:
         yield
     except CommandError:
         raise
     except kinds as error:
-        raise CommandError(prefix + one_line(error), exit_code) from None
+        raise CommandError(prefix + with_flags(one_line(error), flags), exit_code) from None
 
 
 def token_length(text: str) -> int:
@@ -94,11 +109,9 @@ class LanguageList(argparse.Action):
             print(f"{parser.prog}: warning: {option_string} {' '.join(values)}: space-separated "
                   f"languages are deprecated; write {option_string} {','.join(values)}",
                   file=sys.stderr)
-        codes = [code.strip() for value in values for code in value.split(",") if code.strip()]
-        if values and not codes:
-            parser.error(f"argument {option_string}: expected comma-separated language codes, "
-                         f"got {' '.join(values)!r}")
-        setattr(namespace, self.dest, codes)
+        # An empty code ("de,,en") reaches the command's own check of codes, which names it.
+        setattr(namespace, self.dest,
+                [code.strip() for value in values for code in value.split(",")])
 
 
 class _HelpFormatter(argparse.HelpFormatter):

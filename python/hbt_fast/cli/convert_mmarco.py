@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from hbt_fast.data import read_mmarco, write_pairs_jsonl
     from hbt_fast.data.files import refuse_overlap
 
-    with reported_as(USAGE):
+    with reported_as(USAGE, flags=("languages", "max_queries", "pairs_file")):
         refuse_overlap(args.output, _inputs(args), name="--output")
         corpus = read_mmarco(args.root, args.languages, pairs_file=args.pairs_file,
                              max_queries=args.max_queries)

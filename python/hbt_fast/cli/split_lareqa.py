@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from hbt_fast.data import split_lareqa
     from hbt_fast.data.files import refuse_overlap
 
-    with reported_as(USAGE):
+    with reported_as(USAGE, flags=("languages", "eval_fraction", "seed")):
         refuse_overlap(args.output, {"the --data folder": args.data}, name="--output")
         summary = split_lareqa(args.data, args.output, eval_fraction=args.eval_fraction,
                                seed=args.seed, languages=args.languages)
