@@ -186,3 +186,16 @@ def test_our_save_loads_quietly_in_sentence_transformers(tiny_model_dir, tmp_pat
     assert np.abs(loaded.encode_document(texts) - again.encode_passages(texts)).max() <= TOLERANCE
     if preset == "xlmr":  # the unused pooler is not saved; LaBSE's pooler is its head
         assert again.model.pooler is None
+
+
+def test_the_models_own_length_follows_sentence_transformers_rule():
+    from types import SimpleNamespace as Namespace
+
+    from hbt_fast.models.loading import model_max_length
+
+    assert model_max_length(Namespace(model_max_length=512), Namespace(max_position_embeddings=514)) == 512
+    assert model_max_length(Namespace(model_max_length=10**30), Namespace(max_position_embeddings=520)) == 520
+    assert model_max_length(Namespace(model_max_length=4096), Namespace(max_position_embeddings=-1)) == 4096
+    assert model_max_length(Namespace(model_max_length=128), Namespace()) == 128
+    with pytest.raises(ValueError, match="set max_query_length and max_passage_length"):
+        model_max_length(Namespace(), Namespace(max_position_embeddings=-1))

@@ -73,7 +73,6 @@ class TextEncoder(torch.nn.Module):
             raise ValueError(f"bucket_cost must be an integer >= 0 or None, got {bucket_cost!r}")
         self.model = model
         self.tokenizer = tokenizer
-        self.model_max_length = model_max_length(tokenizer, model.config)
         self.settings = settings or EncoderSettings()
         self.head = PoolingHead(self.settings.pooling, self.settings.normalize, dense)
         self.batch_size = batch_size
@@ -95,12 +94,19 @@ class TextEncoder(torch.nn.Module):
         """Unset maximum lengths become the model's own (:attr:`model_max_length`)."""
         if not isinstance(value, EncoderSettings):
             raise TypeError(f"settings must be an EncoderSettings, got {type(value).__name__}")
-        value = value.with_model_length(self.model_max_length)
+        if value.max_query_length is None or value.max_passage_length is None:
+            value = value.with_model_length(self.model_max_length)
         self._settings = value
         head = getattr(self, "head", None)
         if head is not None:
             head.pooling, head.normalize = value.pooling, value.normalize
             self.clear_cache()
+
+    @property
+    def model_max_length(self) -> int:
+        """The model's own maximum length, as sentence-transformers decides it for a model that
+        declares none (:func:`hbt_fast.models.loading.model_max_length`)."""
+        return model_max_length(self.tokenizer, getattr(self.model, "config", None))
 
     @property
     def freeze_word_embeddings(self) -> bool:

@@ -47,11 +47,14 @@ def model_max_length(tokenizer, config=None) -> int:
     """The model's own maximum length, as sentence-transformers' ``Transformer`` decides it
     for a folder that declares none: the tokenizer's ``model_max_length``, capped at
     ``config.max_position_embeddings`` where the config has one (-1 means none)."""
-    length = int(tokenizer.model_max_length)
-    positions = getattr(config, "max_position_embeddings", None)
-    if isinstance(positions, int) and positions != -1:
-        length = min(length, positions)
-    return length
+    lengths = [getattr(tokenizer, "model_max_length", None),
+               getattr(config, "max_position_embeddings", None)]
+    lengths = [int(n) for n in lengths if isinstance(n, int) and not isinstance(n, bool) and n != -1]
+    if not lengths:
+        raise ValueError("neither the tokenizer (model_max_length) nor the model's config "
+                         "(max_position_embeddings) gives a maximum length; set "
+                         "max_query_length and max_passage_length")
+    return min(lengths)
 
 
 def _layout_settings(layout: SentenceTransformerLayout) -> dict:
