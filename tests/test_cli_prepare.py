@@ -38,9 +38,24 @@ def test_prepare_then_train_from_the_store(tiny_model_dir, tmp_path, pairs, caps
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [1, 2]
     capsys.readouterr()
-    assert main(run[:-1] + ["--output", str(tmp_path / "run2"), "--no-progress"]) == 2  # default 256
+    # without the flag: the model's own length (its tokenizer's 512)
+    assert main(run[:-1] + ["--output", str(tmp_path / "run2"), "--no-progress"]) == 2
     error = error_lines(capsys.readouterr().err)
-    assert len(error) == 1 and "max_passage_length 32 (store) vs 256" in error[0]
+    assert len(error) == 1 and "max_passage_length 32 (store) vs 512" in error[0]
+
+
+def test_prepare_and_train_agree_on_the_models_own_lengths(tiny_model_dir, tmp_path, pairs):
+    """Neither given a length: both take the model's (sentence-transformers' rule), so the run
+    accepts the store."""
+    store = tmp_path / "store"
+    assert main(["prepare", "--model", str(tiny_model_dir), "--train", str(pairs), "--output",
+                 str(store), "--no-progress"]) == 0
+    settings = TokenStore(store).manifest["settings"]
+    assert (settings["max_query_length"], settings["max_passage_length"]) == (512, 512)
+    assert main(["train", "--model", str(tiny_model_dir), "--train", str(store), "--output",
+                 str(tmp_path / "run"), "--steps", "1", "--batch-size", "8", "--no-progress"]) == 0
+    saved = json.loads((tmp_path / "run" / "model" / "hbt_encoder.json").read_text())
+    assert (saved["max_query_length"], saved["max_passage_length"]) == (512, 512)
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -99,7 +99,7 @@ def test_experiment_runs_end_to_end_and_reuses_finished_runs(tiny_model_dir, dat
     mlqa = mlqa_like(data_dir, tmp_path / "mlqa-dev-r")
     flags = ["experiment", "--output", str(output), "--data", str(data_dir), "--model",
              str(tiny_model_dir), "--steps", "2", "--batch-size", "8", "--seeds", "0", "1",
-             "--languages", "de", "en", "ru", "--tatoeba-languages", "deu", "swh",
+             "--languages", "de,en,ru", "--tatoeba-languages", "deu,swh",
              "--mlqa-r", str(mlqa)]
     assert main(flags) == 0
     results = json.loads((output / "results.json").read_text())

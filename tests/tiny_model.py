@@ -44,9 +44,11 @@ def build_tokenizer(sentences, vocab_size: int = 400):
         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
         special_tokens=[(t, tokenizer.token_to_id(t)) for t in ("<s>", "</s>")],
     )
+    # 512 as XLM-R's tokenizer says (its 514 positions start after the padding index).
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
         pad_token="<pad>", mask_token="<mask>", cls_token="<s>", sep_token="</s>",
+        model_max_length=512,
     )
 
 

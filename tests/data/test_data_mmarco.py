@@ -28,15 +28,15 @@ def test_mmarco_layout_groups_by_query_id(mmarco, tmp_path):
     assert corpus.queries == ["what one", "what two", "was one", "was two"]
     assert corpus.passages == ["en ten", "en twenty", "de ten", "de twenty"]
     assert corpus.groups == ["1", "2", "1", "2"]
-    assert main(["convert-mmarco", "--root", str(mmarco), "--languages", "en", "de",
+    assert main(["convert-mmarco", "--root", str(mmarco), "--languages", "en,de",
                  "--output", str(tmp_path / "pairs.jsonl")]) == 0
     converted = read_pairs_jsonl(tmp_path / "pairs.jsonl")
     assert converted.queries == corpus.queries and converted.groups == corpus.groups
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--languages", "en", "en"], r"lists \['en'\] more than once"),
-    (["--languages", "en", "--max-queries", "0"], "max_queries must be a positive integer"),
+    (["--languages", "en,en"], r"--languages lists \['en'\] more than once"),
+    (["--languages", "en", "--max-queries", "0"], "--max-queries must be a positive integer"),
     (["--languages", "xx"], "xx/queries.tsv does not exist"),
 ])
 def test_convert_mmarco_misuse_is_one_line_and_writes_nothing(mmarco, tmp_path, capsys, extra, message):
@@ -60,7 +60,7 @@ def test_convert_mmarco_refuses_to_write_over_an_input(mmarco, capsys):
 def test_a_failed_conversion_keeps_the_previous_output(mmarco, tmp_path):
     output = write_lines(tmp_path / "pairs.jsonl", ["previous"])
     (mmarco / "de" / "queries.tsv").write_bytes(b"1\tbad \xff byte\n")
-    assert main(["convert-mmarco", "--root", str(mmarco), "--languages", "en", "de",
+    assert main(["convert-mmarco", "--root", str(mmarco), "--languages", "en,de",
                  "--output", str(output)]) == 2
     assert output.read_text(encoding="utf-8") == "previous\n"
 

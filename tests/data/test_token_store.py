@@ -322,3 +322,12 @@ def test_property_store_equals_the_in_memory_corpus(tmp_path_factory, encoder, r
     for ids, group in zip(all_ids["passage"], corpus.group_ids.tolist()):
         first_group.setdefault(tuple(ids), group)
     assert store.negative_groups.tolist() == [first_group.get(tuple(ids), -1) for ids in all_ids["negative"]]
+
+
+def test_unset_maximum_lengths_are_refused_not_guessed(encoder, tmp_path):
+    """A tokenizer alone cannot say the model's length (its positions are in the model's config):
+    the lengths come set, as the encoder's own settings have them."""
+    source = write_jsonl(tmp_path / "pairs.jsonl", pair_records(groups=3))
+    with pytest.raises(ValueError, match=r"settings.max_query_length is None \(the model's own length\)"):
+        prepare([source], tmp_path / "store", encoder.tokenizer, settings=EncoderSettings())
+    assert not (tmp_path / "store").exists()

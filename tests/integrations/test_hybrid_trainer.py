@@ -262,3 +262,84 @@ def test_nan_groups_are_refused_not_merged(st_model_dir, tmp_path):
         lambda r, i: {"group": float("nan") if i in (4, 9) else float(i // 3)}, with_indices=True)
     with pytest.raises(ValueError, match=r"'group' \(groups\): groups: row 4 has no label"):
         make_trainer(st_model_dir, tmp_path, dataset)
+
+
+# ---------------------------------------------------------------- language column
+def test_the_lang_column_of_hbt_fast_pairs_is_read_without_naming_it(st_model_dir, tmp_path):
+    dataset = datasets.Dataset.from_dict(pair_rows(40))
+    named = make_trainer(st_model_dir, tmp_path / "a", dataset)
+    renamed = make_trainer(st_model_dir, tmp_path / "b", dataset.rename_column("language", "lang"))
+    assert epoch_of_batches(renamed) == epoch_of_batches(named)
+    assert "lang" not in renamed.preprocess_dataset(dataset.rename_column("language", "lang"),
+                                                    dataset_name="eval").column_names
+
+
+@pytest.mark.parametrize("columns, problem", [
+    (lambda d: d.add_column("lang", d["language"]), "both"),
+    (lambda d: d.remove_columns("language"), "neither"),
+])
+def test_an_unclear_language_column_must_be_named(st_model_dir, tmp_path, columns, problem):
+    dataset = columns(datasets.Dataset.from_dict(pair_rows(40)))
+    with pytest.raises(ValueError, match=f"has {problem} of the columns 'language' and 'lang'"):
+        make_trainer(st_model_dir, tmp_path, dataset)
+
+
+def test_split_lareqa_pairs_train_as_written(st_model_dir, data_dir, tmp_path):
+    from hbt_fast.data import split_lareqa
+
+    split_lareqa(data_dir / "xquad-r", tmp_path / "pairs", languages=["de", "en", "ru"])
+    dataset = datasets.Dataset.from_json(str(tmp_path / "pairs" / "train.jsonl"))
+    trainer = make_trainer(st_model_dir, tmp_path / "run", dataset)
+    assert trainer._label_columns[0] == "lang"
+    for rows in epoch_of_batches(trainer)[:3]:
+        assert len(rows) == 8
+
+
+# ---------------------------------------------------------------- unused hard negatives
+@pytest.mark.parametrize("negative_columns, unread", [
+    ([], ["negative_1", "negative_2", "hard_negs", "negatives"]),
+    (["negative_1"], ["negative_2", "hard_negs", "negatives"]),
+    (["negative_1", "negative_2", "hard_negs"], ["negatives"]),
+])
+def test_columns_that_look_like_negatives_but_are_not_read_are_named_once(
+        st_model_dir, tmp_path, negative_columns, unread):
+    rows = pair_rows(40, negatives=2)
+    rows["hard_negs"] = rows["negative_1"]
+    rows["negatives"] = [[text] for text in rows["negative_2"]]  # hbt-fast's JSONL: a list
+    rows["negative_score"] = [0.5] * len(rows["query"])  # not texts
+    rows["negation"] = rows["query"]  # not a negative
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_trainer(st_model_dir, tmp_path, datasets.Dataset.from_dict(rows),
+                     negative_columns=negative_columns)
+    said = [w for w in caught if "hard negatives" in str(w.message)]
+    assert len(said) == 1 and f"columns {unread} look like hard negatives" in str(said[0].message)
+    assert said[0].filename == __file__  # points at the user's line
+
+
+def test_no_warning_when_every_negative_column_is_read(st_model_dir, tmp_path):
+    dataset = datasets.Dataset.from_dict(pair_rows(40, negatives=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_trainer(st_model_dir, tmp_path, dataset, negative_columns=["negative_1", "negative_2"])
+
+
+# ---------------------------------------------------------------- batch kinds in the logs
+@pytest.mark.parametrize("mode, accumulation", [("hybrid", 1), ("hybrid", 2), ("mixed", 1)])
+def test_logs_carry_the_share_of_each_batch_kind_so_far(st_model_dir, tmp_path, mode, accumulation):
+    trainer = make_trainer(st_model_dir, tmp_path, mode=mode, args={
+        "max_steps": 8, "logging_steps": 1, "gradient_accumulation_steps": accumulation,
+        "per_device_train_batch_size": 4})
+    trainer.train()
+    kinds = [check_batch(rows, 4) if mode != "mixed" else "mixed"
+             for rows in trainer.data_collator.batches]
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert [entry["step"] for entry in logs] == list(range(1, 9))
+    expected_kinds = {"hybrid": {"xx", "xy"}, "mixed": {"mixed"}}[mode]
+    for entry in logs:
+        trained = kinds[:entry["step"] * accumulation]  # the loader may have fetched more
+        shares = {key: value for key, value in entry.items() if key.startswith("batches/")}
+        assert shares == pytest.approx(
+            {f"batches/{kind}_share": trained.count(kind) / len(trained) for kind in expected_kinds})
+    if mode == "hybrid":
+        assert 0 < logs[-1]["batches/xx_share"] < 1

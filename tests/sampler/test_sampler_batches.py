@@ -260,6 +260,17 @@ def test_batches_carry_their_kind_and_language(mode):
         query_rows, passage_rows = batch  # still unpacks as the pinned pair
         assert batch.kind == check_batch(query_rows, passage_rows, languages, groups, 8, mode)
         assert batch.query_rows is query_rows and batch.passage_rows is passage_rows
+
+
+def test_batch_languages_of_any_epoch_leave_the_current_one():
+    languages, groups = make_pairs(200, 4, [1, 1, 0.8, 0.6], seed=9)
+    sampler = HybridSampler(languages, groups, 8, seed=3)
+    later = sampler.batch_languages(5)
+    assert sampler.epoch == 0 and not np.array_equal(later, sampler.batch_languages())
+    sampler.set_epoch(5)
+    assert [b.language for b in sampler] == later.tolist() == sampler.batch_languages(5).tolist()
+    with pytest.raises(ValueError, match="epoch must be >= 0"):
+        sampler.batch_languages(-1)
         if batch.kind == "xx":
             assert batch.language == languages[query_rows[0]]
         else:

@@ -229,7 +229,7 @@ def run(quick: bool = False, sizes: Optional[list] = None) -> list:
 
 def _tokenize_child(model: str, data: str, limit: int) -> dict:
     """The tokenizer's own batch call on the first ``limit`` pairs' texts, chunked as a
-    preparation chunks them, with ``hbt-fast train``'s default settings."""
+    preparation chunks them, at 64 query and 256 passage tokens."""
     from transformers import AutoTokenizer
 
     from hbt_fast.data.token_store import DEFAULT_CHUNK_PAIRS

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hbt_fast.cli import LanguageList
+
 
 def add_parser(subparsers) -> None:
     mmarco = subparsers.add_parser(
@@ -15,8 +17,8 @@ def add_parser(subparsers) -> None:
     )
     mmarco.add_argument("--root", required=True, help="folder with <lang>/queries.tsv, "
                         "<lang>/collection.tsv and train_pairs.tsv")
-    mmarco.add_argument("--languages", nargs="+", required=True,
-                        help="language folder names, each once")
+    mmarco.add_argument("--languages", action=LanguageList, required=True,
+                        help="comma-separated language folder names, each once")
     mmarco.add_argument("--output", required=True, help="JSONL file to write")
     mmarco.add_argument("--pairs-file", default="train_pairs.tsv")
     mmarco.add_argument("--max-queries", type=int, default=None,
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from hbt_fast.data import read_mmarco, write_pairs_jsonl
     from hbt_fast.data.files import refuse_overlap
 
-    with reported_as(USAGE):
+    with reported_as(USAGE, flags=("languages", "max_queries", "pairs_file")):
         refuse_overlap(args.output, _inputs(args), name="--output")
         corpus = read_mmarco(args.root, args.languages, pairs_file=args.pairs_file,
                              max_queries=args.max_queries)

@@ -8,6 +8,8 @@ import json
 import sys
 import warnings
 
+from hbt_fast.cli import LanguageList
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -25,7 +27,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-lines", type=int, default=20,
                         help="skip a language with fewer training or held-out lines (default 20)")
-    parser.add_argument("--languages", default=None,
+    parser.add_argument("--languages", action=LanguageList, default=None,
                         help="comma-separated language codes (default: every language)")
     parser.set_defaults(func=run)
 
@@ -35,12 +37,11 @@ def run(args: argparse.Namespace) -> int:
     from hbt_fast.data import split_tatoeba
     from hbt_fast.data.files import refuse_overlap
 
-    languages = None if args.languages is None else args.languages.split(",")
-    with reported_as(USAGE), warnings.catch_warnings(record=True) as caught:
+    with reported_as(USAGE, flags=("languages", "heldout_fraction", "seed", "min_lines")), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         refuse_overlap(args.output, {"the --data folder": args.data}, name="--output")
         summary = split_tatoeba(args.data, args.output, heldout_fraction=args.heldout_fraction,
-                                seed=args.seed, min_lines=args.min_lines, languages=languages)
+                                seed=args.seed, min_lines=args.min_lines, languages=args.languages)
     for warning in caught:
         print(f"hbt-fast convert-tatoeba: warning: {warning.message}", file=sys.stderr)
     print(json.dumps({key: summary[key] for key in

@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from hbt_fast.cli import HIDE_PROGRESS, LanguageList, token_length
 from hbt_fast.models.settings import PRESETS as PRESET_SETTINGS
 
 PRESETS = tuple(PRESET_SETTINGS)
@@ -39,7 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="data folder of the task (default: $HBT_DATA_DIR/<task>)")
     parser.add_argument("--output", required=True,
                         help="folder for the report files (outside the data and model folders)")
-    parser.add_argument("--languages", default=None,
+    parser.add_argument("--languages", action=LanguageList, default=None,
                         help="comma-separated language codes (default: all found)")
     parser.add_argument("--k", type=_positive_int, default=20, help="mAP cut-off for LAReQA tasks")
     parser.add_argument("--preset", choices=PRESETS, default=None,
@@ -49,15 +50,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--query-prefix", default=None, help="text put before every query")
     parser.add_argument("--passage-prefix", default=None, help="text put before every passage")
     parser.add_argument("--batch-size", type=_positive_int, default=64)
-    parser.add_argument("--max-query-length", type=_positive_int, default=None)
-    parser.add_argument("--max-passage-length", type=_positive_int, default=None)
+    parser.add_argument("--max-query-length", type=token_length, default=None,
+                        help="query tokens (default: the model's maximum length)")
+    parser.add_argument("--max-passage-length", type=token_length, default=None,
+                        help="passage tokens (default: the model's maximum length)")
     parser.add_argument("--candidate-text", choices=("sentence", "sentence_context"),
                         default="sentence", help="LAReQA candidates: sentence, sentence_context")
     parser.add_argument("--index", choices=("exact", "ivf", "hnsw"), default="exact",
                         help="search index for MIRACL/BEIR: exact, ivf, hnsw (approximate ones "
                              "report their recall against exact search)")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help=HIDE_PROGRESS)
     parser.set_defaults(func=run)
     return parser
 
@@ -96,7 +99,7 @@ def _encoder(args):
 def _evaluate(args, encoder):
     from hbt_fast.evaluate import evaluate_beir, evaluate_lareqa, evaluate_tatoeba
 
-    languages = args.languages.split(",") if args.languages else None
+    languages = args.languages
     progress = not args.no_progress
     if args.task in ("xquad-r", "mlqa-r"):
         return evaluate_lareqa(encoder, args.data, languages=languages, k=args.k,
@@ -137,7 +140,7 @@ def run(args) -> int:
     from hbt_fast.data import resolve_data_dir
     from hbt_fast.evaluate import write_report
 
-    with reported_as(USAGE):  # every input problem ends here, before or after the (long) encoding
+    with reported_as(USAGE, flags=("languages", "k")):  # every input problem ends here, before or after the (long) encoding
         _check_output(args)
         encoder = _encoder(args)
         result = _evaluate(args, encoder)

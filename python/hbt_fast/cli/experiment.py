@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+from hbt_fast.cli import LanguageList
 from hbt_fast.data.files import write_text_atomically
 from hbt_fast.models.settings import PRESETS
 from hbt_fast.experiments import sampling
@@ -45,8 +46,9 @@ def add_parser(subparsers) -> None:
                         help="a run of a few minutes: " + ", ".join(
                             f"{k.replace('_', '-')} {(' '.join(map(str, v)) or 'none') if isinstance(v, list) else v}"
                             for k, v in QUICK.items()) + " (flags given explicitly still win)")
-    parser.add_argument("--languages", nargs="+", default=None,
-                        help="XQuAD-R languages to split, train and evaluate on (default: all)")
+    parser.add_argument("--languages", action=LanguageList, default=None,
+                        help="comma-separated XQuAD-R languages to split, train and evaluate on "
+                             "(default: all)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default 0 1 2)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the article split")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default 100)")
@@ -57,10 +59,10 @@ def add_parser(subparsers) -> None:
                         help="share of articles held out (default 0.25)")
     parser.add_argument("--max-query-length", type=int, default=None, help="default 48")
     parser.add_argument("--max-passage-length", type=int, default=None, help="default 96")
-    parser.add_argument("--tatoeba-languages", nargs="*", default=None,
-                        help=f"Tatoeba languages (none to skip; default XQuAD-R's "
-                             f"{' '.join(TATOEBA_XQUAD_LANGUAGES)} and the low-resource "
-                             f"{' '.join(TATOEBA_LOW_RESOURCE)})")
+    parser.add_argument("--tatoeba-languages", action=LanguageList, nargs="*", default=None,
+                        help=f"comma-separated Tatoeba languages (the flag alone: none, skip "
+                             f"Tatoeba; default XQuAD-R's {','.join(TATOEBA_XQUAD_LANGUAGES)} and "
+                             f"the low-resource {','.join(TATOEBA_LOW_RESOURCE)})")
     parser.add_argument("--mlqa-r", type=Path, default=None, metavar="DIR",
                         help="also evaluate zero-shot on MLQA-R: a folder of <lang>.json as in "
                              "upstream's mlqa-dev-r/ (github.com/google-research-datasets/lareqa)")

@@ -8,13 +8,8 @@ import sys
 from pathlib import Path
 
 
-def _default(name: str):
-    from hbt_fast.train.config import TrainConfig
-
-    return TrainConfig.__dataclass_fields__[name].default
-
-
 def add_parser(subparsers) -> None:
+    from hbt_fast.cli import HIDE_PROGRESS, token_length
     from hbt_fast.train.config import PRESETS
 
     parser = subparsers.add_parser(
@@ -34,30 +29,33 @@ def add_parser(subparsers) -> None:
                         help='prepend the study\'s "Query: " / "Passage: "')
     parser.add_argument("--query-prefix", help='text prepended to queries, e.g. "query: "')
     parser.add_argument("--passage-prefix", help='text prepended to passages, e.g. "passage: "')
-    parser.add_argument("--max-query-length", type=int, default=_default("max_query_length"),
-                        help="query tokens (default %(default)s, as hbt-fast train)")
-    parser.add_argument("--max-passage-length", type=int, default=_default("max_passage_length"),
-                        help="passage tokens (default %(default)s, as hbt-fast train)")
+    parser.add_argument("--max-query-length", type=token_length, default=None,
+                        help="query tokens (default: the model's maximum length, as hbt-fast train)")
+    parser.add_argument("--max-passage-length", type=token_length, default=None,
+                        help="passage tokens (default: the model's maximum length, as hbt-fast "
+                             "train)")
     parser.add_argument("--columns", default="",
                         help="where the data keeps each field, comma-separated field=column")
     parser.add_argument("--chunk-pairs", type=int, default=None,
                         help="pairs tokenized per chunk (bounds memory)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bar")
+                        help=HIDE_PROGRESS)
     parser.set_defaults(func=run)
 
 
 def tokenization(args: argparse.Namespace):
     """``(tokenizer, EncoderSettings)`` as ``hbt-fast train`` would load them for ``args``."""
-    from hbt_fast.models.loading import tokenizer_and_settings
+    from hbt_fast.models.loading import tokenization as model_tokenization
+    from hbt_fast.models.settings import STUDY_PREFIXES
 
     if args.prefixes and (args.query_prefix is not None or args.passage_prefix is not None):
         raise ValueError("--prefixes (the study's shorthand) and --query-prefix/--passage-prefix "
                          "exclude each other")
-    return tokenizer_and_settings(
-        args.model, args.preset, prefixes=args.prefixes, query_prefix=args.query_prefix,
-        passage_prefix=args.passage_prefix, max_query_length=args.max_query_length,
-        max_passage_length=args.max_passage_length)
+    prefixes = dict(STUDY_PREFIXES) if args.prefixes else {
+        "query_prefix": args.query_prefix, "passage_prefix": args.passage_prefix}
+    return model_tokenization(args.model, args.preset, {
+        **prefixes, "max_query_length": args.max_query_length,
+        "max_passage_length": args.max_passage_length})
 
 
 def _columns(text: str) -> dict:

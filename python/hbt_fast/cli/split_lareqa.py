@@ -7,6 +7,8 @@ import json
 
 
 def add_parser(subparsers) -> None:
+    from hbt_fast.cli import LanguageList
+
     parser = subparsers.add_parser(
         "split-lareqa", help="turn a LAReQA-layout folder into train pairs + held-out articles",
         description="Split XQuAD-R / MLQA-R by article: OUTPUT/train.jsonl for hbt-fast train, "
@@ -18,7 +20,8 @@ def add_parser(subparsers) -> None:
                              "or hold, the --data folder)")
     parser.add_argument("--eval-fraction", type=float, default=0.25, help="share of articles held out")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--languages", nargs="+", help="default: every <lang>.json")
+    parser.add_argument("--languages", action=LanguageList,
+                        help="comma-separated language codes (default: every <lang>.json)")
     parser.set_defaults(func=run)
 
 
@@ -27,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from hbt_fast.data import split_lareqa
     from hbt_fast.data.files import refuse_overlap
 
-    with reported_as(USAGE):
+    with reported_as(USAGE, flags=("languages", "eval_fraction", "seed")):
         refuse_overlap(args.output, {"the --data folder": args.data}, name="--output")
         summary = split_lareqa(args.data, args.output, eval_fraction=args.eval_fraction,
                                seed=args.seed, languages=args.languages)

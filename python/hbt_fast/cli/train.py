@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional
 
 
 def add_parser(subparsers) -> None:
@@ -44,20 +45,49 @@ def read_toml(path: Path) -> dict:
         raise type(error)(f"{path}: {error}") from None
 
 
+class SettingNames:
+    """How errors name a setting: by its flag, or, where the ``--config`` file set it, by the
+    file's key (the user's words, not the Python field name); :meth:`located` then puts the
+    file in front of the message."""
+
+    def __init__(self, flags, config_file: Optional[Path], file_settings):
+        self.flags, self.config_file, self.file_settings = set(flags), config_file, set(file_settings)
+        self.from_file = False
+
+    def __call__(self, name: str) -> str:
+        from hbt_fast.train.config import flag_name
+
+        if name in self.file_settings and name not in self.flags:
+            self.from_file = True
+            return name
+        return flag_name(name)
+
+    def located(self, error: Exception) -> Exception:
+        if not self.from_file:
+            return error
+        return type(error)(f"{self.config_file}: {error}")
+
+
 def config_from_args(args: argparse.Namespace):
     from hbt_fast.train import TrainConfig
+    from hbt_fast.train.config import flag_name
 
     values = read_toml(args.config) if getattr(args, "config", None) else {}
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "func", "command")}
     for given, other in (("steps", "epochs"), ("epochs", "steps")):
         if given in flags:  # a length on the command line replaces the file's length
             values.pop(other, None)
+    names = SettingNames(flags, getattr(args, "config", None), values)
     values.update(flags)
-    missing = [name for name in ("model", "train", "output") if name not in values]
+    missing = [flag_name(name) for name in ("model", "train", "output") if name not in values]
     if missing:
-        raise ValueError(f"missing required settings: {missing} (flags or --config)")
+        raise ValueError(f"missing required settings: {', '.join(missing)} (flags, or keys of "
+                         "the --config file)")
     config = TrainConfig(**values)
-    config.validate()
+    try:
+        config.validate(names)
+    except (TypeError, ValueError) as error:
+        raise names.located(error) from None
     return config
 
 

@@ -8,7 +8,6 @@ batched, under ``no_grad``, cached).
 from __future__ import annotations
 
 import json
-import pickle
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional, Sequence
@@ -18,9 +17,10 @@ import torch
 
 from hbt_fast.models.buckets import DEFAULT_CALL_COST, length_buckets
 from hbt_fast.models.head import PoolingHead
-from hbt_fast.models.loading import SETTINGS_FILE, resolve
+from hbt_fast.models.loading import SETTINGS_FILE, model_max_length, resolve
 from hbt_fast.data.long_texts import token_ids
 from hbt_fast.models.sentence_transformers_format import write_layout
+from hbt_fast.models.transformer import load_transformer, saved_state
 from hbt_fast.models.settings import SIDES, EncoderSettings
 
 __all__ = ["TextEncoder"]
@@ -50,41 +50,6 @@ def pad_ids(ids: Sequence[Sequence[int]], pad_id: Optional[int], *, left: bool =
         input_ids[i, span] = torch.as_tensor(row, dtype=torch.long)
         mask[i, span] = 1
     return {"input_ids": input_ids, "attention_mask": mask}
-
-
-def _load_transformer(location: str, pooling: str):
-    """The transformer of ``location``; unreadable weights (damaged, or pickles holding more than
-    tensors, which are never run) are a ValueError naming the weights file."""
-    from safetensors import SafetensorError
-
-    try:
-        return _transformer_with_pooler(location, pooling)
-    except (pickle.UnpicklingError, SafetensorError) as error:
-        reason = str(error).splitlines()[0]
-        raise ValueError(f"{_weights_file(location)}: not readable transformer weights (only "
-                         f"tensors are loaded, never pickled code): {reason}") from None
-
-
-def _weights_file(location: str) -> str:
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (Path(location) / name).is_file():
-            return str(Path(location) / name)
-    return location
-
-
-def _transformer_with_pooler(location: str, pooling: str):
-    from transformers import AutoModel
-
-    if pooling == "pooler":
-        return AutoModel.from_pretrained(location)
-    try:
-        # A pooler that is never used would be loaded (or, absent from the checkpoint, randomly
-        # initialised and reported as missing) for nothing.
-        return AutoModel.from_pretrained(location, add_pooling_layer=False)
-    except TypeError as error:
-        if "add_pooling_layer" not in str(error):
-            raise
-        return AutoModel.from_pretrained(location)  # an architecture without a pooler option
 
 
 class TextEncoder(torch.nn.Module):
@@ -126,13 +91,22 @@ class TextEncoder(torch.nn.Module):
 
     @settings.setter
     def settings(self, value: EncoderSettings) -> None:
+        """Unset maximum lengths become the model's own (:attr:`model_max_length`)."""
         if not isinstance(value, EncoderSettings):
             raise TypeError(f"settings must be an EncoderSettings, got {type(value).__name__}")
+        if value.max_query_length is None or value.max_passage_length is None:
+            value = value.with_model_length(self.model_max_length)
         self._settings = value
         head = getattr(self, "head", None)
         if head is not None:
             head.pooling, head.normalize = value.pooling, value.normalize
             self.clear_cache()
+
+    @property
+    def model_max_length(self) -> int:
+        """The model's own maximum length, as sentence-transformers decides it for a model that
+        declares none (:func:`hbt_fast.models.loading.model_max_length`)."""
+        return model_max_length(self.tokenizer, getattr(self.model, "config", None))
 
     @property
     def freeze_word_embeddings(self) -> bool:
@@ -149,9 +123,11 @@ class TextEncoder(torch.nn.Module):
         (``modules.json``: pooling, Dense layers, normalisation and prompts are read), or a bare
         transformer.
 
-        ``preset`` is ``"xlmr"`` (mean), ``"labse"`` (CLS + the model's dense pooler) or ``"e5"``
-        (mean, "query: " / "passage: " prefixes); with no preset and nothing saved it is guessed
-        from the name. An explicit preset replaces the folder's own pooling head. ``prefixes=True``
+        ``preset`` is one of :data:`hbt_fast.models.PRESETS` (``"xlmr"``, ``"labse"``, ``"e5"``,
+        ``"bge-m3"``, ``"paraphrase-multilingual"``); without one, the name's preset fills in what
+        the folder's own files do not say. An explicit preset replaces the folder's own pooling
+        head (and its prompts, where the preset has some). Maximum lengths are the model's own, as sentence-transformers decides
+        them (:func:`hbt_fast.models.loading.model_max_length`), unless set. ``prefixes=True``
         adds the study's "Query: " / "Passage: "; ``query_prefix`` / ``passage_prefix`` and any
         other :class:`EncoderSettings` field override by keyword. ``bucket_cost``: see
         :meth:`embed_ids`.
@@ -162,7 +138,7 @@ class TextEncoder(torch.nn.Module):
         encoder_settings, dense, subfolder = resolve(
             name, preset, {**settings, "query_prefix": query_prefix, "passage_prefix": passage_prefix})
         location = str(Path(name) / subfolder) if subfolder and Path(name).is_dir() else name
-        model = _load_transformer(location, encoder_settings.pooling)
+        model = load_transformer(location, encoder_settings.pooling)
         tokenizer = AutoTokenizer.from_pretrained(location)
         encoder = cls(model, tokenizer, encoder_settings, dense=dense,
                       freeze_word_embeddings=freeze_word_embeddings, batch_size=batch_size,
@@ -180,7 +156,8 @@ class TextEncoder(torch.nn.Module):
         encoder (prefixes become its "query" / "document" prompts)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(directory)
+        # An unused pooler is left out (and the folder says so), so no loader reports it.
+        self.model.save_pretrained(directory, state_dict=saved_state(self.model, self.settings.pooling))
         self.tokenizer.save_pretrained(directory)
         (directory / SETTINGS_FILE).write_text(
             json.dumps(asdict(self.settings), indent=2) + "\n", encoding="utf-8")

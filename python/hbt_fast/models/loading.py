@@ -1,8 +1,13 @@
 """How ``TextEncoder.from_pretrained`` decides the settings and head of a model folder.
 
-Later sources win: the defaults; a preset guessed from the name (only for a folder that says
-nothing about itself); a sentence-transformers ``modules.json`` with its prompts; our own
-``hbt_encoder.json``; an explicit ``preset``; ``prefixes=True``; explicit keyword settings.
+Later sources win: the defaults; a preset guessed from the name (its prompts always, its pooling
+only for a folder that says nothing about itself); a sentence-transformers ``modules.json`` with
+its prompts and lengths; our own ``hbt_encoder.json``; an explicit ``preset``;
+``prefixes=True``; explicit keyword settings.
+
+Maximum lengths follow sentence-transformers: what the folder's ``sentence_bert_config.json``
+declares, else :func:`model_max_length` (the tokenizer's ``model_max_length``, capped at the
+model's position embeddings), for queries and passages alike unless set.
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ from typing import Optional
 
 from hbt_fast.data.files import read_json
 from hbt_fast.models.sentence_transformers_format import SentenceTransformerLayout, read_layout
-from hbt_fast.models.settings import PRESETS, STUDY_PREFIXES, EncoderSettings
+from hbt_fast.models.settings import PRESETS, STUDY_PREFIXES, EncoderSettings, preset_for_name
 
-__all__ = ["SETTINGS_FILE", "resolve", "tokenizer_and_settings"]
+__all__ = ["SETTINGS_FILE", "model_max_length", "resolve", "tokenization"]
 
 SETTINGS_FILE = "hbt_encoder.json"
 
@@ -38,19 +43,34 @@ def _saved_settings(name_or_path: str) -> dict:
     return saved
 
 
+def model_max_length(tokenizer, config=None) -> int:
+    """The model's own maximum length, as sentence-transformers' ``Transformer`` decides it
+    for a folder that declares none: the tokenizer's ``model_max_length``, capped at
+    ``config.max_position_embeddings`` where the config has one (-1 means none)."""
+    lengths = [getattr(tokenizer, "model_max_length", None),
+               getattr(config, "max_position_embeddings", None)]
+    lengths = [int(n) for n in lengths if isinstance(n, int) and not isinstance(n, bool) and n != -1]
+    if not lengths:
+        raise ValueError("neither the tokenizer (model_max_length) nor the model's config "
+                         "(max_position_embeddings) gives a maximum length; set "
+                         "max_query_length and max_passage_length")
+    return min(lengths)
+
+
 def _layout_settings(layout: SentenceTransformerLayout) -> dict:
     settings: dict = {"normalize": layout.normalize}
     if layout.pooling is not None:
         settings["pooling"] = layout.pooling
-    if layout.query_prompt is not None:
-        settings["query_prefix"] = layout.query_prompt
-    if layout.passage_prompt is not None:
-        settings["passage_prefix"] = layout.passage_prompt
-    if layout.max_seq_length:
-        # sentence-transformers truncates both sides at max_seq_length; never exceed it.
-        defaults = EncoderSettings()
-        settings["max_query_length"] = min(defaults.max_query_length, int(layout.max_seq_length))
-        settings["max_passage_length"] = min(defaults.max_passage_length, int(layout.max_seq_length))
+    # sentence-transformers 6 saves every model with empty prompts: only where one is not
+    # empty do they say anything (then an empty one is a choice, as BGE's empty passage prompt).
+    if layout.query_prompt or layout.passage_prompt:
+        settings["query_prefix"] = layout.query_prompt or ""
+        settings["passage_prefix"] = layout.passage_prompt or ""
+    # Unset: the model's own length (TextEncoder fills it in from tokenizer and config).
+    for name, length in (("max_query_length", layout.query_length),
+                         ("max_passage_length", layout.document_length)):
+        if length or layout.max_seq_length:
+            settings[name] = length or layout.max_seq_length
     return settings
 
 
@@ -65,8 +85,12 @@ def resolve(name_or_path: str, preset: Optional[str], overrides: dict):
     layout = read_layout(name_or_path)
     saved = _saved_settings(name_or_path)
     settings: dict = {}
-    if preset is None and layout is None and not saved:
-        settings.update(_preset("labse" if "labse" in name_or_path.lower() else "xlmr"))
+    if preset is None:
+        guessed = PRESETS[preset_for_name(name_or_path)]
+        # A folder's own files say how it pools; its prompts may be missing (multilingual-e5).
+        settings.update({key: value for key, value in guessed.items() if key.endswith("_prefix")})
+        if layout is None and not saved:
+            settings.update(guessed)
     if layout is not None:
         settings.update(_layout_settings(layout))
     settings.update(saved)
@@ -92,12 +116,15 @@ def resolve(name_or_path: str, preset: Optional[str], overrides: dict):
     return resolved, dense, (layout.transformer_path if layout is not None else "")
 
 
-def tokenizer_and_settings(name_or_path: str, preset: Optional[str] = None, **overrides):
-    """``(tokenizer, EncoderSettings)`` as :meth:`TextEncoder.from_pretrained` would load them
-    for the same arguments, without loading the model (to prepare a token store)."""
-    from transformers import AutoTokenizer
+def tokenization(name_or_path: str, preset: Optional[str], overrides: dict):
+    """``(tokenizer, EncoderSettings)`` of a model, its maximum lengths decided as
+    ``TextEncoder.from_pretrained`` decides them, without loading the weights (for tokenizing
+    a corpus ahead of training)."""
+    from transformers import AutoConfig, AutoTokenizer
 
-    name = str(name_or_path)
-    settings, _, subfolder = resolve(name, preset, overrides)
-    location = str(Path(name) / subfolder) if subfolder and Path(name).is_dir() else name
-    return AutoTokenizer.from_pretrained(location), settings
+    settings, _, subfolder = resolve(name_or_path, preset, overrides)
+    location = str(Path(name_or_path) / subfolder) if subfolder and Path(name_or_path).is_dir() \
+        else name_or_path
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    config = AutoConfig.from_pretrained(location)
+    return tokenizer, settings.with_model_length(model_max_length(tokenizer, config))

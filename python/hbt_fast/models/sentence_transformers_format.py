@@ -19,6 +19,7 @@ import torch
 from hbt_fast.data.files import read_json
 from hbt_fast.models.head import Dense, activation_from_name
 from hbt_fast.models.settings import EncoderSettings
+from hbt_fast.models.transformer import loads_without_pooler
 
 __all__ = ["SentenceTransformerLayout", "read_layout", "write_layout"]
 
@@ -42,7 +43,11 @@ class SentenceTransformerLayout:
     dense: list = field(default_factory=list)
     query_prompt: Optional[str] = None
     passage_prompt: Optional[str] = None
+    #: the length sentence_bert_config.json sets for both sides (None: the tokenizer's
+    #: model_max_length capped at the model's positions decides)
     max_seq_length: Optional[int] = None
+    query_length: Optional[int] = None
+    document_length: Optional[int] = None
 
 
 def _fetch(name_or_path: str, filename: str) -> Optional[Path]:
@@ -185,14 +190,32 @@ def _read_dense(name_or_path: str, folder: str) -> Dense:
     return dense
 
 
-def _transformer_max_length(name_or_path: str, folder: str) -> Optional[int]:
+def _length(config: dict, key: str, path: Path) -> Optional[int]:
+    length = _option(config, key, int, path)
+    if length is not None and length < 1:
+        raise ValueError(f"{path}: {key!r} must be a positive integer, got {length}")
+    return length
+
+
+def _read_transformer_lengths(layout: SentenceTransformerLayout, name_or_path: str,
+                              folder: str) -> None:
+    """The lengths the Transformer module's ``sentence_bert_config.json`` declares, as
+    sentence-transformers reads them: the tokenizer arguments' ``model_max_length`` (its
+    ``processor_kwargs``, ``tokenizer_args`` before 6), else ``max_seq_length`` (written before
+    6); ``query_length`` / ``document_length`` (6) for ``encode_query`` / ``encode_document``."""
     path = _fetch(name_or_path, f"{folder}/sentence_bert_config.json".lstrip("/"))
     if path is None:
-        return None
-    length = _option(_read_config(path), "max_seq_length", int, path)
-    if length is not None and length < 1:
-        raise ValueError(f"{path}: 'max_seq_length' must be a positive integer, got {length}")
-    return length
+        return
+    config = _read_config(path)
+    length = _length(config, "max_seq_length", path)
+    # The old key replaces the new one where both are present, as sentence-transformers has it.
+    key = "tokenizer_args" if "tokenizer_args" in config else "processor_kwargs"
+    arguments = _option(config, key, dict, path) or {}
+    if arguments.get("model_max_length") is not None:
+        length = _length(arguments, "model_max_length", path)
+    layout.max_seq_length = length
+    layout.query_length = _length(config, "query_length", path)
+    layout.document_length = _length(config, "document_length", path)
 
 
 def _prompts(name_or_path: str) -> dict:
@@ -229,7 +252,7 @@ def read_layout(name_or_path: str) -> Optional[SentenceTransformerLayout]:
                                                                        modules_path)
         if kind == "Transformer":
             layout.transformer_path = folder
-            layout.max_seq_length = _transformer_max_length(name_or_path, folder)
+            _read_transformer_lengths(layout, name_or_path, folder)
         elif kind == "Pooling":
             config_path = _fetch(name_or_path, f"{folder}/config.json".lstrip("/"))
             config = _read_config(config_path) if config_path else {}
@@ -294,8 +317,12 @@ def write_layout(directory: Path, settings: EncoderSettings, model, dense=()) ->
     _write_json(directory / "modules.json", [
         {"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
         for i, (path, kind) in enumerate(modules)])
-    _write_json(directory / "sentence_bert_config.json",
-                {"max_seq_length": settings.max_passage_length, "do_lower_case": False})
+    # Every sentence-transformers release reads max_seq_length (for both sides) and model_args.
+    transformer_config = {"max_seq_length": settings.max_passage_length, "do_lower_case": False}
+    if loads_without_pooler(model, settings.pooling):
+        # Saved without it: built with one, it would be random and reported MISSING.
+        transformer_config["model_args"] = {"add_pooling_layer": False}
+    _write_json(directory / "sentence_bert_config.json", transformer_config)
     _write_json(directory / "config_sentence_transformers.json", {
         "prompts": {"query": settings.query_prefix, "document": settings.passage_prefix},
         "default_prompt_name": None,

@@ -233,9 +233,10 @@ class HybridSampler(RefusesStockTrainer):
         queries, passages, _ = self._core.batches(self._core.epoch, 0, len(self))
         return queries, passages
 
-    def batch_languages(self) -> np.ndarray:
-        """Per batch of the current epoch: its X-X language id, or -1 for an X-Y or mixed batch."""
-        return self._core.batch_languages(self._core.epoch)
+    def batch_languages(self, epoch: int | None = None) -> np.ndarray:
+        """Per batch of ``epoch`` (default: the current one): its X-X language id, or -1 for an
+        X-Y or mixed batch. Any epoch, without changing the current one."""
+        return self._core.batch_languages(self._core.epoch if epoch is None else _int(epoch, "epoch"))
 
     @property
     def memory_bytes(self) -> int:

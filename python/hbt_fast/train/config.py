@@ -31,7 +31,7 @@ from hbt_fast.sampler.mixture import check_kinds, check_weights
 
 __all__ = ["EVAL_METRICS", "EVAL_TASKS", "MAX_INT", "MODES", "PRESETS", "REPORT_TO", "Bounds",
            "TrainConfig", "add_config_arguments", "coerce_settings", "config_differences",
-           "parse_eval_spec", "path_locations", "source_names", "training_sources"]
+           "flag_name", "parse_eval_spec", "path_locations", "source_names", "training_sources"]
 
 MODES = ("xx", "xy", "hybrid", "mixed")
 PRESETS = tuple(PRESET_SETTINGS)
@@ -75,16 +75,21 @@ class Bounds:
 
 
 def setting(help: str, default=dataclasses.MISSING, *, choices=None, free=False, flag=None,
-            bounds: Optional[Bounds] = None, fixed: Optional[str] = None, path=False, parse=None,
-            repeated=False):
+            flag_help: Optional[str] = None, bounds: Optional[Bounds] = None,
+            fixed: Optional[str] = None, path=False, parse=None, repeated=False):
     """A TrainConfig field: ``help`` for ``--help``; ``free``: may change on resume; ``fixed``:
     why it can never change on resume; ``bounds``: its range; ``path``: names a file or folder
     (or several); ``parse(name, value)``: the value a flag, a TOML value or an argument stands
     for (instead of the type's own rule); ``repeated``: the flag may be given several times,
     each time with one or more values; ``flag``: its command-line flag, or several (the first
-    is the one ``--help`` lists first), when not ``--`` + the name with dashes."""
+    is the one ``--help`` lists first), when not ``--`` + the name with dashes. A setting that
+    is on by default has a flag that turns it off (``flag``, e.g. ``--no-progress``) and
+    ``flag_help`` saying what that flag does."""
+    if default is True and not (flag and flag_help):
+        raise TypeError("a setting on by default needs flag= and flag_help= for the flag that "
+                        "turns it off")
     metadata = {"help": help, "choices": choices, "free": free, "flag": flag, "bounds": bounds,
-                "fixed": fixed, "path": path, "parse": parse, "repeated": repeated}
+                "fixed": fixed, "path": path, "parse": parse, "repeated": repeated, "flag_help": flag_help}
     if default is dataclasses.MISSING:
         return field(metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -177,7 +182,10 @@ class TrainConfig:
     symmetric: bool = setting("add the passage->query direction to the loss", False)
     mask_duplicates: bool = setting("leave a passage out of a query's softmax when it has the same token ids "
                                     "as the query's positive (a duplicate text is no negative)", True,
-                                    flag="--no-mask-duplicates")
+                                    flag="--no-mask-duplicates", flag_help=(
+                                        "keep passages with the same token ids as a query's positive "
+                                        "among its negatives, as sentence-transformers does (default: "
+                                        "they leave its softmax)"))
     steps: Optional[int] = setting("number of optimisation steps", None, bounds=AT_LEAST_ONE)
     epochs: Optional[float] = setting("number of sampler epochs (instead of --steps)", None, bounds=Bounds(
         0, MAX_INT, low_open=True, why="the run's step count is a 64-bit integer"))
@@ -195,13 +203,21 @@ class TrainConfig:
     freeze_word_embeddings: bool = setting("keep the word embedding matrix fixed", False)
     length_buckets: bool = setting("embed each side in sub-batches of similar length (fewer padded "
                                    "positions; the same embeddings up to rounding)", True, free=True,
-                                   flag="--no-length-buckets")
+                                   flag="--no-length-buckets", flag_help=(
+                                       "embed each side as one batch padded to its longest text, "
+                                       "as most trainers do (default: sub-batches of similar "
+                                       "length, fewer padded positions, the same embeddings up to "
+                                       "rounding)"))
     prefixes: bool = setting('prepend the study\'s "Query: " / "Passage: "', False, fixed=MODEL_FIXED)
     query_prefix: Optional[str] = setting('text prepended to queries, e.g. "query: "', None, fixed=MODEL_FIXED)
     passage_prefix: Optional[str] = setting('text prepended to passages, e.g. "passage: "', None,
                                             fixed=MODEL_FIXED)
-    max_query_length: int = setting("query tokens", 64, bounds=Bounds(2))
-    max_passage_length: int = setting("passage tokens", 256, bounds=Bounds(2))
+    max_query_length: Optional[int] = setting(
+        "query tokens (default: the model's maximum length, as sentence-transformers)", None,
+        bounds=Bounds(2))
+    max_passage_length: Optional[int] = setting(
+        "passage tokens (default: the model's maximum length, as sentence-transformers)", None,
+        bounds=Bounds(2))
     seed: int = setting("seed of sampler and initialisation", 0, bounds=NON_NEGATIVE, fixed=SAMPLER_FIXED)
     eval: Optional[str] = setting("periodic evaluation, xquad-r:DIR or mlqa-r:DIR", None, free=True)
     eval_every: int = setting("evaluate every N steps (0: at the end only)", 0, free=True, bounds=NON_NEGATIVE)
@@ -221,17 +237,19 @@ class TrainConfig:
                            free=True)
     override: tuple = setting("on resume, settings allowed to differ from the saved run, "
                               "comma-separated (e.g. lr,temperature)", (), free=True)
-    progress: bool = setting("show a progress bar", True, free=True, flag="--no-progress")
+    progress: bool = setting("show a progress bar", True, free=True, flag="--no-progress",
+                             flag_help="hide the progress bar (it is shown by default)")
 
     def __post_init__(self):
         self._alpha_given = self.alpha is not None
         if self.alpha is None:
             self.alpha = DEFAULT_ALPHA
 
-    def validate(self) -> None:
-        """Types, then ranges; raises ``TypeError`` / ``ValueError`` naming the setting."""
-        check_types(self)
-        check_values(self)
+    def validate(self, name=str) -> None:
+        """Types, then ranges; raises ``TypeError`` / ``ValueError`` naming the setting as
+        ``name(setting)`` spells it (the command line passes one that gives its flags)."""
+        check_types(self, name)
+        check_values(self, name)
 
 
 def _field_types() -> dict:
@@ -246,14 +264,23 @@ def _expected(hint) -> tuple:
     return hint, False
 
 
-def check_types(config: TrainConfig) -> None:
+def flag_name(setting_name: str) -> str:
+    """The ``hbt-fast train`` flag of a setting (``--batch-size`` for ``batch_size``)."""
+    flag = TrainConfig.__dataclass_fields__[setting_name].metadata["flag"]
+    if isinstance(flag, tuple):  # several spellings: the first is the one --help lists first
+        return flag[0]
+    return flag or "--" + setting_name.replace("_", "-")
+
+
+def check_types(config: TrainConfig, spell=str) -> None:
     for name in _field_types():
-        setattr(config, name, coerce_setting(name, getattr(config, name)))
+        setattr(config, name, coerce_setting(name, getattr(config, name), spell))
 
 
-def coerce_setting(name: str, value):
+def coerce_setting(name: str, value, spell=str):
     """``value`` as setting ``name`` holds it (an int where a float goes becomes a float, a
-    comma-separated string where a list goes becomes a tuple); TypeError when it has another type."""
+    comma-separated string where a list goes becomes a tuple); TypeError when it has another type.
+    Messages name the setting as ``spell(name)``."""
     hints = _field_types()
     if name not in hints:
         raise ValueError(f"unknown training setting {name!r}")
@@ -271,40 +298,42 @@ def coerce_setting(name: str, value):
         return _parse_list(value)
     if type(value) is not base:  # exact: a bool is not an int here
         kind = f"{base.__name__} or none" if optional else base.__name__
-        raise TypeError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})")
+        raise TypeError(f"{spell(name)} must be {kind}, got {value!r} ({type(value).__name__})")
     return value
 
 
-def check_values(c: TrainConfig) -> None:
+def check_values(c: TrainConfig, spell=str) -> None:
     for name, spec in TrainConfig.__dataclass_fields__.items():
-        _check_value(name, getattr(c, name), spec.metadata)
+        _check_value(spell(name), getattr(c, name), spec.metadata)
     if (c.steps is None) == (c.epochs is None):
-        raise ValueError("give exactly one of steps and epochs")
+        raise ValueError(f"give exactly one of {spell('steps')} and {spell('epochs')}")
     if c.mode != "hybrid" and c._alpha_given:
-        raise ValueError(f"alpha applies to mode 'hybrid' only; mode {c.mode!r} never mixes batch kinds, "
-                         "so leave alpha out")
+        raise ValueError(f"{spell('alpha')} applies to {spell('mode')} 'hybrid' only; {spell('mode')} "
+                         f"{c.mode!r} never mixes batch kinds, so leave {spell('alpha')} out")
     if c.fp16 and c.bf16:
-        raise ValueError("fp16 and bf16 exclude each other; choose one autocast precision")
+        raise ValueError(f"{spell('fp16')} and {spell('bf16')} exclude each other; choose one autocast precision")
     if "none" in c.report_to and len(c.report_to) > 1:
-        raise ValueError(f"report_to 'none' excludes every destination, got {','.join(c.report_to)}")
+        raise ValueError(f"{spell('report_to')} 'none' excludes every destination, got {','.join(c.report_to)}")
     for name, repo_id in [("hub_model_id", c.hub_model_id)] + [("card_datasets", d) for d in c.card_datasets]:
         if repo_id is not None:
-            _check_repo_id(name, repo_id)
+            _check_repo_id(spell(name), repo_id)
     if c.prefixes and (c.query_prefix is not None or c.passage_prefix is not None):
-        raise ValueError("prefixes (the study's shorthand) and query_prefix/passage_prefix exclude each other")
+        raise ValueError(f"{spell('prefixes')} (the study's shorthand) and {spell('query_prefix')}/"
+                         f"{spell('passage_prefix')} exclude each other")
     for entry in c.columns:
         field_name, equals, column = entry.partition("=")
         if not equals or not field_name or not column:
-            raise ValueError(f"columns entries must look like field=column, got {entry!r}")
+            raise ValueError(f"{spell('columns')} entries must look like field=column, got {entry!r}")
     c.override = tuple(name.replace("-", "_") for name in c.override)
-    _check_override(c.override)
+    _check_override(c.override, spell)
     _check_sources(c)
     if c.eval is not None:
-        parse_eval_spec(c.eval)
+        parse_eval_spec(c.eval, spell)
 
 
 def _check_value(name: str, value, metadata: Mapping) -> None:
-    """One setting against its choices and bounds; integers fit 64 bits, floats are finite."""
+    """One setting (``name`` as messages spell it) against its choices and bounds; integers
+    fit 64 bits, floats are finite."""
     if value is None:
         return
     if isinstance(value, float) and not math.isfinite(value):
@@ -347,16 +376,16 @@ def _check_sources(c: TrainConfig) -> None:
     check_kinds(c.source_kinds or ["both"] * count, c.mode, c.alpha, source_names(c), "source_kinds")
 
 
-def _check_override(names: tuple) -> None:
+def _check_override(names: tuple, spell=str) -> None:
     fields = TrainConfig.__dataclass_fields__
     unknown = sorted(set(names) - set(fields))
     if unknown:
-        raise ValueError(f"override names unknown settings: {unknown}")
+        raise ValueError(f"{spell('override')} names unknown settings: {unknown}")
     for name in names:
         reason = fields[name].metadata["fixed"]
         if reason:
-            raise ValueError(f"override: {name} cannot change when resuming ({reason}); start a new "
-                             "run to change it")
+            raise ValueError(f"{spell('override')}: {spell(name)} cannot change when resuming ({reason}); "
+                             "start a new run to change it")
 
 
 def _check_repo_id(name: str, repo_id: str) -> None:
@@ -368,10 +397,10 @@ def _check_repo_id(name: str, repo_id: str) -> None:
         raise ValueError(f"{name}: {repo_id!r} is not a Hub repository id ({' '.join(str(error).split())})") from None
 
 
-def parse_eval_spec(spec: str) -> tuple:
+def parse_eval_spec(spec: str, spell=str) -> tuple:
     task, _, directory = spec.partition(":")
     if task not in EVAL_TASKS or not directory:
-        raise ValueError(f"eval must look like 'xquad-r:DIR' or 'mlqa-r:DIR', got {spec!r}")
+        raise ValueError(f"{spell('eval')} must look like 'xquad-r:DIR' or 'mlqa-r:DIR', got {spec!r}")
     return task, Path(directory)
 
 
@@ -458,9 +487,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(*flags, dest=name, help=text, metavar=name.upper())
         elif base is bool and optional:
             parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, help=text)
+        elif base is bool and spec.default:
+            parser.add_argument(*flags, dest=name, action="store_false", help=meta["flag_help"])
         elif base is bool:
-            action = "store_false" if spec.default else "store_true"
-            parser.add_argument(*flags, dest=name, action=action, help=meta["help"])
+            parser.add_argument(*flags, dest=name, action="store_true", help=meta["help"])
         elif base is tuple:
             if meta["choices"]:
                 text += f"; each one of {', '.join(meta['choices'])}"

@@ -92,14 +92,14 @@ def _source_corpora(config: TrainConfig, output: Path, encoder, rank: int, world
 def _tokenization(config: TrainConfig, encoder) -> tuple:
     """``(tokenizer, EncoderSettings)`` the run's encoder has (``encoder``, or the one
     :func:`hbt_fast.train.components.load_encoder` loads for ``config``)."""
-    from hbt_fast.models.loading import tokenizer_and_settings
+    from hbt_fast.models.loading import tokenization
 
     if encoder is not None:
         return encoder.tokenizer, encoder.settings
-    return tokenizer_and_settings(
-        config.model, config.preset, prefixes=config.prefixes, query_prefix=config.query_prefix,
-        passage_prefix=config.passage_prefix, max_query_length=config.max_query_length,
-        max_passage_length=config.max_passage_length)
+    return tokenization(config.model, config.preset, {
+        "prefixes": config.prefixes, "query_prefix": config.query_prefix,
+        "passage_prefix": config.passage_prefix, "max_query_length": config.max_query_length,
+        "max_passage_length": config.max_passage_length})
 
 
 def _prepare_in_run_folder(paths: list, folder: Path, tokenizer, settings, config: TrainConfig,

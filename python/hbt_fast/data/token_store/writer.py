@@ -403,12 +403,22 @@ def write_token_store(inputs: Iterable, output, tokenizer, settings, *, tokenize
     ``save_to_disk`` folders) into a token store at ``output`` and return its path.
 
     ``settings`` (an :class:`hbt_fast.models.EncoderSettings`) gives the prefixes and maximum
-    lengths; ``tokenizer_name`` is recorded in the manifest. An existing store at ``output`` is
+    lengths, both set: the encoder's own ``settings``, or those of
+    :func:`hbt_fast.models.loading.tokenization`, have the model's lengths filled in.
+    ``tokenizer_name`` is recorded in the manifest. An existing store at ``output`` is
     replaced once the new one is complete; any other existing content is refused.
     ``source_digest``: :func:`~hbt_fast.data.token_store.sources.inputs_digest` of ``inputs``
     and ``columns`` when the caller has it (it is computed otherwise: one more read)."""
     if isinstance(chunk_pairs, bool) or not isinstance(chunk_pairs, int) or chunk_pairs < 1:
         raise ValueError(f"chunk_pairs must be a positive integer, got {chunk_pairs!r}")
+    unset = [name for name in ("max_query_length", "max_passage_length")
+             if getattr(settings, name) is None]
+    if unset:
+        # The model's own length needs the model's config, which a tokenizer does not carry.
+        raise ValueError(f"settings.{unset[0]} is None (the model's own length): pass the "
+                         "encoder's settings (TextEncoder.settings), or "
+                         "hbt_fast.models.loading.tokenization(model, preset, {})'s, which have "
+                         "it filled in")
     sources = expand_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
     output = Path(output)
     _refuse_overlap(output, sources)

@@ -6,8 +6,10 @@
     trainer.train()
 
 ``pairs`` is a ``datasets.Dataset`` with one row per (query, passage) pair and the columns
-``query``, ``passage``, ``language`` and ``group`` (rows of one group are the same item in
-other languages); optional ``negative_columns`` hold hard negatives of the row's passage. Every
+``query``, ``passage``, ``language`` (or ``lang``, as ``hbt-fast split-lareqa`` writes it) and
+``group`` (rows of one group are the same item in other languages); optional
+``negative_columns`` hold hard negatives of the row's passage (other columns named like hard
+negatives are never read, with a warning naming them). Every
 batch is drawn by :class:`hbt_fast.HybridSampler` over these rows. An X-Y batch joins the query
 of one row with the passage (and negatives) of another row of the same group, by index, at
 collation time, so no cross product of a group's languages is ever built: the data loader's
@@ -21,7 +23,10 @@ process builds the sampler with its own rank, so the ranks of a step share the b
 language and hold disjoint groups; the batches are not re-sharded by accelerate. Checkpoints
 carry ``hybrid_sampler.json``; resuming checks it against this run's sampler and data (a
 change would silently alter the batches) and continues that epoch's batch sequence. The model
-card lists the sampler's mode, alpha and language exponent among the hyperparameters.
+card lists the sampler's mode, alpha and language exponent among the hyperparameters. Each
+training log (console, TensorBoard, W&B ...) carries the share of each batch kind so far,
+``batches/xx_share`` / ``batches/xy_share`` (``batches/mixed_share`` in mode "mixed"), as
+``hbt-fast train`` logs them.
 
 Several sources: ``train_dataset`` may be a ``datasets.DatasetDict`` (or a dict of Datasets),
 one source per split; each batch then comes from one source, drawn by
@@ -38,8 +43,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import warnings
+from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 try:
     from sentence_transformers import SentenceTransformerTrainer
@@ -65,6 +73,10 @@ __all__ = ["HybridTrainer", "SAMPLER_STATE_NAME"]
 
 SAMPLER_STATE_NAME = "hybrid_sampler.json"
 _TEXT_TYPES = ("string", "large_string")
+#: the language column's names: HybridTrainer's, and hbt-fast's pairs (split-lareqa, JSONL)
+_LANGUAGE_COLUMNS = ("language", "lang")
+# "negative", "negatives", "negative_2", "hard_negative", "neg", "neg_1", "hard_negs" ...
+_NEGATIVE_LIKE = re.compile(r"negative|(^|[^a-z])(hard_?)?negs?(_?\d+)?([^a-z]|$)", re.IGNORECASE)
 
 
 class HybridTrainer(SentenceTransformerTrainer):
@@ -75,7 +87,8 @@ class HybridTrainer(SentenceTransformerTrainer):
         alpha: probability that a hybrid batch is X-X.
         lang_exponent: X-X language weight ``n_lang ** lang_exponent``.
         query_column, passage_column: text columns of ``train_dataset``.
-        language_column, group_column: labels (any sortable values) the sampler reads.
+        language_column, group_column: labels (any sortable values) the sampler reads; the
+            language column defaults to ``language``, or ``lang`` where only that exists.
         negative_columns: text columns with hard negatives of the row's passage, passed to the
             loss after the passage (in an X-Y batch, those of the passage's row).
         source_kinds, source_weights: with a DatasetDict (several sources), per source the
@@ -85,17 +98,19 @@ class HybridTrainer(SentenceTransformerTrainer):
     def __init__(self, model=None, args=None, train_dataset=None, eval_dataset=None, loss=None,
                  *, mode: str = "hybrid", alpha: float = 0.5, lang_exponent: float = 0.0,
                  query_column: str = "query", passage_column: str = "passage",
-                 language_column: str = "language", group_column: str = "group",
+                 language_column: Optional[str] = None, group_column: str = "group",
                  negative_columns: Sequence[str] = (), source_kinds=None, source_weights="proportional",
                  **kwargs) -> None:
         if isinstance(negative_columns, str):
             negative_columns = [negative_columns]
         self.hybrid_settings = {"mode": mode, "alpha": alpha, "lang_exponent": lang_exponent}
         self._text_columns = [query_column, passage_column, *negative_columns]
+        language_column = _language_column(train_dataset, language_column)
         self._label_columns = [language_column, group_column]
         self._sources = _sources(train_dataset)
         for name, dataset in self._sources:
             _check_train_dataset(dataset, self._text_columns, self._label_columns, _where(name))
+            _warn_unused_negatives(dataset, [*self._text_columns, *self._label_columns])
         self._pair_ids = _source_pair_ids(self._sources, language_column, group_column)
         self.source_settings = _source_settings(self._sources, source_kinds, source_weights)
         super().__init__(model=model, args=args, train_dataset=train_dataset,
@@ -113,6 +128,7 @@ class HybridTrainer(SentenceTransformerTrainer):
             named = self.should_dataset_name_column_be_added(train_dataset, self.args, self.loss)
             self._pairs = SourceRows(parts, [name for name, _ in self._sources] if named else None)
         self._resume_from = None
+        self._kinds_of_epoch: dict = {}
         self.hybrid_sampler = self._build_sampler()  # now, so that bad settings fail here
         self.model.model_card_data.add_tags("hybrid-batch-training")
         self.add_callback(_SamplerCardCallback(
@@ -184,11 +200,47 @@ class HybridTrainer(SentenceTransformerTrainer):
     def _sampler_state(self) -> dict:
         """The sampler state at the Trainer's position (the live one runs ahead by what the data
         loader prefetched), by the Trainer's own epoch arithmetic."""
+        epoch, position = self._trained_position()
+        return {**self.hybrid_sampler.state_dict(), "epoch": epoch, "position": position}
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if "loss" in logs:  # a training log (not an evaluation's)
+            logs = {**logs, **self._batch_kind_shares()}
+        super().log(logs, *args, **kwargs)
+
+    def _batch_kind_shares(self) -> dict:
+        """Each batch kind's share of the batches trained so far (the same on every process:
+        the sampler's batches depend on epoch and position only)."""
+        epoch, position = self._trained_position()
+        counts = Counter()
+        for earlier in range(epoch):
+            counts.update(self._batch_kinds(earlier))
+        counts.update(self._batch_kinds(epoch)[:position])
+        total = sum(counts.values())
+        if not total:
+            return {}
+        mode = self.hybrid_sampler.mode
+        kinds = {"xx": ("xx",), "xy": ("xy",), "mixed": ("mixed",)}.get(mode, ("xx", "xy"))
+        return {f"batches/{kind}_share": counts[kind] / total for kind in kinds}
+
+    def _batch_kinds(self, epoch: int) -> list:
+        """The kind of each batch of ``epoch``, the last few epochs' kept."""
+        key = (epoch, len(self.hybrid_sampler), self.hybrid_sampler.batch_size)
+        if key not in self._kinds_of_epoch:
+            if len(self._kinds_of_epoch) > 2:
+                self._kinds_of_epoch.clear()
+            other = "mixed" if self.hybrid_sampler.mode == "mixed" else "xy"
+            self._kinds_of_epoch[key] = ["xx" if language >= 0 else other for language in
+                                         self.hybrid_sampler.batch_languages(epoch).tolist()]
+        return self._kinds_of_epoch[key]
+
+    def _trained_position(self) -> tuple:
+        """``(epoch, batches of it trained)`` at the Trainer's global step, by the Trainer's own
+        epoch arithmetic (the live sampler runs ahead by what the data loader prefetched)."""
         batches, accumulation = len(self.hybrid_sampler), self.args.gradient_accumulation_steps
         steps_per_epoch = max(math.ceil(batches / accumulation), 1)
         epoch, step = divmod(self.state.global_step, steps_per_epoch)
-        return {**self.hybrid_sampler.state_dict(), "epoch": epoch,
-                "position": min(step * accumulation, batches)}
+        return epoch, min(step * accumulation, batches)
 
     def preprocess_dataset(self, dataset=None, dataset_name=None):
         if dataset_name == "eval" and dataset is not None:
@@ -254,6 +306,42 @@ def _source_pair_ids(sources: list, language_column: str, group_column: str) -> 
         languages, _ = shared_ids([LabelIds(i.languages, i.language_names) for i in ids], "language")
         ids = [i._replace(languages=shared) for i, shared in zip(ids, languages)]
     return ids
+
+
+def _language_column(dataset, given: Optional[str]) -> str:
+    """``given``, else whichever of ``language`` / ``lang`` the dataset (of several sources:
+    the first) has."""
+    if isinstance(dataset, dict) and dataset:  # a DatasetDict: every source has the same columns
+        dataset = next(iter(dataset.values()))
+    names = getattr(dataset, "column_names", None)
+    if given is not None or not isinstance(names, list):
+        return given or _LANGUAGE_COLUMNS[0]  # the dataset's own check reports what is wrong
+    present = [name for name in _LANGUAGE_COLUMNS if name in names]
+    if len(present) != 1:
+        problem = "both" if present else "neither"
+        raise ValueError(f"train_dataset has {problem} of the columns 'language' and 'lang' "
+                         f"(columns: {names}); name the one with the languages, e.g. "
+                         "language_column='lang'")
+    return present[0]
+
+
+def _holds_texts(feature) -> bool:
+    """A text column, or one of lists of texts."""
+    inner = getattr(feature, "feature", None)
+    return getattr(feature, "dtype", None) in _TEXT_TYPES or \
+        getattr(inner, "dtype", None) in _TEXT_TYPES
+
+
+def _warn_unused_negatives(dataset, used: Sequence[str]) -> None:
+    """One warning naming the text columns that look like hard negatives but are never read."""
+    unused = [name for name in dataset.column_names if name not in used
+              and _NEGATIVE_LIKE.search(name) and _holds_texts(dataset.features[name])]
+    if unused:
+        warnings.warn(
+            f"train_dataset columns {unused} look like hard negatives but are not in "
+            f"negative_columns, so the loss never sees them; pass negative_columns={unused} to "
+            "train with them (one text column per negative: split a column of lists first), or "
+            "remove them to silence this", UserWarning, stacklevel=3)
 
 
 def _by_source(value, sources: list, what: str) -> list:
