@@ -6,9 +6,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import math
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Optional, Sequence
