@@ -253,10 +253,11 @@ class EmbeddingShards:
         if dim is not None and embeddings.shape[1] != dim:
             raise ValueError(f"embedding cache {self.folder}: the encoder gives dimension "
                              f"{embeddings.shape[1]}, the cached shards {dim}")
-        stored = embeddings.astype(self.dtype)
-        if not np.isfinite(stored).all():
+        largest = float(np.abs(embeddings).max())
+        if largest > float(np.finfo(self.dtype).max):
             raise ValueError(f"embeddings of shard {index} exceed the range of {self.dtype} "
-                             f"(largest |value| {float(np.abs(embeddings).max()):.3g}); use float32")
+                             f"(largest |value| {largest:.3g}); use float32")
+        stored = embeddings.astype(self.dtype)
         path = self.path(index)
         with atomic_output(path, "wb") as handle:
             np.lib.format.write_array(handle, stored, version=(1, 0), allow_pickle=False)

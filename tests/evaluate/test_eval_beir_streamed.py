@@ -1,0 +1,168 @@
+"""BEIR layout with an embedding cache: the corpus read as a stream and encoded in shards gives
+the in-memory figures exactly, reuses and resumes its shards, names bad lines and repeated ids;
+``hbt-fast eval --embedding-cache``."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+import hbt_fast.data.beir as beir_data
+from hbt_fast.cli import main
+from hbt_fast.data.beir import CorpusIds
+from hbt_fast.evaluate import HashedNgramEncoder, evaluate_beir
+from hbt_fast.evaluate.shards import PROBE_ROWS
+
+
+def write_language(folder, rng, n_docs=61, n_queries=9):
+    folder.mkdir(parents=True)
+    words = [f"w{i}" for i in range(30)]
+    with open(folder / "corpus.jsonl", "w", encoding="utf-8") as handle:
+        for i in range(n_docs):
+            # every fifth passage repeats an earlier text: ties in every ranking
+            text = " ".join(rng.choice(words, 5)) if i % 5 else f"same text {i % 3}"
+            handle.write(json.dumps({"_id": f"d{i}", "title": "", "text": text}) + "\n")
+    queries = {f"q{i}": " ".join(rng.choice(words, 3)) for i in range(n_queries)}
+    (folder / "queries.tsv").write_text("".join(f"{q}\t{t}\n" for q, t in queries.items()),
+                                        encoding="utf-8")
+    lines = [f"{q} Q0 d{d} {rng.integers(1, 3)}\n" for q in queries
+             for d in rng.choice(n_docs, 3, replace=False)]
+    (folder / "qrels.txt").write_text("".join(lines), encoding="utf-8")
+
+
+@pytest.fixture
+def data(tmp_path):
+    rng = np.random.default_rng(0)
+    write_language(tmp_path / "data" / "xx", rng)
+    write_language(tmp_path / "data" / "yy", rng, n_docs=23)
+    return tmp_path / "data"
+
+
+class Counting(HashedNgramEncoder):
+    def __init__(self, *args, round_to=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.passages, self.round_to, self.cleared = 0, round_to, 0
+
+    def encode_passages(self, texts):
+        self.passages += len(texts)
+        embeddings = self.encode(texts)
+        return embeddings if self.round_to is None else embeddings.astype(self.round_to).astype(np.float32)
+
+    def clear_cache(self):
+        self.cleared += 1
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_streamed_figures_equal_the_in_memory_ones(data, tmp_path, normalize):
+    in_memory = evaluate_beir(HashedNgramEncoder(dim=32), data, normalize=normalize)
+    streamed = evaluate_beir(HashedNgramEncoder(dim=32), data, normalize=normalize,
+                             embedding_cache=tmp_path / "cache", shard_rows=7)
+    assert streamed.per_language == in_memory.per_language
+    assert streamed.headline == in_memory.headline
+    assert streamed.per_language["xx"]["documents"] == 61
+    assert streamed.settings == {"index": "exact", "embedding_dtype": "float32"}
+    assert sorted(p.name for p in (tmp_path / "cache" / "xx").glob("*.npy"))[-1] == "passages-00008.npy"
+
+
+def test_float16_figures_are_those_of_the_rounded_embeddings(data, tmp_path):
+    rounded = evaluate_beir(Counting(dim=32, round_to=np.float16), data)
+    streamed = evaluate_beir(Counting(dim=32), data, embedding_cache=tmp_path / "cache",
+                             shard_rows=10, embedding_dtype="float16")
+    assert streamed.per_language == rounded.per_language
+
+
+def test_a_second_run_encodes_only_the_queries_and_a_check(data, tmp_path):
+    first, second = Counting(dim=32), Counting(dim=32)
+    a = evaluate_beir(first, data, embedding_cache=tmp_path / "cache", shard_rows=10)
+    b = evaluate_beir(second, data, embedding_cache=tmp_path / "cache", shard_rows=10)
+    assert a.per_language == b.per_language
+    assert first.passages == 61 + 23 and first.cleared == 7 + 3  # after every chunk encoded
+    assert second.passages == 2 * PROBE_ROWS
+
+
+def test_a_malformed_line_names_it_and_keeps_the_shards_before_it(data, tmp_path):
+    corpus = data / "xx" / "corpus.jsonl"
+    lines = corpus.read_text(encoding="utf-8").splitlines(keepends=True)
+    good = lines[25]
+    lines[25] = '{"_id": "d25", "text": 7}\n'
+    corpus.write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"corpus.jsonl:26: 'title' and 'text' must be strings"):
+        evaluate_beir(Counting(dim=32), data, languages=["xx"], embedding_cache=tmp_path / "cache",
+                      shard_rows=10)
+    manifest = json.loads((tmp_path / "cache" / "xx" / "manifest.json").read_text())
+    assert [entry["file"] for entry in manifest["shards"]] == ["passages-00000.npy", "passages-00001.npy"]
+    lines[25] = good
+    corpus.write_text("".join(lines), encoding="utf-8")
+    encoder = Counting(dim=32)
+    result = evaluate_beir(encoder, data, languages=["xx"], embedding_cache=tmp_path / "cache",
+                           shard_rows=10)
+    assert encoder.passages == 61 - 20 + PROBE_ROWS
+    assert result.per_language == evaluate_beir(Counting(dim=32), data, languages=["xx"]).per_language
+
+
+@pytest.mark.parametrize("colliding", [False, True])
+def test_a_repeated_document_id_names_both_lines(data, tmp_path, monkeypatch, colliding):
+    if colliding:  # every id hashes alike: distinct ids must still pass, repeats still be found
+        monkeypatch.setattr(beir_data, "hash", lambda text: 42, raising=False)
+        evaluate_beir(HashedNgramEncoder(dim=32), data, languages=["yy"],
+                      embedding_cache=tmp_path / "ok", shard_rows=4)
+    corpus = data / "xx" / "corpus.jsonl"
+    with open(corpus, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"_id": "d17", "text": "again"}) + "\n")
+    expected = r"corpus.jsonl:62: document id 'd17' already on line 18"
+    with pytest.raises(ValueError, match=expected):
+        evaluate_beir(HashedNgramEncoder(dim=32), data, languages=["xx"])
+    with pytest.raises(ValueError, match=expected):
+        evaluate_beir(HashedNgramEncoder(dim=32), data, languages=["xx"],
+                      embedding_cache=tmp_path / "cache", shard_rows=4)
+
+
+def test_only_the_judged_documents_ids_are_kept(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": f"d{i}", "text": "t"}) + "\n" for i in range(50)))
+    ids = CorpusIds(corpus, {"d3", "d41", "gone"})
+    records = list(beir_data.iter_corpus(corpus))
+    for start in range(0, 50, 16):
+        lines, docids, _ = zip(*records[start:start + 16])
+        ids.add(docids, lines)
+    assert ids.rows == {"d3": 3, "d41": 41} and ids.count == 50
+
+
+def test_cache_options_are_checked(data, tmp_path):
+    with pytest.raises(ValueError, match="shard_rows applies to an embedding cache; give embedding_cache too"):
+        evaluate_beir(HashedNgramEncoder(dim=32), data, shard_rows=10)
+    with pytest.raises(ValueError, match=r"embedding_cache .* lies inside the data folder"):
+        evaluate_beir(HashedNgramEncoder(dim=32), data, embedding_cache=data / "xx" / "cache")
+    with pytest.raises(ValueError, match="embedding dtype must be one of"):
+        evaluate_beir(HashedNgramEncoder(dim=32), data, embedding_cache=tmp_path / "c",
+                      embedding_dtype="bfloat16")
+
+
+def test_cli_with_an_embedding_cache(data, tmp_path, capsys):
+    common = ["eval", "--model", "hashed-ngrams", "--task", "miracl", "--data", str(data),
+              "--no-progress"]
+    assert main([*common, "--output", str(tmp_path / "memory")]) == 0
+    assert main([*common, "--output", str(tmp_path / "streamed"), "--embedding-cache",
+                 str(tmp_path / "cache"), "--shard-size", "9", "--embedding-dtype", "float32"]) == 0
+    memory, streamed = (json.loads((tmp_path / name / "results.json").read_text())
+                        for name in ("memory", "streamed"))
+    assert streamed["per_language"] == memory["per_language"]
+    assert (tmp_path / "cache" / "yy" / "passages-00002.npy").is_file()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--embedding-cache", "{data}/xx/cache"], r"--embedding-cache .* lies inside the --data folder"),
+    (["--shard-size", "10"], "--shard-size needs --embedding-cache DIR"),
+    (["--embedding-cache", "{tmp}/notes.txt"], "--embedding-cache .*notes.txt exists and is not a folder"),
+    (["--task", "tatoeba", "--embedding-dtype", "float16"], "--embedding-dtype applies to --task miracl"),
+])
+def test_cli_refuses_bad_cache_options_in_one_line(data, tmp_path, capsys, flags, message):
+    (tmp_path / "notes.txt").write_text("mine")
+    flags = [flag.format(data=data, tmp=tmp_path) for flag in flags]
+    task = [] if "--task" in flags else ["--task", "miracl"]
+    code = main(["eval", "--model", "hashed-ngrams", *task, "--data", str(data), "--output",
+                 str(tmp_path / "out"), "--no-progress", *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert re.search(message, err), err
