@@ -3,7 +3,12 @@ the in-memory figures exactly, reuses and resumes its shards, names bad lines an
 ``hbt-fast eval --embedding-cache``."""
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -166,3 +171,36 @@ def test_cli_refuses_bad_cache_options_in_one_line(data, tmp_path, capsys, flags
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert re.search(message, err), err
+
+
+def test_kill_9_mid_encoding_resumes_keeping_the_finished_shards(tmp_path):
+    """``hbt-fast eval --embedding-cache`` killed while it writes shards (one passage each, so
+    the kill lands among the writes of shards and manifest): the next run keeps every listed
+    shard untouched and ends with the figures of a run never interrupted."""
+    write_language(tmp_path / "data" / "xx", np.random.default_rng(1), n_docs=150)
+    common = ["eval", "--model", "hashed-ngrams", "--task", "miracl", "--data", str(tmp_path / "data"),
+              "--no-progress", "--embedding-cache", str(tmp_path / "cache"), "--shard-size", "1"]
+    cli = "import sys; from hbt_fast.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with open(tmp_path / "killed.stderr", "w") as errors:
+        process = subprocess.Popen([sys.executable, "-c", cli, *common, "--output", str(tmp_path / "killed")],
+                                   env=env, stdout=subprocess.DEVNULL, stderr=errors)
+    shards = tmp_path / "cache" / "xx"
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        if len(list(shards.glob("passages-*.npy"))) >= 10:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, (tmp_path / "killed.stderr").read_text()[-2000:]
+    listed = {entry["file"]: (shards / entry["file"]).stat().st_mtime_ns
+              for entry in json.loads((shards / "manifest.json").read_text())["shards"]}
+    assert 9 <= len(listed) < 150  # the 10th may be renamed into place but not yet listed
+    assert main([*common, "--output", str(tmp_path / "resumed")]) == 0
+    assert {name: (shards / name).stat().st_mtime_ns for name in listed} == listed
+    assert main(["eval", "--model", "hashed-ngrams", "--task", "miracl", "--data", str(tmp_path / "data"),
+                 "--no-progress", "--output", str(tmp_path / "memory")]) == 0
+    resumed, memory = (json.loads((tmp_path / name / "results.json").read_text())
+                       for name in ("resumed", "memory"))
+    assert resumed["per_language"] == memory["per_language"]
