@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import re
 import sys
@@ -49,9 +50,10 @@ from hbt_fast._outputs import LOCK_FILE, FolderLock
 from hbt_fast.data.files import atomic_output, read_json, write_text_atomically
 from hbt_fast.data.token_store.format import file_sha256
 from hbt_fast.evaluate._common import l2_normalize
+from hbt_fast.evaluate.driver import ENCODE_CHUNK
 from hbt_fast.evaluate.search import (INDEX_KINDS, PASSAGE_BLOCK, ExactTopK, SearchResult,
                                       _build_approximate_index, _chunked,
-                                      _order_by_score_then_index, recall_against,
+                                      _order_by_score_then_index, as_embeddings, recall_against,
                                       recall_sample_rows)
 
 __all__ = ["DEFAULT_SHARD_ROWS", "DTYPES", "EmbeddingShards", "encoder_identity", "search_shards",
@@ -199,7 +201,8 @@ class EmbeddingShards:
     def ensure(self, index: int, texts: Sequence[str],
                encode: Callable[[Sequence[str]], np.ndarray]) -> bool:
         """Make shard ``index`` hold the embeddings of ``texts`` (shards come in order):
-        keep the cached one, or encode ``texts`` with ``encode`` (float32 ``[n, d]``, checked).
+        keep the cached one, or encode ``texts`` with ``encode``, called on chunks of
+        :data:`~hbt_fast.evaluate.driver.ENCODE_CHUNK` texts (float ``[n, d]``, checked).
         Returns whether the shard was kept."""
         if index != self._next:
             raise ValueError(f"shards come in order: expected shard {self._next}, got {index}")
@@ -220,7 +223,7 @@ class EmbeddingShards:
                 return True
             warnings.warn(f"embedding cache {self.folder}: {entry['file']} {problem}; encoding its "
                           "passages again", UserWarning, stacklevel=2)
-        self._write_shard(index, encode(texts), digest)
+        self._write_shard(index, texts, encode, digest)
         return False
 
     def _file_problem(self, entry: dict) -> Optional[str]:
@@ -248,25 +251,39 @@ class EmbeddingShards:
                 f"first {len(cached)} passages differ from this encoder's by up to {difference:.3g}); "
                 "choose another folder or delete this one")
 
-    def _write_shard(self, index: int, embeddings: np.ndarray, texts_digest: str) -> None:
-        dim = self.manifest["dim"]
-        if dim is not None and embeddings.shape[1] != dim:
-            raise ValueError(f"embedding cache {self.folder}: the encoder gives dimension "
-                             f"{embeddings.shape[1]}, the cached shards {dim}")
-        largest = float(np.abs(embeddings).max())
-        if largest > float(np.finfo(self.dtype).max):
-            raise ValueError(f"embeddings of shard {index} exceed the range of {self.dtype} "
-                             f"(largest |value| {largest:.3g}); use float32")
-        stored = embeddings.astype(self.dtype)
-        path = self.path(index)
+    def _write_shard(self, index: int, texts: Sequence[str], encode, texts_digest: str) -> None:
+        """Encode ``texts`` chunk by chunk straight into the shard's file: memory holds one
+        chunk of embeddings, not the shard."""
+        path, digest, dim = self.path(index), hashlib.sha256(), self.manifest["dim"]
         with atomic_output(path, "wb") as handle:
-            np.lib.format.write_array(handle, stored, version=(1, 0), allow_pickle=False)
-        entry = {"file": path.name, "rows": len(stored), "bytes": path.stat().st_size,
-                 "sha256": file_sha256(path), "texts_sha256": texts_digest}
+            for start in range(0, len(texts), ENCODE_CHUNK):
+                chunk = texts[start:start + ENCODE_CHUNK]
+                first = index * self.shard_rows + start
+                part = as_embeddings(encode(chunk), len(chunk),
+                                     name=f"passages {first}..{first + len(chunk) - 1}")
+                if start == 0 and dim is None:
+                    dim = part.shape[1]
+                if part.shape[1] != dim:
+                    raise ValueError(f"embedding cache {self.folder}: the encoder gives dimension "
+                                     f"{part.shape[1]}, the cached embeddings {dim}")
+                largest = float(np.abs(part).max())
+                if largest > float(np.finfo(self.dtype).max):
+                    raise ValueError(f"embeddings of passages {first}..{first + len(chunk) - 1} "
+                                     f"exceed the range of {self.dtype} (largest |value| "
+                                     f"{largest:.3g}); use float32")
+                if start == 0:
+                    self._write_bytes(handle, digest, _npy_header(self.dtype, (len(texts), dim)))
+                self._write_bytes(handle, digest, part.astype(self.dtype).tobytes())
+        entry = {"file": path.name, "rows": len(texts), "bytes": path.stat().st_size,
+                 "sha256": digest.hexdigest(), "texts_sha256": texts_digest}
         self._entries[index] = entry
-        self.manifest.update(dim=int(stored.shape[1]),
-                             shards=[self._entries[i] for i in sorted(self._entries)])
+        self.manifest.update(dim=int(dim), shards=[self._entries[i] for i in sorted(self._entries)])
         self._write_manifest(self.manifest)
+
+    @staticmethod
+    def _write_bytes(handle, digest, data: bytes) -> None:
+        digest.update(data)
+        handle.write(data)
 
     def finish(self, rows: int) -> None:
         """Record that the corpus has ``rows`` passages, all in shards by now."""
@@ -316,6 +333,14 @@ class EmbeddingShards:
                              f"SHA-256 in {MANIFEST} (changed or damaged); delete it to encode it "
                              "again")
         return array
+
+
+def _npy_header(dtype: str, shape: tuple) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+                 "shape": shape})
+    return buffer.getvalue()
 
 
 def _short(value) -> str:
