@@ -113,7 +113,9 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as folder:
         report["sampler"] = [measure_sampler(pairs, Path(folder)) for pairs in args.sampler_pairs]
         for row in report["sampler"]:
-            print(f"sampler: {row['pairs']:,} pairs, {row['bytes_per_pair']:.1f} B/pair "
+            peak = row.get("construction_peak_bytes_per_pair")
+            print(f"sampler: {row['pairs']:,} pairs, {row['bytes_per_pair']:.1f} B/pair held, "
+                  f"{'-' if peak is None else f'{peak:.1f}'} B/pair peak while built "
                   f"({row['seconds']:.1f} s)", file=sys.stderr, flush=True)
         report["evaluation"] = measure_eval_sizes(args.eval_passages, args.eval_model, args.shard_size,
                                                   args.embedding_dtype, args.eval_in_memory_max,

@@ -204,3 +204,12 @@ def test_kill_9_mid_encoding_resumes_keeping_the_finished_shards(tmp_path):
     resumed, memory = (json.loads((tmp_path / name / "results.json").read_text())
                        for name in ("resumed", "memory"))
     assert resumed["per_language"] == memory["per_language"]
+
+
+def test_one_progress_bar_counts_every_text_once(data, tmp_path, capsys):
+    for _ in range(2):  # encoding, then reusing the shards (after encoding a few to check)
+        evaluate_beir(HashedNgramEncoder(dim=32), data, embedding_cache=tmp_path / "cache",
+                      shard_rows=10, progress=True)
+        err = capsys.readouterr().err
+        assert "evaluating miracl: 100%" in err and "102/102" in err, err[-500:]
+        assert err.count("100%") == 1

@@ -226,9 +226,12 @@ def eval_summary(figures: dict) -> dict:
 
 def measure_sampler(pairs: int, folder: Path, timeout: float = 3600) -> dict:
     """RSS growth of building a HybridSampler over ``pairs`` pairs (11 languages) and drawing
-    its first batch, in a fresh process, per pair."""
+    its first batch, in a fresh process, per pair; and the peak while it is built (above the
+    inputs), per pair."""
     report = _child(["sampler", str(pairs)], folder / "sampler.json", timeout)
     report["bytes_per_pair"] = report["sampler_bytes"] / pairs
+    if "construction_peak_bytes" in report:
+        report["construction_peak_bytes_per_pair"] = report["construction_peak_bytes"] / pairs
     return report
 
 
@@ -336,12 +339,22 @@ def _sampler_child(pairs: int) -> dict:
 
     order = np.random.default_rng(0).permutation(pairs)  # in shuffled order, as files come
     groups, languages = np.divmod(order, len(LANGUAGES))
-    before = _rss_bytes()
+    del order
+    before, peak_before = _rss_bytes(), _peak_rss_bytes()
     started = time.perf_counter()
     sampler = HybridSampler(languages, groups, BATCH_SIZE, mode="hybrid", seed=0)
     next(iter(sampler))
-    return {"pairs": pairs, "sampler_bytes": _rss_bytes() - before,
-            "seconds": time.perf_counter() - started}
+    report = {"pairs": pairs, "sampler_bytes": _rss_bytes() - before,
+              "seconds": time.perf_counter() - started}
+    if _peak_rss_bytes() > peak_before:  # else the inputs' own making peaked higher
+        report["construction_peak_bytes"] = _peak_rss_bytes() - before
+    return report
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def _rss_bytes() -> int:

@@ -214,8 +214,10 @@ class _StreamedBeir:
             for number, chunk in enumerate(chunks):
                 lines, docids, texts = zip(*chunk)
                 ids.add(docids, lines)
-                if shards.ensure(number, list(texts), encode):
-                    self.bar.update(len(texts))
+                counted = self.bar.n
+                shards.ensure(number, list(texts), encode)
+                # a shard counts its texts once, encoded, kept, or kept after a check of a few
+                self.bar.update(counted + len(texts) - self.bar.n)
             if not ids.count:
                 raise ValueError(f"{topics.corpus_path}: the corpus is empty")
             shards.finish(ids.count)
