@@ -213,3 +213,14 @@ def test_one_progress_bar_counts_every_text_once(data, tmp_path, capsys):
         err = capsys.readouterr().err
         assert "evaluating miracl: 100%" in err and "102/102" in err, err[-500:]
         assert err.count("100%") == 1
+
+
+def test_the_scale_benchmark_corpus_is_a_beir_folder_with_findable_answers(tmp_path):
+    from hbt_fast.bench.scale import synthetic_beir
+
+    synthetic_beir(tmp_path / "beir", 3000, queries=40)
+    result = evaluate_beir(HashedNgramEncoder(dim=256), tmp_path / "beir",
+                           embedding_cache=tmp_path / "cache", shard_rows=1000)
+    figures = result.per_language["xx"]
+    assert figures["documents"] == 3000 and figures["queries"] == 40
+    assert figures["recall@100"] > 0.3  # queries are words of their first relevant passage
