@@ -224,3 +224,26 @@ def test_the_scale_benchmark_corpus_is_a_beir_folder_with_findable_answers(tmp_p
     figures = result.per_language["xx"]
     assert figures["documents"] == 3000 and figures["queries"] == 40
     assert figures["recall@100"] > 0.3  # queries are words of their first relevant passage
+
+
+def test_a_text_encoder_is_recognised_by_its_weights(data, tmp_path, tiny_model_dir):
+    import torch
+
+    from hbt_fast.models import TextEncoder
+
+    def encoder():
+        return TextEncoder.from_pretrained(tiny_model_dir, show_progress=False)
+
+    first = evaluate_beir(encoder(), data, languages=["yy"], embedding_cache=tmp_path / "cache",
+                          shard_rows=10)
+    shard = tmp_path / "cache" / "yy" / "passages-00000.npy"
+    written = shard.stat().st_mtime_ns
+    assert evaluate_beir(encoder(), data, languages=["yy"], embedding_cache=tmp_path / "cache",
+                         shard_rows=10).per_language == first.per_language
+    assert shard.stat().st_mtime_ns == written
+    changed = encoder()
+    with torch.no_grad():
+        changed.model.embeddings.word_embeddings.weight[7, 0] += 1e-3  # "trained a little"
+    with pytest.raises(ValueError, match=r"other settings: encoder weights_sha256 \"[0-9a-f]{64}\" \(cache\) "
+                                         r"vs \"[0-9a-f]{64}\" \(this run\)"):
+        evaluate_beir(changed, data, languages=["yy"], embedding_cache=tmp_path / "cache", shard_rows=10)
