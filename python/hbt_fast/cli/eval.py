@@ -59,6 +59,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--index", choices=("exact", "ivf", "hnsw"), default="exact",
                         help="search index for MIRACL/BEIR: exact, ivf, hnsw (approximate ones "
                              "report their recall against exact search)")
+    parser.add_argument("--embedding-cache", default=None, metavar="DIR",
+                        help="MIRACL/BEIR: read the corpus as a stream and keep its passage "
+                             "embeddings in shards in DIR/<language>/ (memory: one shard plus the "
+                             "queries; reused by later runs of the same model, resumed after an "
+                             "interruption; outside the data and model folders)")
+    parser.add_argument("--shard-size", type=_positive_int, default=None, metavar="N",
+                        help="passages per shard of --embedding-cache (default 100000)")
+    parser.add_argument("--embedding-dtype", choices=("float32", "float16"), default=None,
+                        help="how --embedding-cache stores embeddings (default float32; float16 "
+                             "halves the disk and scores the rounded embeddings)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--no-progress", action="store_true", help=HIDE_PROGRESS)
     parser.set_defaults(func=run)
@@ -108,7 +118,8 @@ def _evaluate(args, encoder):
     if args.task == "tatoeba":
         return evaluate_tatoeba(encoder, args.data, languages=languages, progress=progress)
     return evaluate_beir(encoder, args.data, languages=languages, index=args.index,
-                         progress=progress)
+                         progress=progress, embedding_cache=args.embedding_cache,
+                         shard_rows=args.shard_size, embedding_dtype=args.embedding_dtype)
 
 
 def _inputs(args) -> dict:
@@ -133,6 +144,24 @@ def _check_output(args) -> None:
     refuse_overlap(args.output, _inputs(args), name="--output")
     if Path(args.output).exists() and not Path(args.output).is_dir():
         raise NotADirectoryError(f"--output {args.output} exists and is not a folder")
+    _check_embedding_cache(args)
+
+
+def _check_embedding_cache(args) -> None:
+    from hbt_fast.data.files import refuse_overlap
+
+    cache_flags = {"--embedding-cache": args.embedding_cache, "--shard-size": args.shard_size,
+                   "--embedding-dtype": args.embedding_dtype}
+    given = [flag for flag, value in cache_flags.items() if value is not None]
+    if given and args.task != "miracl":
+        raise ValueError(f"{given[0]} applies to --task miracl (the BEIR layout) only")
+    if given and args.embedding_cache is None:
+        raise ValueError(f"{given[0]} needs --embedding-cache DIR")
+    if args.embedding_cache is not None:
+        refuse_overlap(args.embedding_cache, _inputs(args), name="--embedding-cache")
+        if Path(args.embedding_cache).exists() and not Path(args.embedding_cache).is_dir():
+            raise NotADirectoryError(f"--embedding-cache {args.embedding_cache} exists and is not "
+                                     "a folder")
 
 
 def run(args) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 
 from hbt_fast.evaluate.search import as_embeddings
 
-__all__ = ["ENCODE_CHUNK", "EncodeJob", "encode_jobs", "run_task"]
+__all__ = ["ENCODE_CHUNK", "EncodeJob", "encode_job", "encode_jobs", "encoder_method", "run_task"]
 
 ENCODE_CHUNK = 1024
 _METHODS = {"query": "encode_queries", "passage": "encode_passages"}
@@ -33,18 +33,22 @@ class EncodeJob:
     what: str  # names the texts in error messages (language, file)
 
 
+def encoder_method(encoder, side: str):
+    """The encoder's ``encode_queries`` (side "query") or ``encode_passages`` ("passage")."""
+    name = _METHODS[side]
+    method = getattr(encoder, name, None)
+    if not callable(method):
+        raise TypeError(f"encoder must have a callable {name}(list[str]) method")
+    return method
+
+
 def _methods(encoder, jobs) -> dict:
-    methods = {}
-    for side in dict.fromkeys(job.side for job in jobs):
-        name = _METHODS[side]
-        method = getattr(encoder, name, None)
-        if not callable(method):
-            raise TypeError(f"encoder must have a callable {name}(list[str]) method")
-        methods[side] = method
-    return methods
+    return {side: encoder_method(encoder, side) for side in dict.fromkeys(job.side for job in jobs)}
 
 
-def _encode_one(method, job: EncodeJob, dim: Optional[int], advance) -> np.ndarray:
+def encode_job(method, job: EncodeJob, dim: Optional[int], advance) -> np.ndarray:
+    """``job``'s texts through ``method`` in chunks of :data:`ENCODE_CHUNK`, each checked (rows,
+    finite values, dimension ``dim`` when given); ``advance(n)`` after each chunk."""
     name = f"{_METHODS[job.side]} for {job.what}"
     parts = []
     for start in range(0, len(job.texts), ENCODE_CHUNK):
@@ -73,7 +77,7 @@ def encode_jobs(encoder, jobs: Sequence[EncodeJob], *, progress: bool = False,
     with tqdm(total=total, desc=description, unit="text", disable=not progress,
               dynamic_ncols=True) as bar:
         for job in jobs:
-            embeddings = _encode_one(methods[job.side], job, dim, bar.update)
+            embeddings = encode_job(methods[job.side], job, dim, bar.update)
             dim = embeddings.shape[1]
             out[job.role][job.language] = embeddings
     return out["query"], out["candidate"]

@@ -5,9 +5,17 @@ among equal scores the candidate with the **lower index** (its position in the c
 ranks first. Exact search honours the rule exactly, including which tied candidates make the cut
 at rank ``k``.
 
+Exact scores do not depend on how the corpus is held: every score is one element of a product
+``queries[a:a + QUERY_BLOCK] @ passages[b:b + PASSAGE_BLOCK].T`` on a fixed grid of global row
+numbers. A BLAS product rounds an element differently depending on the shape of the product it
+sits in (measured: faiss' and numpy's products disagree in the last bit once the rows are cut
+differently), so the grid is what makes a corpus searched in memory and the same corpus searched
+shard by shard (:mod:`hbt_fast.evaluate.shards`) give the same scores and ids, bit for bit, and
+what makes two identical passages tie wherever they lie.
+
 Memory: queries are processed in chunks, so no ``queries x corpus`` score matrix is ever held:
-faiss blocks its own matrix products, and :func:`iter_score_blocks` bounds each dense block by
-``block_bytes``.
+:class:`ExactTopK` holds one ``QUERY_BLOCK x PASSAGE_BLOCK`` block, and
+:func:`iter_score_blocks` bounds each dense block by ``block_bytes``.
 """
 
 from __future__ import annotations
@@ -19,9 +27,13 @@ from typing import Iterator, Optional
 import numpy as np
 
 __all__ = [
+    "ExactTopK",
     "INDEX_KINDS",
+    "PASSAGE_BLOCK",
+    "QUERY_BLOCK",
     "SearchResult",
     "as_embeddings",
+    "exact_search",
     "iter_score_blocks",
     "search",
     "topk_from_scores",
@@ -30,6 +42,9 @@ __all__ = [
 INDEX_KINDS = ("exact", "ivf", "hnsw")
 _DEFAULT_BLOCK_BYTES = 64 * 2**20
 _QUERY_CHUNK = 4096
+#: the grid of exact scoring: rows of queries and of passages per product (see the module doc)
+QUERY_BLOCK = 1024
+PASSAGE_BLOCK = 4096
 # Extra candidates fetched beyond k so that ties at the cut can be resolved by index.
 _TIE_MARGIN = 16
 
@@ -174,27 +189,85 @@ def _faiss():
     return faiss
 
 
-def _exact_faiss_search(index, queries: np.ndarray, k: int, n: int):
-    """Exact top-k from a flat inner-product index, honouring the tie rule.
+def _descending_key(scores: np.ndarray) -> np.ndarray:
+    """uint64 keys that sort float32 scores from highest to lowest (-0.0 equal to 0.0)."""
+    bits = (-scores.astype(np.float32) + np.float32(0.0)).view(np.uint32)
+    negative = bits >> np.uint32(31) == 1
+    return np.where(negative, ~bits, bits | np.uint32(0x80000000)).astype(np.uint64)
 
-    faiss returns the right *set* of scores but breaks ties arbitrarily, so we fetch a margin of
-    extra candidates; when the k-th score still equals the last fetched one (a tie may continue
-    past the window) the row is searched again with a doubled window.
-    """
-    scores = np.empty((queries.shape[0], k), dtype=np.float32)
-    ids = np.empty((queries.shape[0], k), dtype=np.int64)
-    pending = np.arange(queries.shape[0])
-    window = min(n, k + _TIE_MARGIN)
-    while pending.size:
-        window_scores, window_ids = index.search(queries[pending], window)
-        resolved = (window >= n) | (window_scores[:, k - 1] > window_scores[:, window - 1])
-        done = pending[resolved]
-        scores[done], ids[done] = _order_by_score_then_index(
-            window_scores[resolved], window_ids[resolved], k
-        )
-        pending = pending[~resolved]
-        window = min(n, 2 * window)
-    return scores, ids
+
+class ExactTopK:
+    """The running exact top-``k`` of every query (tie rule included) over the passages, fed as
+    the blocks ``passages[b:b + PASSAGE_BLOCK]`` of the grid, in order (only the last block may
+    be shorter). :meth:`result` is then what :func:`search` returns for the whole corpus; a
+    corpus read shard by shard is regridded into these blocks first (see the module doc).
+
+    Once every list holds ``k`` candidates, a block's score can enter only when it is strictly
+    higher than the list's last one (the block's rows come after every held row, so they lose
+    ties): those few scores are found with one comparison over the block and merged, and only a
+    block with many of them goes through the heap of :func:`topk_from_scores`."""
+
+    def __init__(self, queries: np.ndarray, k: int):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        self.queries, self.k = queries, int(k)
+        self.scores = np.full((queries.shape[0], self.k), -np.inf, dtype=np.float32)
+        self.ids = np.full((queries.shape[0], self.k), -1, dtype=np.int64)
+        self.rows = 0  # passages fed so far
+
+    def add(self, block: np.ndarray) -> None:
+        if self.rows % PASSAGE_BLOCK or not 1 <= block.shape[0] <= PASSAGE_BLOCK:
+            raise ValueError(f"ExactTopK takes blocks of {PASSAGE_BLOCK} passages on the grid; got "
+                             f"{block.shape[0]} rows after {self.rows}")
+        block_t = block.T
+        for start in range(0, self.queries.shape[0], QUERY_BLOCK):
+            rows = np.arange(start, min(start + QUERY_BLOCK, self.queries.shape[0]))
+            scores = self.queries[start:start + QUERY_BLOCK] @ block_t
+            if self.rows < self.k or not self._merge_few(rows, scores):
+                top_scores, top_ids = topk_from_scores(scores, self.k)
+                self._merge(rows, top_scores, top_ids + self.rows)
+        self.rows += block.shape[0]
+
+    def _merge_few(self, rows: np.ndarray, scores: np.ndarray) -> bool:
+        """Merge the scores above each full list's last one; False (nothing done) when there
+        are more of them than the lists hold."""
+        row, column = np.nonzero(scores > self.scores[rows, -1:])
+        if row.size > rows.size * self.k:
+            return False
+        if not row.size:
+            return True
+        entering, new_counts = np.unique(row, return_counts=True)
+        held = rows[entering]
+        # One stable sort by (list, score descending): each held list is already in order and
+        # comes first, and the new scores of a list come in increasing row order, so equal
+        # scores stay ordered by row number as the tie rule wants.
+        owner = np.concatenate([np.repeat(np.arange(entering.size), self.k),
+                                np.searchsorted(entering, row)]).astype(np.uint64)
+        values = np.concatenate([self.scores[held].ravel(), scores[row, column]])
+        ids = np.concatenate([self.ids[held].ravel(), column + self.rows])
+        order = np.argsort((owner << np.uint64(32)) | _descending_key(values), kind="stable")
+        group_starts = np.cumsum(self.k + new_counts) - (self.k + new_counts)
+        keep = order[group_starts[:, None] + np.arange(self.k)]
+        self.scores[held], self.ids[held] = values[keep], ids[keep]
+        return True
+
+    def _merge(self, rows: np.ndarray, scores: np.ndarray, ids: np.ndarray) -> None:
+        self.scores[rows], self.ids[rows] = _order_by_score_then_index(
+            np.concatenate([self.scores[rows], scores], 1), np.concatenate([self.ids[rows], ids], 1),
+            self.k)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, ids)``, ``min(k, passages fed)`` wide."""
+        width = min(self.k, self.rows)
+        return self.scores[:, :width].copy(), self.ids[:, :width].copy()
+
+
+def exact_search(queries: np.ndarray, passages: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` (tie rule included) of float32 ``queries`` over float32 ``passages``."""
+    top = ExactTopK(queries, k)
+    for start in range(0, passages.shape[0], PASSAGE_BLOCK):
+        top.add(passages[start:start + PASSAGE_BLOCK])
+    return top.result()
 
 
 def _build_approximate_index(passages: np.ndarray, kind: str, nprobe: int, seed: int):
@@ -230,7 +303,8 @@ def search(
 ) -> SearchResult:
     """Top-k candidates by inner product for every query.
 
-    ``index="exact"`` (default) is a faiss flat index with the tie rule enforced. ``"ivf"``
+    ``index="exact"`` (default) scores every pair on the grid of :class:`ExactTopK` (BLAS
+    products, faiss' heap) with the tie rule enforced. ``"ivf"``
     (IVF-Flat, ``nprobe`` lists probed) and ``"hnsw"`` are approximate options meant for corpora
     past a million passages; their ``recall_vs_exact`` is measured on ``recall_sample`` random
     queries against exact search, so the cost of approximation is always reported.
@@ -240,22 +314,28 @@ def search(
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     queries, passages = _check_pair(queries, passages)
-    n = passages.shape[0]
-    k = min(int(k), n)
-    faiss = _faiss()
-    flat = faiss.IndexFlatIP(passages.shape[1])
-    flat.add(passages)
+    k = min(int(k), passages.shape[0])
     if index == "exact":
-        scores, ids = _chunked(lambda chunk: _exact_faiss_search(flat, chunk, k, n), queries, k)
-        return SearchResult(scores, ids, index="exact")
+        return SearchResult(*exact_search(queries, passages, k), index="exact")
     approx = _build_approximate_index(passages, index, nprobe, seed)
     scores, ids = _chunked(lambda chunk: approx.search(chunk, k), queries, k)
+    sample = recall_sample_rows(queries.shape[0], recall_sample, seed)
+    exact_ids = exact_search(queries[sample], passages, k)[1]
+    return SearchResult(scores, ids, index=index, recall_vs_exact=recall_against(ids[sample], exact_ids))
+
+
+def recall_sample_rows(num_queries: int, recall_sample: int, seed: int) -> np.ndarray:
+    """The queries whose approximate results are checked against exact search."""
     rng = np.random.default_rng(seed)
-    sample = rng.choice(queries.shape[0], size=min(recall_sample, queries.shape[0]), replace=False)
-    _, exact_ids = _exact_faiss_search(flat, queries[sample], k, n)
-    overlap = (ids[sample][:, :, None] == exact_ids[:, None, :]).any(axis=2).sum(axis=1)
-    recall = float(overlap.mean() / k) if sample.size else None
-    return SearchResult(scores, ids, index=index, recall_vs_exact=recall)
+    return rng.choice(num_queries, size=min(recall_sample, num_queries), replace=False)
+
+
+def recall_against(ids: np.ndarray, exact_ids: np.ndarray) -> Optional[float]:
+    """Mean share of each exact top-k list found in the approximate one (None: no sample)."""
+    if not exact_ids.size:
+        return None
+    overlap = (ids[:, :, None] == exact_ids[:, None, :]).any(axis=2).sum(axis=1)
+    return float(overlap.mean() / exact_ids.shape[1])
 
 
 def _chunked(search_chunk, queries: np.ndarray, k: int):
