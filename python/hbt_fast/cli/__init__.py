@@ -7,7 +7,9 @@ so ``hbt-fast --help`` stays fast.
 Every error a command reports is one line, ``hbt-fast COMMAND: error: MESSAGE``, printed by
 :func:`main` from a :class:`CommandError`: exit code 2 (``USAGE``) for misuse found before the
 work starts, 1 (``FAILURE``) for a failure while it runs (a full disk, a folder gone). Commands
-raise it through :func:`reported_as` around each phase.
+raise it through :func:`reported_as` around each phase. Warnings raised while a command works
+(a skipped language, judgements of unknown documents) are printed by :func:`warnings_reported`
+as ``hbt-fast COMMAND: warning: MESSAGE`` lines.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import contextlib
 import importlib
 import sys
+import warnings
 from typing import Iterator, Optional, Sequence
 
 from hbt_fast._version import __version__
@@ -62,6 +65,20 @@ def reported_as(exit_code: int, kinds: tuple = BAD_INPUT, prefix: str = "") -> I
         raise
     except kinds as error:
         raise CommandError(prefix + one_line(error), exit_code) from None
+
+
+@contextlib.contextmanager
+def warnings_reported(command: str) -> Iterator[None]:
+    """Every warning raised inside is printed as one ``hbt-fast COMMAND: warning:`` line on
+    stderr, also when the block fails (the warnings said why a language was left out)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for warning in caught:
+                print(f"hbt-fast {command}: warning: {' '.join(str(warning.message).split())}",
+                      file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
