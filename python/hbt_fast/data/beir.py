@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 from hbt_fast.data.files import json_record, text_lines
 from hbt_fast.data.locations import check_languages, resolve_data_dir
 
-__all__ = ["BeirData", "BeirLanguage", "load_beir", "load_beir_language"]
+__all__ = ["BeirData", "BeirLanguage", "load_beir", "load_beir_language", "passage_text"]
 
 QUERY_FILES = ("queries.tsv", "topics.tsv", "queries.jsonl")
 QREL_FILES = ("qrels.txt", "qrels.trec", "qrels.tsv", "qrels/test.tsv")
@@ -96,6 +96,11 @@ def _read_qrels(path: Path) -> dict:
     return qrels
 
 
+def passage_text(title: str, text: str) -> str:
+    """A passage as it is encoded: its title, a space, its text (the text alone without a title)."""
+    return f"{title} {text}" if title else text
+
+
 def _read_corpus(path: Path):
     ids, texts, seen = [], [], {}
     for line_no, line in text_lines(path):
@@ -114,7 +119,7 @@ def _read_corpus(path: Path):
             raise ValueError(f"{where}: document id {docid!r} already on line {seen[docid]}")
         seen[docid] = line_no
         ids.append(docid)
-        texts.append(f"{title} {text}" if title else text)
+        texts.append(passage_text(title, text))
     if not ids:
         raise ValueError(f"{path}: the corpus is empty")
     return ids, texts
