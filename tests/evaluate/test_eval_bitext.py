@@ -53,3 +53,18 @@ def test_agrees_with_scikit_learn_as_mteb_calls_it(predicted):
 def test_bad_predictions_are_refused(predicted, message):
     with pytest.raises(ValueError, match=message):
         bitext_mining_scores(predicted)
+
+
+def test_agrees_with_mtebs_own_metric_code():
+    """MTEB's AbsTaskBitextMining._compute_metrics itself (it uses nothing of its instance),
+    fed what its evaluator produces: one {corpus_id} per query and gold pairs (i, i)."""
+    bitext_mining = pytest.importorskip("mteb.abstasks.text.bitext_mining")
+    rng = np.random.default_rng(7)
+    for n in (1, 5, 40):
+        predicted = rng.integers(0, n, size=n)
+        theirs = bitext_mining.AbsTaskBitextMining._compute_metrics(
+            None, [{"corpus_id": int(j), "score": 0.0} for j in predicted],
+            list(zip(range(n), range(n))))
+        ours = bitext_mining_scores(predicted)
+        for name in ("precision", "recall", "f1", "accuracy"):
+            assert ours[name] == pytest.approx(theirs[name], abs=1e-12), (n, name)
