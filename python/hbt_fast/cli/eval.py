@@ -12,8 +12,13 @@ from hbt_fast.models.settings import PRESETS as PRESET_SETTINGS
 
 PRESETS = tuple(PRESET_SETTINGS)
 
-TASKS = ("xquad-r", "mlqa-r", "tatoeba", "miracl")
+TASKS = ("xquad-r", "mlqa-r", "tatoeba", "miracl", "mewsli-x", "xm3600")
 BASELINE = "hashed-ngrams"
+LAREQA_TASKS = ("xquad-r", "mlqa-r")
+#: Options that mean something for some tasks only: given with another task, they are refused
+#: rather than ignored.
+TASK_OPTIONS = {"candidate_text": LAREQA_TASKS, "trained_on": ("tatoeba",),
+                "seen_languages": ("tatoeba",), "min_lines": ("tatoeba",), "split": ("mewsli-x",)}
 
 
 def _positive_int(text: str) -> int:
@@ -28,21 +33,25 @@ def _positive_int(text: str) -> int:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "eval", help="evaluate a retriever (XQuAD-R, MLQA-R, Tatoeba, MIRACL/BEIR)",
+        "eval", help="evaluate a retriever (XQuAD-R, MLQA-R, Tatoeba, MIRACL/BEIR, Mewsli-X, "
+                     "XM3600)",
         description=__doc__,
     )
     parser.add_argument("--model", required=True,
                         help="Hugging Face name or directory (e.g. saved by 'hbt-fast train'); "
                              f"'{BASELINE}' for the model-free baseline")
     parser.add_argument("--task", required=True, choices=TASKS,
-                        help=f"what to evaluate: {', '.join(TASKS)} (miracl: any BEIR layout)")
+                        help=f"what to evaluate: {', '.join(TASKS)} (miracl: any BEIR layout; "
+                             "mewsli-x: XTREME-R's entity retrieval; xm3600: Crossmodal-3600 "
+                             "captions, text to text)")
     parser.add_argument("--data", default=None,
                         help="data folder of the task (default: $HBT_DATA_DIR/<task>)")
     parser.add_argument("--output", required=True,
                         help="folder for the report files (outside the data and model folders)")
     parser.add_argument("--languages", action=LanguageList, default=None,
                         help="comma-separated language codes (default: all found)")
-    parser.add_argument("--k", type=_positive_int, default=20, help="mAP cut-off for LAReQA tasks")
+    parser.add_argument("--k", type=_positive_int, default=20,
+                        help="mAP cut-off (xquad-r, mlqa-r, mewsli-x, xm3600)")
     parser.add_argument("--preset", choices=PRESETS, default=None,
                         help=f"encoder preset: {', '.join(PRESETS)} (default: from the model)")
     parser.add_argument("--prefixes", action="store_true",
@@ -55,7 +64,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--max-passage-length", type=token_length, default=None,
                         help="passage tokens (default: the model's maximum length)")
     parser.add_argument("--candidate-text", choices=("sentence", "sentence_context"),
-                        default="sentence", help="LAReQA candidates: sentence, sentence_context")
+                        default=None,
+                        help="xquad-r, mlqa-r: what a candidate's text is: 'sentence' (default, "
+                             "the sentence alone) or 'sentence_context' (the sentence followed "
+                             "by its paragraph, as LAReQA and XTREME-R encode candidates); "
+                             "recorded in results.json")
+    parser.add_argument("--split", choices=("dev", "test"), default=None,
+                        help="mewsli-x: the WikiNews mentions to evaluate (default: test)")
+    seen = parser.add_mutually_exclusive_group()
+    seen.add_argument("--trained-on", default=None, metavar="PATH",
+                      help="tatoeba: the model's training run folder (its run_config.json "
+                           "'languages'), token store or training file; its languages are "
+                           "reported as seen, the others as unseen")
+    seen.add_argument("--seen-languages", default=None, metavar="CODES",
+                      help="tatoeba: comma-separated languages the model was trained on "
+                           "(ISO 639-1 codes such as de are mapped to Tatoeba's deu)")
+    parser.add_argument("--min-lines", type=_positive_int, default=None,
+                        help="tatoeba: skip, with a warning, a language with fewer lines "
+                             "(default 2)")
     parser.add_argument("--index", choices=("exact", "ivf", "hnsw"), default="exact",
                         help="search index for MIRACL/BEIR: exact, ivf, hnsw (approximate ones "
                              "report their recall against exact search)")
@@ -106,17 +132,71 @@ def _encoder(args):
         raise OSError(f"--model {args.model}: cannot load a model ({first})") from None
 
 
-def _evaluate(args, encoder):
-    from hbt_fast.evaluate import evaluate_beir, evaluate_lareqa, evaluate_tatoeba
+def _check_task_options(args) -> None:
+    for name, tasks in TASK_OPTIONS.items():
+        if getattr(args, name) is not None and args.task not in tasks:
+            raise ValueError(f"--{name.replace('_', '-')} applies to --task "
+                             f"{' / '.join(tasks)}, not {args.task}")
+
+
+def _training_languages(path: str) -> list:
+    """The languages a model was trained on, from its run folder's run_config.json, a token
+    store's manifest, or the ``lang`` values of a training file (JSONL, Parquet, save_to_disk)."""
+    from hbt_fast.data import read_pairs
+    from hbt_fast.data.files import read_json
+    from hbt_fast.data.token_store import TokenStore, is_token_store
+    from hbt_fast.train.resume import RUN_CONFIG
+
+    location = Path(path)
+    if not location.exists():
+        raise FileNotFoundError(f"--trained-on {path}: no such file or folder")
+    run_config = location / RUN_CONFIG
+    if run_config.is_file():
+        description = read_json(run_config)
+        languages = description.get("languages") if isinstance(description, dict) else None
+        if not isinstance(languages, list) or not languages \
+                or not all(isinstance(lang, str) for lang in languages):
+            raise ValueError(f"--trained-on {path}: {run_config} has no 'languages' list")
+        return languages
+    saved_dataset = any((location / name).is_file()
+                        for name in ("dataset_info.json", "dataset_dict.json"))
+    if location.is_dir() and not saved_dataset:
+        if is_token_store(location):
+            return list(TokenStore(location).language_names)
+        raise FileNotFoundError(f"--trained-on {path}: a folder without {RUN_CONFIG}; give the "
+                                "training run's folder, a token store or a training file")
+    return list(read_pairs(location).language_names)
+
+
+def _seen_languages(args):
+    if args.seen_languages is not None:
+        return args.seen_languages.split(",")
+    return None if args.trained_on is None else _training_languages(args.trained_on)
+
+
+def _evaluate(args, encoder, seen_languages):
+    from hbt_fast.evaluate import (evaluate_beir, evaluate_lareqa, evaluate_mewsli_x,
+                                   evaluate_tatoeba, evaluate_xm3600)
 
     languages = args.languages
     progress = not args.no_progress
-    if args.task in ("xquad-r", "mlqa-r"):
+    if args.task in LAREQA_TASKS:
         return evaluate_lareqa(encoder, args.data, languages=languages, k=args.k,
-                               candidate_text=args.candidate_text, task=args.task,
+                               candidate_text=args.candidate_text or "sentence", task=args.task,
                                progress=progress)
     if args.task == "tatoeba":
-        return evaluate_tatoeba(encoder, args.data, languages=languages, progress=progress)
+        result = evaluate_tatoeba(encoder, args.data, languages=languages, progress=progress,
+                                  seen_languages=seen_languages,
+                                  **({} if args.min_lines is None else {"min_lines": args.min_lines}))
+        if args.trained_on is not None:
+            result.settings["trained_on"] = args.trained_on
+        return result
+    if args.task == "mewsli-x":
+        return evaluate_mewsli_x(encoder, args.data, languages=languages, k=args.k,
+                                 split=args.split or "test", progress=progress)
+    if args.task == "xm3600":
+        return evaluate_xm3600(encoder, args.data, languages=languages, k=args.k,
+                               progress=progress)
     return evaluate_beir(encoder, args.data, languages=languages, index=args.index,
                          progress=progress, embedding_cache=args.embedding_cache,
                          shard_rows=args.shard_size, embedding_dtype=args.embedding_dtype)
@@ -135,6 +215,8 @@ def _inputs(args) -> dict:
         inputs = {f"the data folder found through ${DATA_ENV}": os.environ.get(DATA_ENV) or None}
     if args.model != BASELINE and Path(args.model).exists():
         inputs["the --model folder"] = args.model
+    if args.trained_on is not None:
+        inputs["the --trained-on run"] = args.trained_on
     return inputs
 
 
@@ -165,14 +247,17 @@ def _check_embedding_cache(args) -> None:
 
 
 def run(args) -> int:
-    from hbt_fast.cli import FAILURE, USAGE, reported_as
+    from hbt_fast.cli import FAILURE, USAGE, reported_as, warnings_reported
     from hbt_fast.data import resolve_data_dir
     from hbt_fast.evaluate import write_report
 
-    with reported_as(USAGE, flags=("languages", "k")):  # every input problem ends here, before or after the (long) encoding
+    # every input problem ends here, before or after the (long) encoding
+    with warnings_reported("eval"), reported_as(USAGE, flags=("languages", "k")):
+        _check_task_options(args)
         _check_output(args)
+        seen_languages = _seen_languages(args)  # a bad run folder fails before the model loads
         encoder = _encoder(args)
-        result = _evaluate(args, encoder)
+        result = _evaluate(args, encoder, seen_languages)
         result.settings["model"] = args.model
         result.settings["data"] = str(resolve_data_dir(args.data, args.task, args.task))
     with reported_as(FAILURE, (OSError,), prefix="writing the report failed: "):

@@ -30,7 +30,7 @@ from hbt_fast.data.files import json_record, text_lines
 from hbt_fast.data.locations import check_languages, resolve_data_dir
 
 __all__ = ["BeirData", "BeirLanguage", "BeirTopics", "CorpusIds", "beir_folders", "iter_corpus",
-           "load_beir", "load_beir_language", "load_beir_topics"]
+           "load_beir", "load_beir_language", "load_beir_topics", "passage_text"]
 
 QUERY_FILES = ("queries.tsv", "topics.tsv", "queries.jsonl")
 QREL_FILES = ("qrels.txt", "qrels.trec", "qrels.tsv", "qrels/test.tsv")
@@ -116,9 +116,15 @@ def _read_qrels(path: Path) -> dict:
     return qrels
 
 
+def passage_text(title: str, text: str) -> str:
+    """A passage as it is encoded: its title, a space, its text (the text alone without a title)."""
+    return f"{title} {text}" if title else text
+
+
 def iter_corpus(path) -> Iterator[tuple[int, str, str]]:
-    """``(line_number, docid, passage)`` of each record of a ``corpus.jsonl``, read as a stream;
-    a malformed record raises ValueError naming the file and line."""
+    """``(line_number, docid, passage)`` of each record of a ``corpus.jsonl``, read as a stream
+    (the passage as :func:`passage_text` makes it); a malformed record raises ValueError naming
+    the file and line."""
     path = Path(path)
     for line_no, line in text_lines(path):
         if not line.strip():
@@ -131,7 +137,7 @@ def iter_corpus(path) -> Iterator[tuple[int, str, str]]:
         title, text = record.get("title") or "", record.get("text") or ""
         if not isinstance(title, str) or not isinstance(text, str):
             raise ValueError(f"{where}: 'title' and 'text' must be strings")
-        yield line_no, str(docid), f"{title} {text}" if title else text
+        yield line_no, str(docid), passage_text(title, text)
 
 
 def _read_corpus(path: Path):

@@ -11,15 +11,26 @@ DATA_ENV = "HBT_DATA_DIR"
 
 DATA_SOURCES = {
     "xquad-r": "https://github.com/google-research-datasets/lareqa (folder xquad-r/)",
-    "mlqa-r": "https://github.com/google-research-datasets/lareqa (folder mlqa-dev-r/)",
+    # LAReQA published MLQA-R and removed it five days later (commit b91469b); it lives on in
+    # the repository's history.
+    "mlqa-r": "https://github.com/google-research-datasets/lareqa/tree/"
+              "354d67d1cd066854cdfbf5ad0e6105528976141d/mlqa-r (folder mlqa-r/ of commit 354d67d, "
+              "removed from the current tree)",
     "tatoeba": "https://github.com/facebookresearch/LASER/tree/main/data/tatoeba/v1",
     "miracl": "https://github.com/project-miracl/miracl (or any BEIR-layout dataset)",
+    "mewsli-x": "https://github.com/google-research/google-research/tree/master/"
+                "dense_representations_for_entity_retrieval/mel (get-mewsli-x.sh; or XTREME-R's "
+                "scripts/download_data.sh, https://github.com/google-research/xtreme)",
+    "xm3600": "https://google.github.io/crossmodal-3600/ (captions.zip holds captions.jsonl)",
+    "miracl-train": "https://huggingface.co/datasets/miracl/miracl (topics, qrels) and "
+                    "https://huggingface.co/datasets/miracl/miracl-corpus (passages)",
 }
 
 
-#: Other names a data folder goes by, tried in order when the first is absent: upstream (the
-#: LAReQA repository) names MLQA-R's folder mlqa-dev-r/, so a checkout of it works as it is.
-FOLDER_NAMES = {"mlqa-r": ("mlqa-r", "mlqa-dev-r")}
+#: Other names a data folder goes by, tried in order when the first is absent: the LAReQA
+#: repository named MLQA-R's folder mlqa-dev-r/ at first, XTREME-R's download script writes
+#: Mewsli-X to mewslix/, so copies made by either work as they are.
+FOLDER_NAMES = {"mlqa-r": ("mlqa-r", "mlqa-dev-r"), "mewsli-x": ("mewsli-x", "mewslix")}
 
 
 def resolve_data_dir(data_dir, task: str, subdir: str) -> Path:

@@ -10,6 +10,8 @@ Definitions (LAReQA / XTREME-R, see DESIGN.md):
   trec_eval's ``map_cut_k`` divides by ``R`` instead; both agree whenever ``R <= k``.
 * ``Recall@k = (relevant in the top k) / R``.
 * ``nDCG@k`` with linear gains and ``log2(rank + 1)`` discounts, as trec_eval's ``ndcg_cut``.
+* bitext mining (:func:`bitext_mining_scores`): MTEB's precision, recall, F1 and accuracy of
+  each query's nearest candidate, a classification score rather than a ranking one.
 
 Queries with ``R == 0`` have no defined value; callers drop them before averaging.
 """
@@ -20,6 +22,7 @@ import numpy as np
 
 __all__ = [
     "average_precision_at_k",
+    "bitext_mining_scores",
     "average_precision_from_ranks",
     "dcg_discounts",
     "ndcg_at_k",
@@ -132,3 +135,40 @@ def recall_from_ranks(ranks, k: int) -> np.ndarray:
     num_relevant = (ranks < np.iinfo(np.int64).max).sum(axis=1)
     _as_num_relevant(num_relevant, ranks.shape[0])
     return (ranks <= k).sum(axis=1) / num_relevant
+
+
+def bitext_mining_scores(predicted) -> dict:
+    """MTEB's BitextMining figures from ``predicted[i]``, the candidate nearest to query ``i``,
+    whose gold candidate is ``i`` (line-aligned files: Tatoeba, BUCC-style pairs).
+
+    MTEB (``AbsTaskBitextMining._compute_metrics``) scores the predictions as a classification
+    with scikit-learn, ``labels = range(n)``, ``average="weighted"``, ``zero_division=0``. Every
+    gold label then has support 1, so with ``P_j`` the number of queries whose prediction is
+    ``j`` and ``c_i = [predicted[i] == i]``::
+
+        accuracy = recall = (1 / n) * sum_i c_i
+        precision = (1 / n) * sum_i c_i / P_i
+        f1 = (1 / n) * sum_i c_i * 2 / (1 + P_i)
+
+    A candidate that several queries pick counts once as a hit and dilutes its precision; labels
+    that are only predicted (no gold query) weigh 0. MTEB's main score for Tatoeba is ``f1``.
+    """
+    predicted = np.asarray(predicted)
+    if predicted.ndim != 1 or not np.issubdtype(predicted.dtype, np.integer):
+        raise ValueError(f"predicted must be a 1-D array of candidate indices, got "
+                         f"{predicted.dtype} with shape {predicted.shape}")
+    if predicted.size == 0:
+        raise ValueError("predicted is empty: no query to score")
+    if (predicted < 0).any():
+        raise ValueError("predicted holds a negative candidate index")
+    n = predicted.size
+    correct = predicted == np.arange(n)
+    times_predicted = np.bincount(predicted, minlength=n)[:n].astype(np.float64)
+    # where c_i = 1, P_i >= 1; elsewhere the maximum only keeps the unused branch finite
+    safe = np.maximum(times_predicted, 1.0)
+    return {
+        "accuracy": float(correct.mean()),
+        "precision": float(np.where(correct, 1.0 / safe, 0.0).mean()),
+        "recall": float(correct.mean()),
+        "f1": float(np.where(correct, 2.0 / (1.0 + safe), 0.0).mean()),
+    }

@@ -1,4 +1,5 @@
-"""Tatoeba bitext retrieval: accuracy@1 of nearest-neighbour search, xx->eng and eng->xx.
+"""Tatoeba bitext retrieval: accuracy@1 and MTEB's F1 of nearest-neighbour search, xx->eng
+and eng->xx, by language and over groups of languages.
 
 Data (read by :mod:`hbt_fast.data.tatoeba`): ``tatoeba.<xxx>-eng.<xxx>`` and
 ``tatoeba.<xxx>-eng.eng``, line-aligned. A query is correct when its nearest neighbour (ties:
@@ -7,17 +8,34 @@ lower line number first) is its own line.
 Both sides are sentences of the same kind, so both are encoded with ``encode_passages`` by
 default (``side="query"`` uses ``encode_queries``); one embedding per sentence serves both
 directions: the ``xx`` sentences are the "queries", the English ones the "candidates".
+
+Figures per language and direction: accuracy@1 (``xx->eng``, ``eng->xx``) and MTEB's
+BitextMining F1 (``f1_xx->eng``, ``f1_eng->xx``; :func:`~hbt_fast.evaluate.metrics.
+bitext_mining_scores`). MTEB's Tatoeba task reports ``f1_xx->eng``: its ``sentence1`` is the
+xx side. Sections of the headline, each the mean over its languages (macro), with their count:
+
+* ``mean``: every language evaluated; ``both`` averages the two directions' accuracies;
+* ``seen`` / ``unseen``: languages in / not in ``seen_languages`` (those of a training run;
+  ISO 639-1 codes are mapped to Tatoeba's, ``de`` -> ``deu``), when it is given;
+* ``low-resource``: languages in ``low_resource`` (default
+  :data:`~hbt_fast.data.tatoeba.TATOEBA_LOW_RESOURCE`: fewer than 1,000 pairs in LASER's set).
+
+A section with no language is left out. A language with fewer than ``min_lines`` lines is
+skipped with a warning naming it (one line makes retrieval trivial: one candidate).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import warnings
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from hbt_fast.data.tatoeba import TatoebaData, load_tatoeba, tatoeba_languages
+from hbt_fast.data.tatoeba import (TATOEBA_LOW_RESOURCE, TatoebaData, load_tatoeba, tatoeba_code,
+                                   tatoeba_languages)
 from hbt_fast.evaluate._common import l2_normalize
 from hbt_fast.evaluate.driver import EncodeJob, run_task
+from hbt_fast.evaluate.metrics import bitext_mining_scores
 from hbt_fast.evaluate.result import TaskResult
 from hbt_fast.evaluate.search import as_embeddings, search
 
@@ -25,6 +43,11 @@ __all__ = ["encode_jobs", "evaluate_tatoeba", "load", "score", "tatoeba_language
 
 SIDES = ("passage", "query")
 TO_ENGLISH, FROM_ENGLISH, BOTH = "xx->eng", "eng->xx", "both"
+F1_TO_ENGLISH, F1_FROM_ENGLISH = f"f1_{TO_ENGLISH}", f"f1_{FROM_ENGLISH}"
+LANGUAGE_COUNT = "languages"
+LOW_RESOURCE_RULE = ("fewer than 1,000 pairs in LASER's Tatoeba v1 test set "
+                     "(hbt_fast.data.tatoeba.TATOEBA_LOW_RESOURCE)")
+DEFAULT_MIN_LINES = 2
 
 load = load_tatoeba
 
@@ -42,15 +65,38 @@ def encode_jobs(data: TatoebaData, side: str = "passage") -> list:
     return jobs
 
 
-def _accuracy_at_1(queries: np.ndarray, candidates: np.ndarray) -> float:
-    nearest = search(queries, candidates, 1).ids[:, 0]
-    return float(np.mean(nearest == np.arange(len(queries))))
+def _nearest_scores(queries: np.ndarray, candidates: np.ndarray) -> dict:
+    return bitext_mining_scores(search(queries, candidates, 1).ids[:, 0])
+
+
+def _language_set(languages, name: str) -> Optional[set]:
+    """Tatoeba codes of ``languages`` (ISO 639-1 codes mapped), or None when not given."""
+    if languages is None:
+        return None
+    if isinstance(languages, (str, bytes)) or not isinstance(languages, Iterable):
+        raise TypeError(f"{name} must be a list of language codes, got {languages!r}")
+    languages = list(languages)
+    bad = [lang for lang in languages if not isinstance(lang, str) or not lang.strip()]
+    if bad:
+        raise ValueError(f"{name}: {bad[0]!r} is not a language code")
+    return {tatoeba_code(lang) for lang in languages}
+
+
+def _section(rows: dict, languages: list) -> dict:
+    means = {name: float(np.mean([rows[lang][name] for lang in languages]))
+             for name in (TO_ENGLISH, FROM_ENGLISH, F1_TO_ENGLISH, F1_FROM_ENGLISH)}
+    means[BOTH] = (means[TO_ENGLISH] + means[FROM_ENGLISH]) / 2
+    return {**means, LANGUAGE_COUNT: len(languages)}
 
 
 def score(data: TatoebaData, query_embeddings: dict, candidate_embeddings: dict, *,
-          normalize: bool = False) -> TaskResult:
-    """Accuracy@1 per language in both directions from ``{language: embeddings}`` of the
-    ``xx`` sentences (queries) and of the English ones (candidates)."""
+          normalize: bool = False, seen_languages: Optional[Sequence[str]] = None,
+          low_resource: Sequence[str] = TATOEBA_LOW_RESOURCE) -> TaskResult:
+    """Accuracy@1 and MTEB's F1 per language in both directions from ``{language: embeddings}``
+    of the ``xx`` sentences (queries) and of the English ones (candidates); see the module doc
+    for the sections."""
+    seen = _language_set(seen_languages, "seen_languages")
+    low = _language_set(low_resource, "low_resource")
     per_language = {}
     for language in data.languages:
         n = len(data.sentences[language])
@@ -59,24 +105,62 @@ def score(data: TatoebaData, query_embeddings: dict, candidate_embeddings: dict,
                                 name=f"eng embeddings of {language}")
         if normalize:
             source, english = l2_normalize(source), l2_normalize(english)
-        per_language[language] = {TO_ENGLISH: _accuracy_at_1(source, english),
-                                  FROM_ENGLISH: _accuracy_at_1(english, source),
-                                  "sentences": n}
-    to_english = [v[TO_ENGLISH] for v in per_language.values()]
-    from_english = [v[FROM_ENGLISH] for v in per_language.values()]
-    headline = {"mean": {TO_ENGLISH: float(np.mean(to_english)),
-                         FROM_ENGLISH: float(np.mean(from_english)),
-                         BOTH: float(np.mean(to_english + from_english))}}
+        to_english, from_english = _nearest_scores(source, english), _nearest_scores(english, source)
+        row = {TO_ENGLISH: to_english["accuracy"], FROM_ENGLISH: from_english["accuracy"],
+               F1_TO_ENGLISH: to_english["f1"], F1_FROM_ENGLISH: from_english["f1"],
+               "sentences": n, "low_resource": language in low}
+        if seen is not None:
+            row["seen"] = language in seen
+        per_language[language] = row
+    groups = {"mean": list(per_language)}
+    if seen is not None:
+        groups["seen"] = [lang for lang in per_language if lang in seen]
+        groups["unseen"] = [lang for lang in per_language if lang not in seen]
+    groups["low-resource"] = [lang for lang in per_language if lang in low]
+    headline = {name: _section(per_language, languages)
+                for name, languages in groups.items() if languages}
+    settings = {"low_resource_rule": (LOW_RESOURCE_RULE if low == set(TATOEBA_LOW_RESOURCE)
+                                      else f"given: {', '.join(sorted(low))}")}
+    if seen is not None:
+        settings["seen_languages"] = sorted(seen)
     return TaskResult(task="tatoeba", languages=list(per_language), headline=headline,
-                      per_language=per_language)
+                      per_language=per_language, settings=settings)
+
+
+def _keep_long_enough(data: TatoebaData, min_lines: int) -> tuple:
+    """``data`` without the languages of fewer than ``min_lines`` lines (each named in a
+    warning), and ``{language: why}`` of those skipped."""
+    if isinstance(min_lines, bool) or not isinstance(min_lines, (int, np.integer)) or min_lines < 1:
+        raise ValueError(f"min_lines must be a positive integer, got {min_lines!r}")
+    skipped = {}
+    for language in data.languages:
+        lines = len(data.sentences[language])
+        if lines < min_lines:
+            skipped[language] = f"{lines} line{'s' if lines != 1 else ''}"
+            warnings.warn(f"Tatoeba language {language!r} skipped: {skipped[language]}, fewer "
+                          f"than min_lines={min_lines}", UserWarning, stacklevel=3)
+    if len(skipped) == len(data.languages):
+        raise ValueError(f"no Tatoeba language in {data.folder} has {min_lines} lines or more "
+                         f"(skipped: {', '.join(skipped)}); lower min_lines")
+    kept = [lang for lang in data.languages if lang not in skipped]
+    return TatoebaData(data.folder, kept, {lang: data.sentences[lang] for lang in kept},
+                       {lang: data.english[lang] for lang in kept}), skipped
 
 
 def evaluate_tatoeba(encoder, data_dir=None, *, languages: Optional[Sequence[str]] = None,
-                     normalize: bool = False, side: str = "passage",
-                     progress: bool = False) -> TaskResult:
-    """Accuracy@1 per language in both directions and their means; see the module doc."""
+                     normalize: bool = False, side: str = "passage", progress: bool = False,
+                     seen_languages: Optional[Sequence[str]] = None,
+                     low_resource: Sequence[str] = TATOEBA_LOW_RESOURCE,
+                     min_lines: int = DEFAULT_MIN_LINES) -> TaskResult:
+    """Accuracy@1 and MTEB's F1 per language in both directions, and their means over all,
+    seen, unseen and low-resource languages; see the module doc."""
     if side not in SIDES:
         raise ValueError(f"side must be 'passage' or 'query', got {side!r}")
-    data = load_tatoeba(data_dir, languages)
-    return run_task(score, encoder, data, encode_jobs(data, side), progress=progress,
-                    description="evaluating tatoeba", normalize=normalize)
+    _language_set(seen_languages, "seen_languages")  # refused before the long encoding
+    _language_set(low_resource, "low_resource")
+    data, skipped = _keep_long_enough(load_tatoeba(data_dir, languages), min_lines)
+    result = run_task(score, encoder, data, encode_jobs(data, side), progress=progress,
+                      description="evaluating tatoeba", normalize=normalize,
+                      seen_languages=seen_languages, low_resource=low_resource)
+    result.settings.update({"min_lines": int(min_lines), "skipped": skipped})
+    return result
