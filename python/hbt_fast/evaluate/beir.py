@@ -18,6 +18,7 @@ from hbt_fast.evaluate import metrics
 from hbt_fast.evaluate._common import l2_normalize
 from hbt_fast.evaluate.driver import EncodeJob, run_task
 from hbt_fast.evaluate.keys import ndcg_at, recall_at
+from hbt_fast.evaluate.per_query import PerQuery
 from hbt_fast.evaluate.result import TaskResult
 from hbt_fast.evaluate.search import INDEX_KINDS, search
 
@@ -77,7 +78,8 @@ def score(data: BeirData, query_embeddings: dict, candidate_embeddings: dict, *,
     if index not in INDEX_KINDS:
         raise ValueError(f"index must be one of {INDEX_KINDS}, got {index!r}")
     ndcg_key, recall_key = ndcg_at(ndcg_k), recall_at(recall_k)
-    per_language = {}
+    per_language, per_query = {}, {"language": [], "query_id": [], "ndcg": [], "recall": [],
+                                   "first_relevant_rank": []}
     for language in data.languages:
         entry = data.by_language[language]
         queries, docs = query_embeddings[language], candidate_embeddings[language]
@@ -87,9 +89,17 @@ def score(data: BeirData, query_embeddings: dict, candidate_embeddings: dict, *,
         doc_index = {d: i for i, d in enumerate(entry.doc_ids)}
         gains, ideal = _judged_arrays(entry.judged, entry.qrels, doc_index, result.ids)
         num_relevant = (ideal > 0).sum(axis=1)
+        ndcg = metrics.ndcg_at_k(gains, ideal, ndcg_k)
+        recall = metrics.recall_at_k(gains > 0, num_relevant, recall_k)
+        found = gains > 0
+        for name, values in (("language", [language] * len(ndcg)), ("query_id", entry.judged),
+                             ("ndcg", ndcg), ("recall", recall),
+                             ("first_relevant_rank", np.where(found.any(axis=1),
+                                                              np.argmax(found, axis=1) + 1, 0))):
+            per_query[name].append(np.asarray(values))
         per_language[language] = {
-            ndcg_key: float(metrics.ndcg_at_k(gains, ideal, ndcg_k).mean()),
-            recall_key: float(metrics.recall_at_k(gains > 0, num_relevant, recall_k).mean()),
+            ndcg_key: float(ndcg.mean()),
+            recall_key: float(recall.mean()),
             "queries": len(entry.judged),
             "documents": len(entry.doc_ids),
         }
@@ -97,8 +107,12 @@ def score(data: BeirData, query_embeddings: dict, candidate_embeddings: dict, *,
             per_language[language]["recall_vs_exact"] = result.recall_vs_exact
     mean = {key: float(np.mean([v[key] for v in per_language.values()]))
             for key in (ndcg_key, recall_key)}
+    arrays = {name: np.concatenate(parts) for name, parts in per_query.items()}
+    arrays.update(language=arrays["language"].astype(str), query_id=arrays["query_id"].astype(str))
+    arrays.update(ndcg_k=np.asarray(ndcg_k), recall_k=np.asarray(recall_k))
     return TaskResult(task="miracl", languages=list(per_language), headline={"mean": mean},
-                      per_language=per_language, settings={"index": index})
+                      per_language=per_language, settings={"index": index},
+                      per_query=PerQuery("beir", arrays))
 
 
 def evaluate_beir(encoder, data_dir=None, *, languages: Optional[Sequence[str]] = None,

@@ -18,6 +18,7 @@ import numpy as np
 from hbt_fast.data.tatoeba import TatoebaData, load_tatoeba, tatoeba_languages
 from hbt_fast.evaluate._common import l2_normalize
 from hbt_fast.evaluate.driver import EncodeJob, run_task
+from hbt_fast.evaluate.per_query import PerQuery
 from hbt_fast.evaluate.result import TaskResult
 from hbt_fast.evaluate.search import as_embeddings, search
 
@@ -42,16 +43,17 @@ def encode_jobs(data: TatoebaData, side: str = "passage") -> list:
     return jobs
 
 
-def _accuracy_at_1(queries: np.ndarray, candidates: np.ndarray) -> float:
+def _nearest_is_own_line(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Per query, whether its nearest neighbour is its own line (accuracy@1's per-query value)."""
     nearest = search(queries, candidates, 1).ids[:, 0]
-    return float(np.mean(nearest == np.arange(len(queries))))
+    return nearest == np.arange(len(queries))
 
 
 def score(data: TatoebaData, query_embeddings: dict, candidate_embeddings: dict, *,
           normalize: bool = False) -> TaskResult:
     """Accuracy@1 per language in both directions from ``{language: embeddings}`` of the
     ``xx`` sentences (queries) and of the English ones (candidates)."""
-    per_language = {}
+    per_language, correct = {}, {TO_ENGLISH: [], FROM_ENGLISH: []}
     for language in data.languages:
         n = len(data.sentences[language])
         source = as_embeddings(query_embeddings[language], n, name=f"{language} embeddings")
@@ -59,16 +61,24 @@ def score(data: TatoebaData, query_embeddings: dict, candidate_embeddings: dict,
                                 name=f"eng embeddings of {language}")
         if normalize:
             source, english = l2_normalize(source), l2_normalize(english)
-        per_language[language] = {TO_ENGLISH: _accuracy_at_1(source, english),
-                                  FROM_ENGLISH: _accuracy_at_1(english, source),
-                                  "sentences": n}
+        correct[TO_ENGLISH].append(_nearest_is_own_line(source, english))
+        correct[FROM_ENGLISH].append(_nearest_is_own_line(english, source))
+        per_language[language] = {direction: float(np.mean(hits[-1]))
+                                  for direction, hits in correct.items()}
+        per_language[language]["sentences"] = n
     to_english = [v[TO_ENGLISH] for v in per_language.values()]
     from_english = [v[FROM_ENGLISH] for v in per_language.values()]
     headline = {"mean": {TO_ENGLISH: float(np.mean(to_english)),
                          FROM_ENGLISH: float(np.mean(from_english)),
                          BOTH: float(np.mean(to_english + from_english))}}
+    per_query = PerQuery("tatoeba", {
+        "language": np.repeat(np.asarray(data.languages, dtype=str),
+                              [len(data.sentences[lang]) for lang in data.languages]),
+        "line": np.concatenate([np.arange(len(data.sentences[lang])) for lang in data.languages]),
+        "to_english": np.concatenate(correct[TO_ENGLISH]),
+        "from_english": np.concatenate(correct[FROM_ENGLISH])})
     return TaskResult(task="tatoeba", languages=list(per_language), headline=headline,
-                      per_language=per_language)
+                      per_language=per_language, per_query=per_query)
 
 
 def evaluate_tatoeba(encoder, data_dir=None, *, languages: Optional[Sequence[str]] = None,
