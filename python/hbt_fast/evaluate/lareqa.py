@@ -32,7 +32,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from hbt_fast.data.lareqa import LareqaData, LareqaLanguage, load_lareqa
+from hbt_fast.data.lareqa import CANDIDATE_TEXTS, LareqaData, LareqaLanguage, load_lareqa
 from hbt_fast.evaluate import metrics
 from hbt_fast.evaluate._common import l2_normalize, mean_or_nan
 from hbt_fast.evaluate.driver import EncodeJob, run_task
@@ -55,7 +55,6 @@ __all__ = [
     "score_lareqa",
 ]
 
-CANDIDATE_TEXTS = ("sentence", "sentence_context")
 MULTI_RECALL_K = 10
 BLOCK_RECALL_K = 1
 DEFAULT_BLOCK_BYTES = 16 * 2**20  # a row block of scores small enough to stay in cache
