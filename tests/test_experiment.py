@@ -7,7 +7,8 @@ import re
 import pytest
 
 from hbt_fast.cli import main
-from hbt_fast.experiments.sampling_report import claims, flatten, summarise
+from hbt_fast.evaluate.per_query import PerQuery
+from hbt_fast.experiments.sampling_report import flatten, summarise
 from hbt_fast.experiments.statistics import PairedDifference, mean_std, sign_flip_p_value
 
 
@@ -37,45 +38,14 @@ def test_paired_difference_counts_wins_in_the_metric_direction():
         PairedDifference.of([1.0], [1.0, 2.0])
 
 
-def results_with(per_seed):
-    """Results where per_seed[sampling] = list of (mono, cross, multi, distance) per seed."""
-    def row(mono, cross, multi, distance):
-        return {"xquad-r": {"mono": {"map@20": mono}, "cross": {"map@20": cross},
-                            "multi": {"map@20": multi, "rank_distance": distance}}}
-    return {"untrained": row(0.5, 0.5, 0.3, 500.0),
-            "runs": {s: [row(*values) for values in seeds] for s, seeds in per_seed.items()}}
-
-
-def verdicts(results):
-    return ["not reproduced" not in line for line in claims(results, "xquad-r")]
-
-
-def test_claims_follow_the_numbers_seed_by_seed():
-    study_like = results_with({"xx": [(0.80, 0.67, 0.55, 410), (0.79, 0.68, 0.54, 400)],
-                               "xy": [(0.75, 0.70, 0.59, 295), (0.76, 0.71, 0.60, 300)],
-                               "hybrid": [(0.80, 0.70, 0.59, 286), (0.80, 0.71, 0.60, 290)]})
-    assert all(verdicts(study_like)) and len(verdicts(study_like)) == 9
-    reversed_ = results_with({"xx": [(0.70, 0.80, 0.70, 200)], "xy": [(0.80, 0.70, 0.60, 300)],
-                              "hybrid": [(0.60, 0.50, 0.40, 400)]})
-    assert not any(verdicts(reversed_))
-    # "beats" needs every seed; one seed the other way is not a reproduction
-    mixed = results_with({"xx": [(0.80, 0.6, 0.5, 400), (0.70, 0.6, 0.5, 400)],
-                          "xy": [(0.75, 0.7, 0.6, 300), (0.75, 0.7, 0.6, 300)],
-                          "hybrid": [(0.80, 0.7, 0.6, 290), (0.80, 0.7, 0.6, 290)]})
-    first = claims(mixed, "xquad-r")[0]
-    assert first.startswith("- X-X beats X-Y monolingually: **not reproduced**") and "1/2" in first
-    # "matches" tolerates a gap within the paired spread plus the study's rounding
-    close = results_with({"xx": [(0.800, 0.6, 0.5, 400)], "xy": [(0.7, 0.7, 0.6, 300)],
-                          "hybrid": [(0.7995, 0.7, 0.6, 290)]})
-    assert "hybrid matches or beats X-X monolingually: **reproduced**" in "\n".join(claims(close, "xquad-r"))
-
-
 def test_summary_flattens_every_benchmark():
     row = {"xquad-r": {"multi": {"map@20": 0.5}}, "tatoeba": {"low-resource": 0.25, "all": 0.5},
-           "eval_seconds": 3.0}
+           "eval_seconds": 3.0, "evaluations": [{"step": 2, "eval": {"multi": {"map@20": 0.1}}}]}
     assert flatten(row) == {"xquad-r/multi/map@20": 0.5, "tatoeba/low-resource": 0.25, "tatoeba/all": 0.5}
-    results = {"untrained": row, "runs": {s: [row, row] for s in ("xx", "xy", "hybrid")}}
-    assert summarise(results)["hybrid"]["tatoeba/low-resource"] == (0.25, 0.0)
+    results = {"untrained": {"untrained": row}, "runs": {s: [row, row] for s in ("xx", "xy", "hybrid")}}
+    summary = summarise(results)
+    assert summary["hybrid"]["tatoeba/low-resource"] == (0.25, 0.0)
+    assert summary["untrained"]["xquad-r/multi/map@20"] == (0.5, 0.0)
 
 
 def mlqa_like(data_dir, folder):
@@ -94,28 +64,45 @@ def mlqa_like(data_dir, folder):
     return folder
 
 
+def small_flags(output, data_dir, tiny_model_dir, *extra):
+    return ["experiment", "--output", str(output), "--data", str(data_dir), "--model",
+            str(tiny_model_dir), "--steps", "2", "--batch-size", "8", "--languages", "de,en",
+            "--eval-fraction", "0.05", "--tatoeba-languages", *extra]
+
+
 def test_experiment_runs_end_to_end_and_reuses_finished_runs(tiny_model_dir, data_dir, tmp_path, capsys):
     output = tmp_path / "run"
     mlqa = mlqa_like(data_dir, tmp_path / "mlqa-dev-r")
-    flags = ["experiment", "--output", str(output), "--data", str(data_dir), "--model",
-             str(tiny_model_dir), "--steps", "2", "--batch-size", "8", "--seeds", "0", "1",
-             "--languages", "de,en,ru", "--tatoeba-languages", "deu,swh",
-             "--mlqa-r", str(mlqa)]
+    flags = [*small_flags(output, data_dir, tiny_model_dir), "amh", "--seeds", "0", "1",
+             "--samplings", "xx", "xy", "hybrid", "--mlqa-r", str(mlqa)]
     assert main(flags) == 0
     results = json.loads((output / "results.json").read_text())
-    assert set(results["summary"]) == {"untrained", "xx", "xy", "hybrid"}
-    hybrid = results["summary"]["hybrid"]
+    arms = ["xx", "xy", "hybrid-a0.5"]
+    assert set(results["summary"]) == {"untrained", *arms}
+    hybrid = results["summary"]["hybrid-a0.5"]
     assert 0 <= hybrid["xquad-r/multi/map@20"][0] <= 1 and 0 <= hybrid["mlqa-r/multi/map@20"][0] <= 1
-    assert set(results["results"]["untrained"]["tatoeba"]) == {"xquad-r", "low-resource", "all"}
-    assert [len(results["results"]["runs"][s]) for s in ("xx", "xy", "hybrid")] == [2, 2, 2]
+    assert set(results["results"]["untrained"]["untrained"]["tatoeba"]) == {"low-resource", "all"}
+    assert [len(results["results"]["runs"][arm]) for arm in arms] == [2, 2, 2]
     report = (output / "report.md").read_text()
-    assert "| ours | hybrid |" in report and "| study LaBSE | hybrid |" in report
-    assert "Study claims on XQuAD-R" in report and "Study claims on MLQA-R" in report
-    assert "Tatoeba (low-resource)" in report and "better in" in report
-    assert report in capsys.readouterr().out
+    assert "| ours | hybrid |" in report and "| ours | X-Y |" in report
+    assert "| study LaBSE | hybrid |" in report and "Tatoeba (low-resource)" in report
+    assert report.index("### Rule (fixed before the runs)") < report.index("### Results")
+    for benchmark in ("XQuAD-R", "MLQA-R"):
+        orderings = report.split(f"### Study orderings on {benchmark}")[1].split("###")[0]
+        assert orderings.count("**inconclusive (n too small)** ") == 9  # two seeds: no verdict
+    assert "hybrid − midpoint of X-X and X-Y" in report and report in capsys.readouterr().out
+    # every evaluation kept its per-query values, and they give the figures of results.json
+    for benchmark in ("xquad-r", "mlqa-r", "tatoeba"):
+        stored = PerQuery.load(output / "xy-seed1" / "per_query" / f"{benchmark}.npz")
+        row = results["results"]["runs"]["xy"][1]
+        if benchmark != "tatoeba":
+            assert stored.observations("multi/map@20").mean() == pytest.approx(
+                row[benchmark]["multi"]["map@20"], rel=1e-9)
+        else:
+            assert stored.observations("mean/both").mean() == pytest.approx(row["tatoeba"]["all"])
     # finished runs keep their model, not their resume checkpoints
-    assert (output / "hybrid-seed1" / "model").is_dir()
-    assert not (output / "hybrid-seed1" / "checkpoints").exists()
+    assert (output / "hybrid-a0.5-seed1" / "train" / "model").is_dir()
+    assert not (output / "hybrid-a0.5-seed1" / "train" / "checkpoints").exists()
 
     # the same command again reuses every finished run (and prints the same figures)
     assert main(flags) == 0
@@ -124,7 +111,7 @@ def test_experiment_runs_end_to_end_and_reuses_finished_runs(tiny_model_dir, dat
     # a run stopped before its first checkpoint (no figures, no model) is run again from the start
     import shutil
     (output / "xy-seed0" / "result.json").unlink()
-    shutil.rmtree(output / "xy-seed0" / "model")
+    shutil.rmtree(output / "xy-seed0" / "train" / "model")
     with pytest.warns(UserWarning, match="holds no complete checkpoint.*starting again"):
         assert main(flags) == 0
     assert capsys.readouterr().err.count("reusing the finished run") == 6
@@ -135,18 +122,169 @@ def test_experiment_runs_end_to_end_and_reuses_finished_runs(tiny_model_dir, dat
     assert error.startswith("hbt-fast experiment: error: ") and re.search("other settings.*steps", error)
 
 
+def test_length_recipe_records_every_evaluation_and_judges_each_step(tiny_model_dir, data_dir, tmp_path):
+    """Evaluations every 2 of 4 steps: the metrics the trainer logged at each step, and the
+    per-query values kept at that step, describe the same model."""
+    output = tmp_path / "length"
+    assert main([*small_flags(output, data_dir, tiny_model_dir), "--recipe", "length",
+                 "--steps", "4", "--eval-every", "2", "--samplings", "xx", "xy", "--seeds", "0", "1", "2"]) == 0
+    results = json.loads((output / "results.json").read_text())["results"]
+    row = results["runs"]["xy"][2]
+    assert [e["step"] for e in row["evaluations"]] == [2, 4]
+    for evaluation in row["evaluations"]:
+        stored = PerQuery.load(output / "xy-seed2" / "evaluations" / f"xquad-r-step{evaluation['step']}.npz")
+        for metric in ("mono/map@20", "multi/rank_distance"):
+            section, name = metric.split("/")
+            assert stored.observations(metric).mean() == pytest.approx(evaluation["eval"][section][name])
+    assert row["evaluations"][-1]["eval"]["multi"] == row["xquad-r"]["multi"]  # the final evaluation
+    report = (output / "report.md").read_text()
+    assert "### XQuAD-R by training step" in report and "| X-Y | 4 |" in report
+    for step in (2, 4):
+        block = report.split(f"Step {step}:")[1].split("Step ")[0].split("###")[0]
+        assert block.count("- X-") == 3  # the orderings between X-X and X-Y, judged on 3 seeds
+        assert "(n too small)" not in block and "3 seeds x" in block
+
+
+def test_alpha_recipe_trains_each_alpha_and_asks_whether_the_metrics_are_concave(
+        tiny_model_dir, data_dir, tmp_path):
+    output = tmp_path / "alpha"
+    assert main([*small_flags(output, data_dir, tiny_model_dir), "--recipe", "alpha",
+                 "--alphas", "0", "0.5", "1", "--steps", "1", "--seeds", "0", "1"]) == 0
+    results = json.loads((output / "results.json").read_text())["results"]
+    assert set(results["runs"]) == {"hybrid-a0", "hybrid-a0.5", "hybrid-a1"}
+    config = json.loads((output / "hybrid-a0-seed1" / "train" / "run_config.json").read_text())["config"]
+    assert (config["alpha"], config["mode"]) == (0.0, "hybrid")
+    report = (output / "report.md").read_text()
+    assert "### Is each metric concave in alpha?" in report and "| ours | hybrid, alpha 0.5 |" in report
+    assert "| mono/map@20 | shape |" in report and "study LaBSE" not in report
+
+
+def test_candidates_recipe_trains_and_evaluates_with_context_candidates(tiny_model_dir, data_dir, tmp_path):
+    output = tmp_path / "candidates"
+    assert main([*small_flags(output, data_dir, tiny_model_dir), "--recipe", "candidates",
+                 "--samplings", "xx", "--steps", "1", "--seeds", "0", "1"]) == 0
+    results = json.loads((output / "results.json").read_text())["results"]
+    assert set(results["runs"]) == {"xx", "xx-context"}
+    assert set(results["untrained"]) == {"untrained", "untrained-context"}
+    context = [json.loads(line)["passage"] for line in
+               (output / "split-context" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    plain = [json.loads(line)["passage"] for line in
+             (output / "split" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert all(c.startswith(p + " ") and len(c) > len(p) + 1 for c, p in zip(context, plain))
+    # the same questions, other candidates: paired units, other ranks
+    with_context = PerQuery.load(output / "untrained-context" / "per_query" / "xquad-r.npz")
+    without = PerQuery.load(output / "untrained" / "per_query" / "xquad-r.npz")
+    assert (with_context.observations("mono/map@20").units == without.observations("mono/map@20").units).all()
+    assert (with_context.arrays["block_rank"] != without.arrays["block_rank"]).any()
+    report = (output / "report.md").read_text()
+    assert "### Effect on XQuAD-R: candidates: sentence + context − candidates: sentence" in report
+    assert "| ours | untrained, sentence + context |" in report
+
+
+def _has_mask_duplicates() -> bool:
+    from hbt_fast.experiments.sampling import training_setting
+
+    return training_setting("mask_duplicates") is not None
+
+
+@pytest.mark.skipif(not _has_mask_duplicates(), reason="TrainConfig has no mask_duplicates setting yet")
+def test_masking_recipe_passes_mask_duplicates_to_each_run(tiny_model_dir, data_dir, tmp_path):
+    output = tmp_path / "masking"
+    assert main([*small_flags(output, data_dir, tiny_model_dir), "--recipe", "masking",
+                 "--samplings", "hybrid", "--steps", "1", "--seeds", "0", "1"]) == 0
+    for name, expected in (("hybrid-a0.5-mask", True), ("hybrid-a0.5-nomask", False)):
+        config = json.loads((output / f"{name}-seed1" / "train" / "run_config.json").read_text())["config"]
+        assert config["mask_duplicates"] is expected
+    report = (output / "report.md").read_text()
+    assert "### Effect on XQuAD-R: duplicate masking on − duplicate masking off" in report
+
+
+@pytest.mark.skipif(_has_mask_duplicates(), reason="TrainConfig has mask_duplicates")
+def test_masking_without_the_training_setting_is_refused_before_anything_runs(data_dir, tmp_path, capsys):
+    output = tmp_path / "masking"
+    assert main(["experiment", "--output", str(output), "--data", str(data_dir), "--recipe",
+                 "masking"]) == 2
+    assert "this version's training has no mask_duplicates setting" in capsys.readouterr().err
+    assert not output.exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--margin", "-0.001"], "argument --margin: must be in [0, inf), got -0.001"),
+    (["--rank-margin", "nan"], "argument --rank-margin: must be in [0, inf), got nan"),
+    (["--alpha", "1.5"], "argument --alpha: must be in [0, 1], got 1.5"),
+    (["--alphas", "0", "-0.5"], "argument --alphas: must be in [0, 1], got -0.5"),
+    (["--seeds", "-1"], "argument --seeds: must be in [0, inf), got -1"),
+    (["--eval-every", "x"], "argument --eval-every: expected a number, got 'x'"),
+])
+def test_experiment_values_out_of_range_are_refused_by_the_parser(flags, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["experiment", "--output", str(tmp_path / "out"), *flags])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"hbt-fast experiment: error: {message}"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--seeds", "1", "1"], "--seeds: 1 1 repeats a seed"),
+    (["--recipe", "alpha", "--alpha", "0.3"], "--alpha: --recipe alpha sets it for each run itself"),
+    (["--recipe", "alpha", "--samplings", "xx"], "--samplings: --recipe alpha sets it"),
+    (["--recipe", "candidates", "--candidate-text", "sentence"], "--candidate-text: --recipe candidates sets it"),
+    (["--recipe", "masking", "--no-mask-duplicates"], "--no-mask-duplicates: --recipe masking sets it"),
+    (["--alphas", "0", "1"], "--alphas: only --recipe alpha trains several alphas"),
+    (["--candidate-text", "sentence_context", "--eval-every", "5"],
+     "--eval-every: evaluations during training encode candidates as sentences"),
+    (["--recipe", "length", "--candidate-text", "sentence_context"],
+     "--eval-every: evaluations during training encode candidates as sentences"),
+])
+def test_experiment_misuse_is_one_line_with_exit_2_before_anything_runs(flags, message, data_dir,
+                                                                         tmp_path, capsys):
+    output = tmp_path / "out"
+    assert main(["experiment", "--output", str(output), "--data", str(data_dir), *flags]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message in error, error
+    assert not output.exists()
+
+
 def test_quick_fills_only_the_flags_left_unset():
     from hbt_fast.cli import build_parser
-    from hbt_fast.cli.experiment import QUICK, apply_defaults
+    from hbt_fast.cli.experiment import apply_defaults
+    from hbt_fast.experiments.recipes import COMMON_QUICK
 
     parse = lambda *flags: apply_defaults(build_parser().parse_args(["experiment", "--output", "x", *flags]))  # noqa: E731
     quick = parse("--quick", "--steps", "3")
-    assert quick.steps == 3 and quick.languages == QUICK["languages"]
-    assert quick.tatoeba_languages == QUICK["tatoeba_languages"] and quick.seeds == [0, 1]
+    assert quick.steps == 3 and quick.languages == COMMON_QUICK["languages"]
+    assert quick.tatoeba_languages == COMMON_QUICK["tatoeba_languages"] and quick.seeds == [0, 1]
+    assert quick.samplings == ["xx", "xy", "hybrid", "mixed"]
     full = parse()
     assert full.steps == 100 and full.languages is None and full.eval_fraction == 0.25
-    assert full.seeds == [0, 1, 2] and len(full.tatoeba_languages) == 15
+    assert full.seeds == [0, 1, 2, 3, 4] and len(full.tatoeba_languages) == 15
+    assert full.alpha == 0.5 and full.candidate_text == "sentence" and full.mask_duplicates is None
     assert parse("--quick", "--tatoeba-languages").tatoeba_languages == []
+    length = parse("--recipe", "length")
+    assert (length.steps, length.eval_every, length.samplings) == (400, 100, ["xx", "xy", "hybrid"])
+    assert parse("--recipe", "length", "--quick").eval_every < parse("--recipe", "length", "--quick").steps
+    alpha = parse("--recipe", "alpha")
+    assert alpha.alphas == [0.0, 0.25, 0.5, 0.75, 1.0] and alpha.alpha is None
+    assert parse("--recipe", "alpha", "--quick").alphas == [0.0, 0.5, 1.0]
+    assert parse("--recipe", "candidates").candidate_text is None
+
+
+def test_each_recipe_builds_the_arms_it_describes():
+    from hbt_fast.cli import build_parser
+    from hbt_fast.cli.experiment import apply_defaults
+    from hbt_fast.experiments.recipes import RECIPES
+
+    def arms(*flags):
+        args = apply_defaults(build_parser().parse_args(["experiment", "--output", "x", *flags]))
+        return [{key: arm.name for key, arm in c.arms.items()}
+                for c in RECIPES[args.recipe].conditions(args)]
+
+    assert arms() == [{"xx": "xx", "xy": "xy", "hybrid": "hybrid-a0.5", "mixed": "mixed"}]
+    assert arms("--recipe", "alpha", "--alphas", "0", "0.25") == [
+        {"alpha 0": "hybrid-a0", "alpha 0.25": "hybrid-a0.25"}]
+    assert arms("--recipe", "masking", "--samplings", "xx") == [{"xx": "xx-mask"}, {"xx": "xx-nomask"}]
+    assert arms("--recipe", "candidates", "--samplings", "xy") == [{"xy": "xy"}, {"xy": "xy-context"}]
+    assert arms("--no-mask-duplicates", "--samplings", "hybrid", "--alpha", "0.3") == [
+        {"hybrid": "hybrid-a0.3-nomask"}]
 
 
 def test_experiment_offers_every_encoder_preset_and_names_converted_models(tmp_path):

@@ -177,3 +177,32 @@ def test_split_of_real_xquad_r_keeps_eval_articles_out_of_training(data_dir, tmp
     assert not eval_ids & set(corpus.groups)
     assert len(corpus) == summary["train_pairs"] == 3 * (1190 - summary["eval_questions_per_language"])
     assert np.all(np.bincount(corpus.group_ids) == 3)
+
+
+def test_split_with_context_passages_pairs_each_question_with_sentence_and_paragraph(tmp_path):
+    """Training passages as LAReQA encodes candidates: the answer sentence, a space, its whole
+    paragraph; the held-out articles are the same as with sentence passages."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for language in ("aa", "bb"):
+        (data / f"{language}.json").write_text(json.dumps({"data": [
+            {"title": f"t{a}", "paragraphs": [paragraph([f"{language} first {a}.", f"{language} second {a}."], [
+                (f"q{a}", f"{language} question {a}", len(f"{language} first {a}. "))])]}
+            for a in range(4)]}), encoding="utf-8")
+    assert main(["split-lareqa", "--data", str(data), "--output", str(tmp_path / "context"),
+                 "--candidate-text", "sentence_context"]) == 0
+    split_lareqa(data, tmp_path / "plain")
+    context = read_pairs_jsonl(tmp_path / "context" / "train.jsonl")
+    plain = read_pairs_jsonl(tmp_path / "plain" / "train.jsonl")
+    assert list(context.groups) == list(plain.groups)
+    number = int(plain.groups[0][1:])
+    assert plain.passages[0] == f"aa second {number}."
+    assert context.passages[0] == f"aa second {number}. aa first {number}. aa second {number}."
+    assert json.loads((tmp_path / "context" / "split.json").read_text())["candidate_text"] == \
+        "sentence_context"
+    for language in ("aa", "bb"):
+        assert (tmp_path / "context" / "eval" / f"{language}.json").read_bytes() == \
+            (tmp_path / "plain" / "eval" / f"{language}.json").read_bytes()
+    with pytest.raises(ValueError, match="candidate_text must be one of"):
+        split_lareqa(data, tmp_path / "bad", candidate_text="context")
+    assert not (tmp_path / "bad").exists()

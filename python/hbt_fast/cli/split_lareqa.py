@@ -22,6 +22,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--languages", action=LanguageList,
                         help="comma-separated language codes (default: every <lang>.json)")
+    parser.add_argument("--candidate-text", choices=("sentence", "sentence_context"),
+                        default="sentence", help="training passages: the answer sentence, or "
+                        "the sentence followed by its paragraph (as LAReQA encodes candidates)")
     parser.set_defaults(func=run)
 
 
@@ -33,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     with reported_as(USAGE, flags=("languages", "eval_fraction", "seed")):
         refuse_overlap(args.output, {"the --data folder": args.data}, name="--output")
         summary = split_lareqa(args.data, args.output, eval_fraction=args.eval_fraction,
-                               seed=args.seed, languages=args.languages)
+                               seed=args.seed, languages=args.languages,
+                               candidate_text=args.candidate_text)
     print(json.dumps({k: v for k, v in summary.items() if k != "eval_articles"}, indent=2))
     return 0

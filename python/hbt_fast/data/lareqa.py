@@ -19,8 +19,8 @@ import numpy as np
 from hbt_fast.data.files import read_json
 from hbt_fast.data.locations import check_languages, resolve_data_dir
 
-__all__ = ["LareqaData", "LareqaLanguage", "Paragraph", "iter_paragraphs", "load_lareqa",
-           "read_lareqa_document", "read_lareqa_language"]
+__all__ = ["CANDIDATE_TEXTS", "LareqaData", "LareqaLanguage", "Paragraph", "candidate",
+           "iter_paragraphs", "load_lareqa", "read_lareqa_document", "read_lareqa_language"]
 
 class Paragraph(NamedTuple):
     """One validated paragraph: its sentences and, per question, the answer sentence."""
@@ -29,6 +29,19 @@ class Paragraph(NamedTuple):
     context: str
     sentences: list
     questions: list  # (question id, question text, index of the answer sentence)
+
+
+CANDIDATE_TEXTS = ("sentence", "sentence_context")
+
+
+def candidate(sentence: str, context: str, candidate_text: str = "sentence") -> str:
+    """A candidate's text: the sentence alone, or (``"sentence_context"``, as LAReQA and
+    XTREME-R encode candidates) the sentence followed by its paragraph."""
+    if candidate_text == "sentence":
+        return sentence
+    if candidate_text == "sentence_context":
+        return f"{sentence} {context}"
+    raise ValueError(f"candidate_text must be one of {CANDIDATE_TEXTS}, got {candidate_text!r}")
 
 
 @dataclass
@@ -44,9 +57,7 @@ class LareqaLanguage:
     relevant: np.ndarray  # relevant[i] = index (in this language) of question i's answer sentence
 
     def candidate_texts(self, candidate_text: str = "sentence") -> list:
-        if candidate_text == "sentence":
-            return list(self.sentences)
-        return [f"{s} {c}" for s, c in zip(self.sentences, self.contexts)]
+        return [candidate(s, c, candidate_text) for s, c in zip(self.sentences, self.contexts)]
 
 
 @dataclass

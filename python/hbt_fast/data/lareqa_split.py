@@ -4,8 +4,9 @@ XQuAD-R and MLQA-R are parallel: article ``a`` holds the same questions (same ``
 every language. The split draws whole articles, the same ones in every language, so no
 article used for training is ever evaluated. It writes::
 
-    output/train.jsonl      question -> sentence holding its answer, one pair per question
-                            and language, grouped by question id
+    output/train.jsonl      question -> sentence holding its answer (optionally followed by
+                            its paragraph), one pair per question and language, grouped by
+                            question id
     output/eval/<lang>.json the held-out articles, in the original LAReQA layout, ready for
                             ``evaluate_lareqa(encoder, output / "eval")``
     output/split.json       which articles went where (titles), the seed and the fraction
@@ -24,7 +25,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from hbt_fast.data.files import atomic_output, refuse_overlap
-from hbt_fast.data.lareqa import iter_paragraphs, lareqa_languages, read_lareqa_document
+from hbt_fast.data.lareqa import candidate, iter_paragraphs, lareqa_languages, read_lareqa_document
 from hbt_fast.data.locations import check_languages
 from hbt_fast.data.pairs import write_pairs_jsonl
 
@@ -36,11 +37,12 @@ def _article_question_ids(article, path: Path, number: int) -> set:
             for qid, _, _ in paragraph.questions}
 
 
-def _pairs_of_article(article, number: int, language: str, path: Path):
+def _pairs_of_article(article, number: int, language: str, path: Path, candidate_text: str):
     for paragraph in iter_paragraphs(article, path, number):
         for qid, question, sentence in paragraph.questions:
             yield {"group": qid, "lang": language, "query": question,
-                   "passage": paragraph.sentences[sentence]}
+                   "passage": candidate(paragraph.sentences[sentence], paragraph.context,
+                                        candidate_text)}
 
 
 def _check_arguments(data_dir, output_dir, eval_fraction, seed) -> tuple[Path, Path]:
@@ -68,8 +70,13 @@ def _eval_articles(reference: list, path: Path, eval_fraction: float, seed: int)
 
 
 def split_lareqa(data_dir, output_dir, *, eval_fraction: float = 0.25, seed: int = 0,
-                 languages: Optional[Sequence[str]] = None) -> dict:
-    """Split ``data_dir`` by article; returns counts of pairs and articles written."""
+                 languages: Optional[Sequence[str]] = None, candidate_text: str = "sentence") -> dict:
+    """Split ``data_dir`` by article; returns counts of pairs and articles written.
+
+    ``candidate_text="sentence_context"`` makes each training passage its sentence followed by
+    the paragraph, as ``evaluate_lareqa(..., candidate_text="sentence_context")`` encodes
+    candidates."""
+    candidate("", "", candidate_text)  # refuses an unknown kind before anything is read
     data_dir, output_dir = _check_arguments(data_dir, output_dir, eval_fraction, seed)
     languages = lareqa_languages(data_dir) if languages is None else check_languages(languages)
     paths = {lang: data_dir / f"{lang}.json" for lang in languages}
@@ -92,7 +99,7 @@ def split_lareqa(data_dir, output_dir, *, eval_fraction: float = 0.25, seed: int
                                      f"{reference_path.name}")
                 held_out.append(article)
             else:
-                records.extend(_pairs_of_article(article, number, language, path))
+                records.extend(_pairs_of_article(article, number, language, path, candidate_text))
         with atomic_output(output_dir / "eval" / f"{language}.json") as handle:
             json.dump({**document, "data": held_out}, handle, ensure_ascii=False)
     num_pairs = write_pairs_jsonl(output_dir / "train.jsonl", records)
@@ -100,7 +107,7 @@ def split_lareqa(data_dir, output_dir, *, eval_fraction: float = 0.25, seed: int
         "seed": seed, "eval_fraction": eval_fraction, "languages": list(languages),
         "eval_articles": sorted(str(reference[a].get("title", a)) for a in eval_articles),
         "train_articles": len(reference) - len(eval_articles), "train_pairs": num_pairs,
-        "eval_questions_per_language": len(eval_ids),
+        "eval_questions_per_language": len(eval_ids), "candidate_text": candidate_text,
     }
     with atomic_output(output_dir / "split.json") as handle:
         json.dump(summary, handle, indent=2)

@@ -29,6 +29,7 @@ from hbt_fast.evaluate import metrics
 from hbt_fast.evaluate._common import l2_normalize
 from hbt_fast.evaluate.driver import EncodeJob, encode_job, encoder_method, run_task
 from hbt_fast.evaluate.keys import ndcg_at, recall_at
+from hbt_fast.evaluate.per_query import PerQuery
 from hbt_fast.evaluate.result import TaskResult
 from hbt_fast.evaluate.search import INDEX_KINDS, search
 from hbt_fast.evaluate.shards import (DEFAULT_SHARD_ROWS, EmbeddingShards, _check_dtype,
@@ -77,13 +78,25 @@ def _judged_arrays(query_ids, qrels, doc_index, ids: np.ndarray, n_docs: int):
     return gains, ideal
 
 
+def _per_query_parts() -> dict:
+    return {"language": [], "query_id": [], "ndcg": [], "recall": [], "first_relevant_rank": []}
+
+
 def _language_figures(judged, qrels, doc_index, n_docs: int, result, ndcg_k: int,
-                      recall_k: int) -> dict:
+                      recall_k: int, language: str, per_query: dict) -> dict:
+    """One language's figures; its per-query values are appended to ``per_query``."""
     gains, ideal = _judged_arrays(judged, qrels, doc_index, result.ids, n_docs)
     num_relevant = (ideal > 0).sum(axis=1)
+    ndcg = metrics.ndcg_at_k(gains, ideal, ndcg_k)
+    recall = metrics.recall_at_k(gains > 0, num_relevant, recall_k)
+    found = gains > 0
+    first_relevant = np.where(found.any(axis=1), np.argmax(found, axis=1) + 1, 0)
+    for name, values in (("language", [language] * len(ndcg)), ("query_id", judged), ("ndcg", ndcg),
+                         ("recall", recall), ("first_relevant_rank", first_relevant)):
+        per_query[name].append(np.asarray(values))
     figures = {
-        ndcg_at(ndcg_k): float(metrics.ndcg_at_k(gains, ideal, ndcg_k).mean()),
-        recall_at(recall_k): float(metrics.recall_at_k(gains > 0, num_relevant, recall_k).mean()),
+        ndcg_at(ndcg_k): float(ndcg.mean()),
+        recall_at(recall_k): float(recall.mean()),
         "queries": len(judged),
         "documents": n_docs,
     }
@@ -92,11 +105,16 @@ def _language_figures(judged, qrels, doc_index, n_docs: int, result, ndcg_k: int
     return figures
 
 
-def _task_result(per_language: dict, ndcg_k: int, recall_k: int, settings: dict) -> TaskResult:
+def _task_result(per_language: dict, per_query: dict, ndcg_k: int, recall_k: int,
+                 settings: dict) -> TaskResult:
     mean = {key: float(np.mean([v[key] for v in per_language.values()]))
             for key in (ndcg_at(ndcg_k), recall_at(recall_k))}
+    arrays = {name: np.concatenate(parts) for name, parts in per_query.items()}
+    arrays.update(language=arrays["language"].astype(str), query_id=arrays["query_id"].astype(str))
+    arrays.update(ndcg_k=np.asarray(ndcg_k), recall_k=np.asarray(recall_k))
     return TaskResult(task="miracl", languages=list(per_language), headline={"mean": mean},
-                      per_language=per_language, settings=settings)
+                      per_language=per_language, settings=settings,
+                      per_query=PerQuery("beir", arrays))
 
 
 def _check_cutoff(name: str, value) -> int:
@@ -112,7 +130,7 @@ def score(data: BeirData, query_embeddings: dict, candidate_embeddings: dict, *,
     ndcg_k, recall_k = _check_cutoff("ndcg_k", ndcg_k), _check_cutoff("recall_k", recall_k)
     if index not in INDEX_KINDS:
         raise ValueError(f"index must be one of {INDEX_KINDS}, got {index!r}")
-    per_language = {}
+    per_language, per_query = {}, _per_query_parts()
     for language in data.languages:
         entry = data.by_language[language]
         queries, docs = query_embeddings[language], candidate_embeddings[language]
@@ -121,8 +139,9 @@ def score(data: BeirData, query_embeddings: dict, candidate_embeddings: dict, *,
         result = search(queries, docs, max(ndcg_k, recall_k), index=index)
         doc_index = {d: i for i, d in enumerate(entry.doc_ids)}
         per_language[language] = _language_figures(entry.judged, entry.qrels, doc_index,
-                                                    len(entry.doc_ids), result, ndcg_k, recall_k)
-    return _task_result(per_language, ndcg_k, recall_k, {"index": index})
+                                                    len(entry.doc_ids), result, ndcg_k, recall_k,
+                                                    language, per_query)
+    return _task_result(per_language, per_query, ndcg_k, recall_k, {"index": index})
 
 
 def evaluate_beir(encoder, data_dir=None, *, languages: Optional[Sequence[str]] = None,
@@ -160,7 +179,7 @@ def evaluate_beir(encoder, data_dir=None, *, languages: Optional[Sequence[str]] 
               for lang, folder in beir_folders(data_dir, languages).items()}
     per_language = streamed.run(topics, normalize=normalize, index=index, ndcg_k=ndcg_k,
                                 recall_k=recall_k)
-    return _task_result(per_language, ndcg_k, recall_k,
+    return _task_result(per_language, streamed.per_query, ndcg_k, recall_k,
                         {"index": index, "embedding_dtype": embedding_dtype})
 
 
@@ -183,6 +202,7 @@ class _StreamedBeir:
         clear = getattr(encoder, "clear_cache", None)
         self.clear_cache = clear if callable(clear) else (lambda: None)
         self.identity = encoder_identity(encoder)
+        self.per_query = _per_query_parts()
 
     def run(self, topics: dict, *, normalize: bool, index: str, ndcg_k: int,
             recall_k: int) -> dict:
@@ -228,7 +248,7 @@ class _StreamedBeir:
             result = search_shards(queries, shards, max(ndcg_k, recall_k), index=index,
                                    normalize=normalize)
         return _language_figures(topics.judged, topics.qrels, ids.rows, ids.count, result, ndcg_k,
-                                 recall_k)
+                                 recall_k, language, self.per_query)
 
     def _passages_done(self, count: int) -> None:
         self.bar.update(count)

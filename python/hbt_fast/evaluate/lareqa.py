@@ -32,11 +32,12 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from hbt_fast.data.lareqa import LareqaData, LareqaLanguage, load_lareqa
+from hbt_fast.data.lareqa import CANDIDATE_TEXTS, LareqaData, LareqaLanguage, load_lareqa
 from hbt_fast.evaluate import metrics
 from hbt_fast.evaluate._common import l2_normalize, mean_or_nan
 from hbt_fast.evaluate.driver import EncodeJob, run_task
 from hbt_fast.evaluate.keys import RANK_DISTANCE, SETUPS, map_at, recall_at
+from hbt_fast.evaluate.per_query import PerQuery
 from hbt_fast.evaluate.ranking import lareqa_ranks
 from hbt_fast.evaluate.result import TaskResult
 from hbt_fast.evaluate.search import as_embeddings
@@ -54,7 +55,6 @@ __all__ = [
     "score_lareqa",
 ]
 
-CANDIDATE_TEXTS = ("sentence", "sentence_context")
 MULTI_RECALL_K = 10
 BLOCK_RECALL_K = 1
 DEFAULT_BLOCK_BYTES = 16 * 2**20  # a row block of scores small enough to stay in cache
@@ -149,17 +149,27 @@ def _block_matrices(data: LareqaData, k: int, block_ranks: np.ndarray):
         return map_matrix / counts, recall_matrix / counts, counts
 
 
-def _multi_per_language(data: LareqaData, k: int, ranks) -> dict:
+def _multi_per_query(data: LareqaData, k: int, ranks) -> dict:
+    """Each query's multi AP@k, Recall@10 and rank distance."""
     num_relevant = (data.relevant_in >= 0).sum(axis=1)
     hits = (ranks.multi_ids[:, :, None] == data.relevant_in[:, None, :]).any(axis=2)
     return {
-        map_at(k): _means_by_query_language(
-            metrics.average_precision_at_k(hits, num_relevant, k), data),
-        recall_at(MULTI_RECALL_K): _means_by_query_language(
-            metrics.recall_at_k(hits, num_relevant, MULTI_RECALL_K), data),
-        RANK_DISTANCE: _means_by_query_language(
-            (ranks.worst_rank - ranks.best_rank).astype(np.float64), data),
+        map_at(k): metrics.average_precision_at_k(hits, num_relevant, k),
+        recall_at(MULTI_RECALL_K): metrics.recall_at_k(hits, num_relevant, MULTI_RECALL_K),
+        RANK_DISTANCE: (ranks.worst_rank - ranks.best_rank).astype(np.float64),
     }
+
+
+def _per_query(data: LareqaData, k: int, ranks, multi: dict) -> PerQuery:
+    languages = np.asarray(data.languages, dtype=str)
+    return PerQuery("lareqa", {
+        "query_id": np.asarray([qid for lang in data.languages
+                                for qid in data.by_language[lang].question_ids], dtype=str),
+        "group": data.query_group, "language": languages[data.query_language],
+        "languages": languages, "block_rank": ranks.block_ranks.astype(np.int32),
+        "multi_ap": multi[map_at(k)], "multi_recall": multi[recall_at(MULTI_RECALL_K)],
+        "best_rank": ranks.best_rank, "worst_rank": ranks.worst_rank,
+        "k": np.asarray(k), "multi_recall_k": np.asarray(MULTI_RECALL_K)})
 
 
 def _off_diagonal(matrix: np.ndarray) -> np.ndarray:
@@ -188,7 +198,8 @@ def _per_language(data, k, map_matrix, multi) -> dict:
 
 def _summarise(data: LareqaData, k: int, ranks) -> TaskResult:
     map_matrix, recall_matrix, counts = _block_matrices(data, k, ranks.block_ranks)
-    multi = _multi_per_language(data, k, ranks)
+    per_query = _multi_per_query(data, k, ranks)
+    multi = {name: _means_by_query_language(values, data) for name, values in per_query.items()}
     diagonal = np.eye(len(data.languages), dtype=bool)
     block = {}
     for section, cells in (("mono", diagonal), ("cross", ~diagonal)):
@@ -204,7 +215,7 @@ def _summarise(data: LareqaData, k: int, ranks) -> TaskResult:
               recall_at(BLOCK_RECALL_K): _nan_to_none(recall_matrix)}
     return TaskResult(task="lareqa", languages=list(data.languages), headline=headline,
                       per_language=_per_language(data, k, map_matrix, multi), matrix=matrix,
-                      settings={"k": k})
+                      settings={"k": k}, per_query=_per_query(data, k, ranks, per_query))
 
 
 def _nan_to_none(matrix: np.ndarray) -> list:

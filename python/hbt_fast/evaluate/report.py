@@ -1,8 +1,10 @@
-"""Readable output of an evaluation: results.json, a Markdown summary, a heatmap PNG.
+"""Output of an evaluation: results.json, a Markdown summary, a heatmap PNG, per_query.npz.
 
 Everything is rendered from a :class:`~hbt_fast.evaluate.TaskResult` as it is: a table of the
 headline sections, the language x language matrices when the task has them, one row per
-language. Each file is written under a temporary name and renamed once complete.
+language; the per-query AP and ranks go to a compressed ``per_query.npz``
+(:mod:`hbt_fast.evaluate.per_query`). Each file is written under a temporary name and renamed
+once complete.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from typing import Union
 from hbt_fast.data.files import atomic_output
 from hbt_fast.evaluate.result import TaskResult
 
-__all__ = ["markdown_table", "save_heatmap", "write_report"]
+__all__ = ["PER_QUERY_FILE", "markdown_table", "save_heatmap", "write_report"]
+
+PER_QUERY_FILE = "per_query.npz"
 
 
 def _as_result(results: Union[TaskResult, dict]) -> TaskResult:
@@ -137,8 +141,8 @@ def _jsonable(value):
 
 
 def write_report(results: Union[TaskResult, dict], output_dir) -> dict:
-    """Write ``results.json``, ``results.md`` and (tasks with a matrix) ``heatmap.png``; return
-    their paths."""
+    """Write ``results.json``, ``results.md``, (tasks with a matrix) ``heatmap.png`` and (results
+    that carry them) the per-query values in ``per_query.npz``; return their paths."""
     result = _as_result(results)
     output = Path(output_dir)
     if output.exists() and not output.is_dir():
@@ -153,4 +157,6 @@ def write_report(results: Union[TaskResult, dict], output_dir) -> dict:
         handle.write(markdown_table(result))
     if _matrix_tables(result):
         paths["heatmap"] = save_heatmap(result, output / "heatmap.png")
+    if result.per_query is not None:
+        paths["per_query"] = result.per_query.save(output / PER_QUERY_FILE)
     return paths

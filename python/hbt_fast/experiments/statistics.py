@@ -154,8 +154,9 @@ class Verdict:
         def number(value: float) -> str:
             return f"{scale * value:+.{digits}f}{unit}"
 
+        margin = number(-self.margin) if self.margin else "0"
         return (f"{self.verdict}: {number(self.estimate)} [{number(self.lower)}, {number(self.upper)}] "
-                f"({self.confidence:.0%} interval; margin {number(-self.margin)}; "
+                f"({self.confidence:.0%} interval; margin {margin}; "
                 f"{self.seeds} seeds x {self.groups} question groups)")
 
 

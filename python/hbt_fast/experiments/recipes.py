@@ -1,0 +1,161 @@
+"""The experiments of ``hbt-fast experiment --recipe NAME``: which trainings run, how the report
+groups them, and each recipe's full and ``--quick`` size.
+
+Every recipe fine-tunes the same pretrained encoder on the XQuAD-R training articles once per
+*arm* (a sampling with its settings) and training seed, everything else equal, and evaluates
+each run on the held-out articles. A recipe's *conditions* group its arms for the report: the
+study's orderings are judged within a condition, and a factor's effect between conditions.
+
+- ``sampling`` (default): X-X, X-Y, hybrid and the ``mixed`` baseline (same-language pairs of
+  every language shuffled together); the study's nine orderings.
+- ``length``: X-X, X-Y, hybrid trained 400 steps and evaluated every 100 (``--eval-every``):
+  the orderings at each length (is a deficit at 100 steps a short-training artefact?).
+- ``alpha``: hybrid at alpha 0, 0.25, 0.5, 0.75, 1 (``--alphas``): is each metric concave in
+  alpha, i.e. does mixing beat the straight line between all-X-Y and all-X-X?
+- ``masking``: X-X, X-Y, hybrid with duplicate masking on and off (passages with the same text
+  never negatives of each other's queries): does the comparison depend on false negatives?
+- ``candidates``: X-X, X-Y, hybrid with candidates (training passages and evaluation
+  candidates) as the answer sentence alone and as the sentence + its paragraph (LAReQA's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+__all__ = ["Arm", "COMMON_FULL", "COMMON_QUICK", "Condition", "LABELS", "RECIPES", "Recipe",
+           "SAMPLINGS", "TATOEBA_LOW_RESOURCE", "TATOEBA_XQUAD_LANGUAGES", "defaults"]
+
+SAMPLINGS = ("xx", "xy", "hybrid", "mixed")
+LABELS = {"untrained": "untrained", "xx": "X-X", "xy": "X-Y", "hybrid": "hybrid", "mixed": "mixed"}
+CANDIDATE_LABELS = {"sentence": "sentence", "sentence_context": "sentence + context"}
+# Tatoeba languages (ISO 639-3) that XQuAD-R also has; English is Tatoeba's pivot.
+TATOEBA_XQUAD_LANGUAGES = ("ara", "cmn", "deu", "ell", "hin", "rus", "spa", "tha", "tur", "vie")
+# Five languages with little pretraining text (CC-100, XLM-R's corpus: jv 0.2 GB, am 0.7 GB,
+# sw 1.6 GB, te 2.5 GB, ka 3.4 GB, against 300 GB for English), in five scripts' worth of
+# variety (Ethiopic, Latin, Georgian, Telugu); none is in XQuAD-R, so they test transfer only.
+TATOEBA_LOW_RESOURCE = ("amh", "jav", "kat", "swh", "tel")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One training setting; every seed of it is one run, in ``OUTPUT/<name>-seed<seed>``."""
+
+    sampling: str
+    alpha: Optional[float] = None  # hybrid only
+    mask_duplicates: Optional[bool] = None  # None: the training default
+    candidate_text: str = "sentence"
+    label: str = field(default="", compare=False)
+
+    @property
+    def name(self) -> str:
+        parts = [self.sampling]
+        if self.alpha is not None:
+            parts.append(f"a{self.alpha:g}")
+        if self.mask_duplicates is not None:
+            parts.append("mask" if self.mask_duplicates else "nomask")
+        if self.candidate_text != "sentence":
+            parts.append("context")
+        return "-".join(parts)
+
+    def settings(self) -> dict:
+        return {"sampling": self.sampling, "alpha": self.alpha,
+                "mask_duplicates": self.mask_duplicates, "candidate_text": self.candidate_text,
+                "label": self.label or LABELS[self.sampling]}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Arms compared with each other: ``arms`` maps a key (a sampling, or "alpha 0.25") to one."""
+
+    label: str
+    arms: Dict[str, Arm]
+
+
+def _label(sampling: str, alpha: Optional[float], mask_duplicates: Optional[bool],
+           candidate_text: str) -> str:
+    parts = [LABELS[sampling]]
+    if alpha is not None:
+        parts.append(f"alpha {alpha:g}")
+    if mask_duplicates is not None:
+        parts.append(f"masking {'on' if mask_duplicates else 'off'}")
+    if candidate_text != "sentence":
+        parts.append(CANDIDATE_LABELS[candidate_text])
+    return ", ".join(parts)
+
+
+def _arm(args, sampling: str, *, show_alpha: bool = False, **settings) -> Arm:
+    """``sampling`` with the experiment's settings, except those given."""
+    alpha = settings.pop("alpha", args.alpha) if sampling == "hybrid" else None  # the other
+    # modes refuse an alpha
+    candidate_text = settings.get("candidate_text", args.candidate_text)
+    mask_duplicates = settings.get("mask_duplicates", args.mask_duplicates)
+    return Arm(sampling, alpha, mask_duplicates, candidate_text,
+               label=_label(sampling, alpha if show_alpha else None, mask_duplicates,
+                            candidate_text))
+
+
+def _one(args) -> List[Condition]:
+    return [Condition("", {s: _arm(args, s) for s in args.samplings})]
+
+
+def _alphas(args) -> List[Condition]:
+    return [Condition("", {f"alpha {alpha:g}": _arm(args, "hybrid", alpha=alpha, show_alpha=True)
+                           for alpha in args.alphas})]
+
+
+def _masking(args) -> List[Condition]:
+    return [Condition(f"duplicate masking {'on' if on else 'off'}",
+                      {s: _arm(args, s, mask_duplicates=on) for s in args.samplings})
+            for on in (True, False)]
+
+
+def _candidates(args) -> List[Condition]:
+    return [Condition(f"candidates: {CANDIDATE_LABELS[text]}",
+                      {s: _arm(args, s, candidate_text=text) for s in args.samplings})
+            for text in ("sentence", "sentence_context")]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    summary: str
+    conditions: Callable[..., List[Condition]]
+    full: dict = field(default_factory=dict)  # over COMMON_FULL
+    quick: dict = field(default_factory=dict)  # over COMMON_QUICK
+    varies: tuple = ()  # experiment options the recipe sets per arm (so they cannot be given)
+
+
+COMMON_FULL = {"steps": 100, "seeds": [0, 1, 2, 3, 4], "eval_fraction": 0.25, "languages": None,
+               "tatoeba_languages": [*TATOEBA_XQUAD_LANGUAGES, *TATOEBA_LOW_RESOURCE], "batch_size": 32, "max_query_length": 48,
+               "max_passage_length": 96, "eval_every": 0, "samplings": ["xx", "xy", "hybrid"],
+               "alphas": None}
+#: sized for <= 10 minutes on 2 cores with multilingual-e5-small: 4 languages in 3 scripts,
+#: two seeds, shorter texts and batches, Tatoeba on one XQuAD-R and one low-resource language
+COMMON_QUICK = {"steps": 16, "seeds": [0, 1], "eval_fraction": 0.2,
+                "languages": ["de", "en", "ru", "zh"], "tatoeba_languages": ["deu", "swh"],
+                "batch_size": 16, "max_query_length": 32, "max_passage_length": 64}
+
+RECIPES = {recipe.name: recipe for recipe in (
+    Recipe("sampling", "X-X, X-Y, hybrid and mixed: the study's nine orderings", _one,
+           full={"samplings": ["xx", "xy", "hybrid", "mixed"]},
+           quick={"samplings": ["xx", "xy", "hybrid", "mixed"], "steps": 12}),
+    Recipe("length", "X-X, X-Y, hybrid for 400 steps, evaluated every 100", _one,
+           full={"steps": 400, "eval_every": 100}, quick={"steps": 24, "eval_every": 12}),
+    Recipe("alpha", "hybrid at alpha 0, 0.25, 0.5, 0.75, 1: concave in alpha?", _alphas,
+           full={"alphas": [0.0, 0.25, 0.5, 0.75, 1.0], "samplings": ["hybrid"]},
+           quick={"alphas": [0.0, 0.5, 1.0]}, varies=("alpha", "samplings")),
+    Recipe("masking", "X-X, X-Y, hybrid with duplicate masking on and off", _masking,
+           quick={"samplings": ["xx", "hybrid"], "steps": 12}, varies=("mask_duplicates",)),
+    Recipe("candidates", "X-X, X-Y, hybrid with sentence and sentence + context candidates",
+           _candidates, quick={"samplings": ["xx", "hybrid"], "steps": 12},
+           varies=("candidate_text",)),
+)}
+
+
+def defaults(recipe: Recipe, quick: bool) -> dict:
+    """The recipe's value of every experiment option a user may leave unset."""
+    values = {**COMMON_FULL, **recipe.full}
+    if quick:
+        values.update({**COMMON_QUICK, **recipe.quick})
+    return values
