@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from hbt_fast.data import split_tatoeba
     from hbt_fast.data.files import refuse_overlap
 
-    with reported_as(USAGE, flags=("languages", "heldout_fraction", "seed", "min_lines")), warnings.catch_warnings(record=True) as caught:
+    flags = ("languages", "heldout_fraction", "seed", "min_lines")
+    with reported_as(USAGE, flags=flags), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         refuse_overlap(args.output, {"the --data folder": args.data}, name="--output")
         summary = split_tatoeba(args.data, args.output, heldout_fraction=args.heldout_fraction,

@@ -140,7 +140,8 @@ def run(args) -> int:
     from hbt_fast.data import resolve_data_dir
     from hbt_fast.evaluate import write_report
 
-    with reported_as(USAGE, flags=("languages", "k")):  # every input problem ends here, before or after the (long) encoding
+    # every input problem ends here, before or after the (long) encoding
+    with reported_as(USAGE, flags=("languages", "k")):
         _check_output(args)
         encoder = _encoder(args)
         result = _evaluate(args, encoder)
