@@ -169,6 +169,8 @@ def evaluate_tatoeba(encoder, data_dir=None, *, languages: Optional[Sequence[str
     seen, unseen and low-resource languages; see the module doc."""
     if side not in SIDES:
         raise ValueError(f"side must be 'passage' or 'query', got {side!r}")
+    if not isinstance(progress, bool):  # refused before the files are read
+        raise TypeError(f"progress must be True or False, got {progress!r}")
     _language_set(seen_languages, "seen_languages")  # refused before the long encoding
     _language_set(low_resource, "low_resource")
     data, skipped = _keep_long_enough(load_tatoeba(data_dir, languages), min_lines)

@@ -126,8 +126,9 @@ class TextEncoder(torch.nn.Module):
         ``preset`` is one of :data:`hbt_fast.models.PRESETS` (``"xlmr"``, ``"labse"``, ``"e5"``,
         ``"bge-m3"``, ``"paraphrase-multilingual"``); without one, the name's preset fills in what
         the folder's own files do not say. An explicit preset replaces the folder's own pooling
-        head (and its prompts, where the preset has some). Maximum lengths are the model's own, as sentence-transformers decides
-        them (:func:`hbt_fast.models.loading.model_max_length`), unless set. ``prefixes=True``
+        head (and its prompts, where the preset has some). Maximum lengths are the model's own,
+        as sentence-transformers decides them (:mod:`hbt_fast.models.loading`), unless set.
+        ``prefixes=True``
         adds the study's "Query: " / "Passage: "; ``query_prefix`` / ``passage_prefix`` and any
         other :class:`EncoderSettings` field override by keyword. ``bucket_cost``: see
         :meth:`embed_ids`.
