@@ -104,8 +104,15 @@ def _lareqa(arrays: dict, section: str, name: str):
 def _tatoeba(arrays: dict, section: str, name: str):
     directions = {"xx->eng": ("to_english",), "eng->xx": ("from_english",),
                   "both": ("to_english", "from_english")}
-    if section != "mean" or name not in directions:
+    # The sections are sets of languages (tatoeba's module doc); F1 is no mean over queries.
+    flags = {"mean": None, "low-resource": "low_resource", "seen": "seen", "unseen": "seen"}
+    if section not in flags or name not in directions:
         return None
+    if flags[section] is not None:
+        if flags[section] not in arrays:
+            return None
+        keep = np.asarray(arrays[flags[section]], dtype=bool)
+        arrays = {key: value[keep if section != "unseen" else ~keep] for key, value in arrays.items()}
     pair_units = _joined(arrays["language"], ":", arrays["line"])
     groups = np.unique(pair_units, return_inverse=True)[1].reshape(-1)
     parts = directions[name]

@@ -135,7 +135,12 @@ def score(data: TatoebaData, query_embeddings: dict, candidate_embeddings: dict,
                               [len(data.sentences[lang]) for lang in data.languages]),
         "line": np.concatenate([np.arange(len(data.sentences[lang])) for lang in data.languages]),
         "to_english": np.concatenate(correct[TO_ENGLISH]),
-        "from_english": np.concatenate(correct[FROM_ENGLISH])})
+        "from_english": np.concatenate(correct[FROM_ENGLISH]),
+        "low_resource": np.repeat([lang in low for lang in data.languages],
+                                  [len(data.sentences[lang]) for lang in data.languages]),
+        **({} if seen is None else {"seen": np.repeat(
+            [lang in seen for lang in data.languages],
+            [len(data.sentences[lang]) for lang in data.languages])})})
     return TaskResult(task="tatoeba", languages=list(per_language), headline=headline,
                       per_language=per_language, settings=settings, per_query=per_query)
 
