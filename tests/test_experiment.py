@@ -281,7 +281,7 @@ def test_each_recipe_builds_the_arms_it_describes():
     assert arms() == [{"xx": "xx", "xy": "xy", "hybrid": "hybrid-a0.5", "mixed": "mixed"}]
     assert arms("--recipe", "alpha", "--alphas", "0", "0.25") == [
         {"alpha 0": "hybrid-a0", "alpha 0.25": "hybrid-a0.25"}]
-    assert arms("--recipe", "masking", "--samplings", "xx") == [{"xx": "xx-mask"}, {"xx": "xx-nomask"}]
+    assert arms("--recipe", "masking", "--samplings", "xx") == [{"xx": "xx-nomask"}, {"xx": "xx-mask"}]
     assert arms("--recipe", "candidates", "--samplings", "xy") == [{"xy": "xy"}, {"xy": "xy-context"}]
     assert arms("--no-mask-duplicates", "--samplings", "hybrid", "--alpha", "0.3") == [
         {"hybrid": "hybrid-a0.3-nomask"}]

@@ -105,9 +105,10 @@ def _alphas(args) -> List[Condition]:
 
 
 def _masking(args) -> List[Condition]:
+    # Off first: the report's effect is second - first, masking's effect is on - off.
     return [Condition(f"duplicate masking {'on' if on else 'off'}",
                       {s: _arm(args, s, mask_duplicates=on) for s in args.samplings})
-            for on in (True, False)]
+            for on in (False, True)]
 
 
 def _candidates(args) -> List[Condition]:
