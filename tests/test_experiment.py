@@ -3,6 +3,7 @@ model (XQuAD-R split, Tatoeba, an MLQA-R-layout folder, reuse of finished runs).
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -230,6 +231,8 @@ def test_experiment_values_out_of_range_are_refused_by_the_parser(flags, message
     (["--recipe", "candidates", "--candidate-text", "sentence"], "--candidate-text: --recipe candidates sets it"),
     (["--recipe", "masking", "--no-mask-duplicates"], "--no-mask-duplicates: --recipe masking sets it"),
     (["--alphas", "0", "1"], "--alphas: only --recipe alpha trains several alphas"),
+    (["--tatoeba-train-languages", "deu"], "--tatoeba-train-languages: only --recipe many-languages"),
+    (["--recipe", "many-languages", "--samplings", "xx"], "--samplings: --recipe many-languages sets it"),
     (["--candidate-text", "sentence_context", "--eval-every", "5"],
      "--eval-every: evaluations during training encode candidates as sentences"),
     (["--recipe", "length", "--candidate-text", "sentence_context"],
@@ -283,6 +286,11 @@ def test_each_recipe_builds_the_arms_it_describes():
         {"alpha 0": "hybrid-a0", "alpha 0.25": "hybrid-a0.25"}]
     assert arms("--recipe", "masking", "--samplings", "xx") == [{"xx": "xx-nomask"}, {"xx": "xx-mask"}]
     assert arms("--recipe", "candidates", "--samplings", "xy") == [{"xy": "xy"}, {"xy": "xy-context"}]
+    assert arms("--recipe", "many-languages") == [
+        {"two-source": "hybrid-a0.5-two-source", "xx": "xx", "xy-tatoeba": "xy-tatoeba",
+         "mixed": "mixed", "english": "xx-english"}]
+    assert arms("--recipe", "multi-task", "--lang-exponent", "1") == [
+        {"two-source": "hybrid-a0.5-two-source-e1", "xx": "xx-e1"}]
     assert arms("--no-mask-duplicates", "--samplings", "hybrid", "--alpha", "0.3") == [
         {"hybrid": "hybrid-a0.3-nomask"}]
 
@@ -297,3 +305,72 @@ def test_experiment_offers_every_encoder_preset_and_names_converted_models(tmp_p
         json.dumps({"description": "multilingual-e5-small at Q4_0 fidelity"}))
     assert model_name(str(tmp_path)).startswith("multilingual-e5-small at Q4_0 fidelity")
     assert model_name("some/hub-name") == "some/hub-name"
+
+
+def few_tatoeba_lines(data_dir, root, languages=("deu", "fra", "swh"), lines=150):
+    """A data root with XQuAD-R and the first ``lines`` of a few Tatoeba languages (small
+    enough for a test, large enough for 20 held-out lines each)."""
+    (root / "tatoeba").mkdir(parents=True)
+    (root / "xquad-r").symlink_to(data_dir / "xquad-r")
+    for language in languages:
+        for side in (language, "eng"):
+            name = f"tatoeba.{language}-eng.{side}"
+            text = (data_dir / "tatoeba" / name).read_text(encoding="utf-8")
+            (root / "tatoeba" / name).write_text("".join(text.splitlines(keepends=True)[:lines]),
+                                                 encoding="utf-8")
+    return root
+
+
+def test_many_languages_recipe_trains_on_xquad_and_tatoeba_and_evaluates_zero_shot(
+        tiny_model_dir, data_dir, tmp_path):
+    output, data_dir = tmp_path / "many", few_tatoeba_lines(data_dir, tmp_path / "data")
+    assert main([*small_flags(output, data_dir, tiny_model_dir), "deu,swh", "--recipe",
+                 "many-languages", "--tatoeba-train-languages", "deu,fra", "--steps", "1",
+                 "--seeds", "0", "1", "--lang-exponent", "0.3"]) == 0
+    results = json.loads((output / "results.json").read_text())["results"]
+    arms = {"hybrid-a0.5-two-source-e0.3", "xx-e0.3", "xy-tatoeba-e0.3", "mixed-e0.3",
+            "xx-english-e0.3"}
+    assert set(results["runs"]) == arms
+    # the Tatoeba training rows: the training languages and English, no held-out sentence
+    rows = [json.loads(line) for line in
+            (output / "tatoeba-split" / "train-seen.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {row["lang"] for row in rows} == {"deu", "fra", "eng"}
+    held_out = set((output / "tatoeba-split" / "heldout" / "tatoeba.deu-eng.deu")
+                   .read_text(encoding="utf-8").splitlines())
+    assert held_out and not held_out & {row["query"] for row in rows}
+    # each arm trained on what it names
+    def config(arm):
+        return json.loads((output / f"{arm}-seed1" / "train" / "run_config.json").read_text())["config"]
+    two = config("hybrid-a0.5-two-source-e0.3")
+    assert (two["mode"], list(two["source_kinds"]), two["lang_exponent"]) == ("hybrid", ["xx", "xy"], 0.3)
+    assert [Path(p).name for p in two["train"]] == ["train.jsonl", "train-seen.jsonl"]
+    assert Path(config("xy-tatoeba-e0.3")["train"]).name == "train-seen.jsonl"
+    english = output / "split" / "train-english.jsonl"
+    assert Path(config("xx-english-e0.3")["train"]) == english
+    assert {json.loads(line)["lang"] for line in english.read_text().splitlines()} == {"en"}
+    # zero-shot on the held-out lines: deu seen, swh unseen and low-resource, for every run
+    for row in [results["untrained"]["untrained"], *results["runs"]["mixed-e0.3"]]:
+        assert set(row["tatoeba"]) == {"xquad-r", "low-resource", "seen", "unseen", "all"}
+    stored = PerQuery.load(output / "mixed-e0.3-seed0" / "per_query" / "tatoeba.npz")
+    assert stored.observations("seen/both").values.size and stored.observations("unseen/both").values.size
+    report = (output / "report.md").read_text()
+    assert "| ours | hybrid (X-X XQuAD-R + X-Y Tatoeba) |" in report and "Tatoeba unseen" in report
+    versus = report.split("### Tatoeba (held-out lines")[1].split("###")[0]
+    assert "| unseen/both |" in versus and versus.count("− ") == 4
+    assert "### XQuAD-R: hybrid (X-X XQuAD-R + X-Y Tatoeba) against each other run" in report
+
+
+def test_multi_task_recipe_judges_multi_task_against_single_task(tiny_model_dir, data_dir, tmp_path):
+    output, data_dir = tmp_path / "multi-task", few_tatoeba_lines(data_dir, tmp_path / "data")
+    assert main([*small_flags(output, data_dir, tiny_model_dir), "deu", "--recipe", "multi-task",
+                 "--tatoeba-train-languages", "deu", "--steps", "1", "--seeds", "0", "1", "2"]) == 0
+    results = json.loads((output / "results.json").read_text())
+    assert set(results["results"]["runs"]) == {"hybrid-a0.5-two-source", "xx"}
+    assert results["settings"]["tatoeba_train_languages"] == ["deu"]
+    report = (output / "report.md").read_text()
+    xquad = report.split("### XQuAD-R: hybrid (X-X XQuAD-R + X-Y Tatoeba) against each other run")[1]
+    xquad = xquad.split("###")[0]
+    assert "| multi/map@20 |" in xquad and "| multi/rank_distance |" in xquad
+    assert "n too small" not in xquad and "1 seed" not in xquad  # three seeds: a verdict
+    tatoeba = report.split("### Tatoeba (held-out lines")[1].split("###")[0]
+    assert "| seen/both |" in tatoeba and "unseen/both" not in tatoeba  # deu is the only one

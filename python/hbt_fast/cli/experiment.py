@@ -14,7 +14,7 @@ from hbt_fast.cli import LanguageList
 from hbt_fast.data.files import write_text_atomically
 from hbt_fast.experiments import sampling
 from hbt_fast.experiments.recipes import (COMMON_FULL, RECIPES, SAMPLINGS, TATOEBA_LOW_RESOURCE,
-                                          TATOEBA_XQUAD_LANGUAGES, defaults)
+                                          TATOEBA_RECIPES, TATOEBA_XQUAD_LANGUAGES, defaults)
 from hbt_fast.experiments.sampling import data_root, default_model, model_name, run_experiment
 from hbt_fast.experiments.statistics import MARGINS
 from hbt_fast.models.settings import PRESETS
@@ -116,6 +116,13 @@ def add_parser(subparsers) -> None:
                         help=f"comma-separated Tatoeba languages (the flag alone: none, skip "
                              f"Tatoeba; default XQuAD-R's {','.join(TATOEBA_XQUAD_LANGUAGES)} and "
                              f"the low-resource {','.join(TATOEBA_LOW_RESOURCE)})")
+    parser.add_argument("--tatoeba-train-languages", action=LanguageList, default=None,
+                        help="recipes many-languages and multi-task: comma-separated Tatoeba "
+                             "languages of the Tatoeba training source (default: every language "
+                             "with enough lines but the low-resource ones, which stay unseen)")
+    parser.add_argument("--lang-exponent", type=_number(float, -math.inf), default=None,
+                        help="X-X language weight n_lang ** E for every run (training default 0: "
+                             "uniform; 0.3 XLM-R's smoothing; 1 proportional)")
     parser.add_argument("--mlqa-r", type=Path, default=None, metavar="DIR",
                         help="also evaluate zero-shot on MLQA-R: a folder of <lang>.json as in "
                              "upstream's mlqa-dev-r/ (github.com/google-research-datasets/lareqa)")
@@ -132,6 +139,9 @@ def check_options(args: argparse.Namespace) -> None:
     if args.alphas is not None and recipe.name != "alpha":
         raise ValueError(f"--alphas: only --recipe alpha trains several alphas (this is "
                          f"--recipe {recipe.name}; --alpha sets hybrid's one alpha)")
+    if args.tatoeba_train_languages is not None and recipe.name not in TATOEBA_RECIPES:
+        raise ValueError(f"--tatoeba-train-languages: only --recipe {' and '.join(TATOEBA_RECIPES)} "
+                         f"train on Tatoeba (this is --recipe {recipe.name})")
     if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
         raise ValueError(f"--seeds: {' '.join(map(str, args.seeds))} repeats a seed; a paired "
                          "comparison needs distinct seeds")
@@ -165,7 +175,10 @@ def _settings(args: argparse.Namespace, model: str) -> dict:
             "eval_every": args.eval_every,
             "max_query_length": args.max_query_length, "max_passage_length": args.max_passage_length,
             "tatoeba_languages": args.tatoeba_languages,
-            "mlqa_r": None if args.mlqa_r is None else str(args.mlqa_r)}
+            "mlqa_r": None if args.mlqa_r is None else str(args.mlqa_r),
+            # only for the recipes it applies to, so the others' finished runs stay reusable
+            **({"tatoeba_train_languages": args.tatoeba_train_languages or "all but low-resource"}
+               if args.recipe in TATOEBA_RECIPES else {})}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -210,7 +223,8 @@ def _run(args: argparse.Namespace) -> int:
     settings = dict(fingerprint, recipe=args.recipe, seeds=args.seeds, quick=args.quick,
                     margin=rule.margin, rank_margin=rule.rank_margin,
                     minutes=round((time.perf_counter() - started) / 60, 1))
-    benchmarks = ["xquad-r"] + (["mlqa-r"] if args.mlqa_r is not None else [])
+    benchmarks = ["xquad-r"] + (["mlqa-r"] if args.mlqa_r is not None else []) + (
+        ["tatoeba"] if args.recipe in TATOEBA_RECIPES and args.tatoeba_languages else [])
     steps = evaluation_steps(results)
     evidence = Evidence.from_folder(output, [arm.name for arm in arms_of(conditions)], args.seeds,
                                     benchmarks, steps)

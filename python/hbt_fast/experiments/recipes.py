@@ -16,6 +16,16 @@ study's orderings are judged within a condition, and a factor's effect between c
   never negatives of each other's queries): does the comparison depend on false negatives?
 - ``candidates``: X-X, X-Y, hybrid with candidates (training passages and evaluation
   candidates) as the answer sentence alone and as the sentence + its paragraph (LAReQA's).
+- ``many-languages``: two sources, X-X batches from XQuAD-R and X-Y batches from Tatoeba's
+  training split (``hbt-fast convert-tatoeba``'s, made in the experiment folder), against
+  X-X-only (XQuAD-R), X-Y-only (Tatoeba), ``mixed`` (XQuAD-R) and English-only (XQuAD-R's
+  English X-X); zero-shot on the held-out Tatoeba lines (seen / unseen / low-resource) and the
+  held-out XQuAD-R articles.
+- ``multi-task``: single-task (XQuAD-R X-X) against multi-task (XQuAD-R X-X + Tatoeba X-Y) on
+  XQuAD-R multi mAP and rank distance and on held-out Tatoeba.
+
+The two Tatoeba recipes' sections are the same for every arm: "seen" are the evaluated
+languages in the Tatoeba training split (``--tatoeba-train-languages``), "unseen" the others.
 """
 
 from __future__ import annotations
@@ -24,10 +34,16 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
 __all__ = ["Arm", "COMMON_FULL", "COMMON_QUICK", "Condition", "LABELS", "RECIPES", "Recipe",
-           "SAMPLINGS", "TATOEBA_LOW_RESOURCE", "TATOEBA_XQUAD_LANGUAGES", "defaults"]
+           "SAMPLINGS", "TATOEBA_LOW_RESOURCE", "TATOEBA_RECIPES", "TATOEBA_XQUAD_LANGUAGES", "defaults"]
 
 SAMPLINGS = ("xx", "xy", "hybrid", "mixed")
 LABELS = {"untrained": "untrained", "xx": "X-X", "xy": "X-Y", "hybrid": "hybrid", "mixed": "mixed"}
+# What an arm trains on: XQuAD-R's training split (the default), its English rows only,
+# Tatoeba's training split, or both as two sources (X-X batches from XQuAD-R, X-Y from Tatoeba).
+XQUAD, ENGLISH, TATOEBA, TWO_SOURCES = "xquad-r", "english", "tatoeba", "xquad-r+tatoeba"
+DATA_LABELS = {XQUAD: "", ENGLISH: "XQuAD-R English only", TATOEBA: "Tatoeba",
+               TWO_SOURCES: "X-X XQuAD-R + X-Y Tatoeba"}
+DATA_SUFFIXES = {XQUAD: "", ENGLISH: "english", TATOEBA: "tatoeba", TWO_SOURCES: "two-source"}
 CANDIDATE_LABELS = {"sentence": "sentence", "sentence_context": "sentence + context"}
 # Tatoeba languages (ISO 639-3) that XQuAD-R also has; English is Tatoeba's pivot.
 TATOEBA_XQUAD_LANGUAGES = ("ara", "cmn", "deu", "ell", "hin", "rus", "spa", "tha", "tur", "vie")
@@ -45,6 +61,8 @@ class Arm:
     alpha: Optional[float] = None  # hybrid only
     mask_duplicates: Optional[bool] = None  # None: the training default
     candidate_text: str = "sentence"
+    data: str = XQUAD
+    lang_exponent: Optional[float] = None  # None: the training default
     label: str = field(default="", compare=False)
 
     @property
@@ -56,12 +74,26 @@ class Arm:
             parts.append("mask" if self.mask_duplicates else "nomask")
         if self.candidate_text != "sentence":
             parts.append("context")
+        if self.data != XQUAD:
+            parts.append(DATA_SUFFIXES[self.data])
+        if self.lang_exponent is not None:
+            parts.append(f"e{self.lang_exponent:g}")
         return "-".join(parts)
 
+    @property
+    def uses_tatoeba(self) -> bool:
+        return self.data in (TATOEBA, TWO_SOURCES)
+
     def settings(self) -> dict:
-        return {"sampling": self.sampling, "alpha": self.alpha,
-                "mask_duplicates": self.mask_duplicates, "candidate_text": self.candidate_text,
-                "label": self.label or LABELS[self.sampling]}
+        settings = {"sampling": self.sampling, "alpha": self.alpha,
+                    "mask_duplicates": self.mask_duplicates, "candidate_text": self.candidate_text,
+                    "label": self.label or LABELS[self.sampling]}
+        # only where set, so that the runs of the other recipes keep their fingerprints
+        if self.data != XQUAD:
+            settings["data"] = self.data
+        if self.lang_exponent is not None:
+            settings["lang_exponent"] = self.lang_exponent
+        return settings
 
 
 @dataclass(frozen=True)
@@ -73,8 +105,8 @@ class Condition:
 
 
 def _label(sampling: str, alpha: Optional[float], mask_duplicates: Optional[bool],
-           candidate_text: str) -> str:
-    parts = [LABELS[sampling]]
+           candidate_text: str, data: str = XQUAD) -> str:
+    parts = [f"{LABELS[sampling]} ({DATA_LABELS[data]})" if data != XQUAD else LABELS[sampling]]
     if alpha is not None:
         parts.append(f"alpha {alpha:g}")
     if mask_duplicates is not None:
@@ -90,9 +122,11 @@ def _arm(args, sampling: str, *, show_alpha: bool = False, **settings) -> Arm:
     # modes refuse an alpha
     candidate_text = settings.get("candidate_text", args.candidate_text)
     mask_duplicates = settings.get("mask_duplicates", args.mask_duplicates)
-    return Arm(sampling, alpha, mask_duplicates, candidate_text,
+    data = settings.get("data", XQUAD)
+    lang_exponent = getattr(args, "lang_exponent", None)
+    return Arm(sampling, alpha, mask_duplicates, candidate_text, data, lang_exponent,
                label=_label(sampling, alpha if show_alpha else None, mask_duplicates,
-                            candidate_text))
+                            candidate_text, data))
 
 
 def _one(args) -> List[Condition]:
@@ -117,6 +151,22 @@ def _candidates(args) -> List[Condition]:
             for text in ("sentence", "sentence_context")]
 
 
+def _many_languages(args) -> List[Condition]:
+    """The two-source run (key "two-source", the treatment) and its four alternatives."""
+    return [Condition("", {"two-source": _arm(args, "hybrid", data=TWO_SOURCES),
+                           "xx": _arm(args, "xx"), "xy-tatoeba": _arm(args, "xy", data=TATOEBA),
+                           "mixed": _arm(args, "mixed"), "english": _arm(args, "xx", data=ENGLISH)})]
+
+
+def _multi_task(args) -> List[Condition]:
+    return [Condition("", {"two-source": _arm(args, "hybrid", data=TWO_SOURCES),
+                           "xx": _arm(args, "xx")})]
+
+
+#: recipes that train on Tatoeba: their first arm ("two-source") is compared with each other arm
+TATOEBA_RECIPES = ("many-languages", "multi-task")
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str
@@ -130,9 +180,14 @@ class Recipe:
 COMMON_FULL = {"steps": 100, "seeds": [0, 1, 2, 3, 4], "eval_fraction": 0.25, "languages": None,
                "tatoeba_languages": [*TATOEBA_XQUAD_LANGUAGES, *TATOEBA_LOW_RESOURCE], "batch_size": 32, "max_query_length": 48,
                "max_passage_length": 96, "eval_every": 0, "samplings": ["xx", "xy", "hybrid"],
-               "alphas": None}
+               "alphas": None,
+               # Tatoeba recipes: None trains on every Tatoeba language with enough lines except
+               # the low-resource five, which stay unseen (zero-shot)
+               "tatoeba_train_languages": None}
 #: sized for <= 10 minutes on 2 cores with multilingual-e5-small: 4 languages in 3 scripts,
 #: two seeds, shorter texts and batches, Tatoeba on one XQuAD-R and one low-resource language
+#: --quick: four Tatoeba training languages in three scripts; swh evaluated unseen
+TATOEBA_TRAINING_QUICK = {"tatoeba_train_languages": ["deu", "fra", "rus", "cmn"], "steps": 12}
 COMMON_QUICK = {"steps": 16, "seeds": [0, 1], "eval_fraction": 0.2,
                 "languages": ["de", "en", "ru", "zh"], "tatoeba_languages": ["deu", "swh"],
                 "batch_size": 16, "max_query_length": 32, "max_passage_length": 64}
@@ -151,6 +206,13 @@ RECIPES = {recipe.name: recipe for recipe in (
     Recipe("candidates", "X-X, X-Y, hybrid with sentence and sentence + context candidates",
            _candidates, quick={"samplings": ["xx", "hybrid"], "steps": 12},
            varies=("candidate_text",)),
+    Recipe("many-languages", "X-X XQuAD-R + X-Y Tatoeba against X-X-only, X-Y-only (Tatoeba), "
+           "mixed and English-only; zero-shot on held-out Tatoeba", _many_languages,
+           quick=TATOEBA_TRAINING_QUICK,
+           varies=("samplings", "candidate_text")),
+    Recipe("multi-task", "single-task (XQuAD-R X-X) against multi-task (+ Tatoeba X-Y)",
+           _multi_task, quick=TATOEBA_TRAINING_QUICK,
+           varies=("samplings", "candidate_text")),
 )}
 
 

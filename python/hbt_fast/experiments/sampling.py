@@ -36,11 +36,15 @@ from typing import Optional
 
 from hbt_fast.data.files import write_text_atomically
 from hbt_fast.experiments.evidence import per_query_path
-from hbt_fast.experiments.recipes import TATOEBA_LOW_RESOURCE, TATOEBA_XQUAD_LANGUAGES, Arm
+from hbt_fast.experiments.recipes import (ENGLISH, TATOEBA, TATOEBA_LOW_RESOURCE,
+                                          TATOEBA_XQUAD_LANGUAGES, TWO_SOURCES, XQUAD, Arm)
 
 RESULT_FILE = "result.json"
 TRAIN_DIR = "train"  # the trainer's own folder inside a run's: it holds only what training writes
 UNTRAINED = {"sentence": "untrained", "sentence_context": "untrained-context"}
+TATOEBA_SPLIT = "tatoeba-split"  # convert-tatoeba's output, for the recipes that train on Tatoeba
+ENGLISH_TRAIN = "train-english.jsonl"  # XQuAD-R's English training rows
+TATOEBA_TRAIN = "train-seen.jsonl"  # Tatoeba's training rows of the training languages
 
 
 def model_name(model: Optional[str]) -> str:
@@ -83,6 +87,9 @@ def _tatoeba_row(result, languages) -> dict:
         if chosen:
             row[name] = sum((result.per_language[lang]["xx->eng"] + result.per_language[lang]["eng->xx"]) / 2
                             for lang in chosen) / len(chosen)
+    for section in ("seen", "unseen"):
+        if section in result.headline:
+            row[section] = result[section]["both"]
     row["all"] = result["mean"]["both"]
     return row
 
@@ -93,7 +100,7 @@ def evaluate_model(encoder, tasks: dict, run_dir: Path, *, candidate_text: str =
     each benchmark's per-query values go to ``run_dir/per_query/<benchmark>.npz``.
 
     ``tasks`` maps "xquad-r" (the held-out split), optionally "mlqa-r", to folders, and
-    "tatoeba" to ``(folder, languages)`` or None; ``done`` holds results already computed for
+    "tatoeba" to ``(folder, languages)`` or ``(folder, languages, seen_languages)``, or None; ``done`` holds results already computed for
     this encoder (the trainer's final evaluation of XQuAD-R), which are not computed again.
     """
     from hbt_fast.evaluate import evaluate_lareqa, evaluate_tatoeba
@@ -106,8 +113,9 @@ def evaluate_model(encoder, tasks: dict, run_dir: Path, *, candidate_text: str =
             results[benchmark] = evaluate_lareqa(encoder, tasks[benchmark], task=benchmark,
                                                  candidate_text=candidate_text)
     if tasks.get("tatoeba") is not None:
-        folder, languages = tasks["tatoeba"]
-        results["tatoeba"] = evaluate_tatoeba(encoder, folder, languages=languages)
+        folder, languages, *seen = tasks["tatoeba"]
+        results["tatoeba"] = evaluate_tatoeba(encoder, folder, languages=languages,
+                                              seen_languages=seen[0] if seen else None)
     encoder.clear_cache()
     row = {}
     for benchmark, result in results.items():
@@ -175,7 +183,23 @@ def _arm_settings(arm: Arm) -> dict:
         settings["alpha"] = arm.alpha
     if arm.mask_duplicates is not None:
         settings["mask_duplicates"] = arm.mask_duplicates
+    if arm.lang_exponent is not None:
+        settings["lang_exponent"] = arm.lang_exponent
     return settings
+
+
+def training_files(split_dir: Path, tatoeba_dir: Optional[Path], arm: Arm) -> dict:
+    """``TrainConfig``'s ``train`` (and ``source_kinds``) for what ``arm`` trains on."""
+    xquad = str(split_dir / "train.jsonl")
+    if arm.data == XQUAD:
+        return {"train": xquad}
+    if arm.data == ENGLISH:
+        return {"train": str(split_dir / ENGLISH_TRAIN)}
+    tatoeba = str(tatoeba_dir / TATOEBA_TRAIN)
+    if arm.data == TATOEBA:
+        return {"train": tatoeba}
+    assert arm.data == TWO_SOURCES, arm.data
+    return {"train": (xquad, tatoeba), "source_kinds": ("xx", "xy")}
 
 
 def evaluations_of(run_dir: Path) -> list:
@@ -210,7 +234,7 @@ def _per_query_of_evaluations(run_dir: Path):
 
 
 def train_and_evaluate(args, model: str, split_dir: Path, run_dir: Path, arm: Arm, seed: int,
-                       tasks: dict) -> dict:
+                       tasks: dict, tatoeba_dir: Optional[Path] = None) -> dict:
     from hbt_fast.train import TrainConfig, Trainer
     from hbt_fast.train.checkpoint import CheckpointDirectory
 
@@ -218,7 +242,8 @@ def train_and_evaluate(args, model: str, split_dir: Path, run_dir: Path, arm: Ar
     periodic = {"eval": f"xquad-r:{split_dir / 'eval'}", "eval_every": args.eval_every} \
         if args.eval_every else {}
     config = TrainConfig(
-        model=model, train=str(split_dir / "train.jsonl"), output=str(train_dir), **_arm_settings(arm),
+        model=model, **training_files(split_dir, tatoeba_dir, arm), output=str(train_dir),
+        **_arm_settings(arm),
         batch_size=args.batch_size, lr=args.lr, steps=args.steps, seed=seed,
         freeze_word_embeddings=args.freeze_word_embeddings, max_query_length=args.max_query_length,
         max_passage_length=args.max_passage_length, progress=sys.stderr.isatty(),
@@ -247,6 +272,40 @@ def _drop_checkpoints(run_dir: Path) -> None:
     the final model stays in ``train/model/``."""
     shutil.rmtree(run_dir / TRAIN_DIR / "checkpoints", ignore_errors=True)
     shutil.rmtree(run_dir / TRAIN_DIR / "best", ignore_errors=True)
+
+
+def _filter_rows(source: Path, target: Path, keep) -> int:
+    """Copy the JSONL rows of ``source`` that ``keep`` accepts to ``target``; their count."""
+    kept = [line for line in source.read_text(encoding="utf-8").splitlines()
+            if line.strip() and keep(json.loads(line))]
+    write_text_atomically(target, "".join(f"{line}\n" for line in kept))
+    return len(kept)
+
+
+def english_rows(split_dir: Path) -> None:
+    """``split_dir/train-english.jsonl``: the English rows of the XQuAD-R training split."""
+    if _filter_rows(split_dir / "train.jsonl", split_dir / ENGLISH_TRAIN,
+                    lambda row: row["lang"] == "en") == 0:
+        raise SystemExit("English-only fine-tuning needs English in --languages")
+
+
+def prepare_tatoeba(args, tatoeba: Path, folder: Path) -> list:
+    """Split Tatoeba (``hbt-fast convert-tatoeba``) into ``folder``: held-out lines of every
+    language evaluated or trained, and ``train-seen.jsonl``, the training rows of the training
+    languages (``--tatoeba-train-languages``; default every language with enough lines but the
+    low-resource five) and English. Returns the training languages (Tatoeba's "seen")."""
+    from hbt_fast.data.tatoeba_split import ENGLISH as PIVOT, split_tatoeba
+
+    if not tatoeba.is_dir():
+        raise SystemExit(f"--recipe {args.recipe} trains on Tatoeba: {tatoeba} is no folder")
+    chosen = args.tatoeba_train_languages
+    languages = None if chosen is None else sorted({*chosen, *(args.tatoeba_languages or [])})
+    summary = split_tatoeba(tatoeba, folder, seed=args.split_seed, languages=languages)
+    seen = [lang for lang in summary["languages"]
+            if (lang in chosen if chosen is not None else lang not in TATOEBA_LOW_RESOURCE)]
+    training = set(seen) | {PIVOT}
+    _filter_rows(folder / "train.jsonl", folder / TATOEBA_TRAIN, lambda row: row["lang"] in training)
+    return seen
 
 
 def arms_of(conditions) -> list:
@@ -279,6 +338,16 @@ def run_experiment(args, root: Path, model: str, output: Path, fingerprint: dict
     tasks = {"xquad-r": next(iter(splits.values())) / "eval", "mlqa-r": args.mlqa_r,
              "tatoeba": (tatoeba, args.tatoeba_languages)
              if args.tatoeba_languages and tatoeba.is_dir() else None}
+    tatoeba_dir = None
+    if any(arm.uses_tatoeba for arm in arms):
+        tatoeba_dir = output / TATOEBA_SPLIT
+        seen = prepare_tatoeba(args, tatoeba, tatoeba_dir)
+        # every arm, the untrained model too, is evaluated on the held-out lines only
+        tasks["tatoeba"] = (tatoeba_dir / "heldout", args.tatoeba_languages, seen) \
+            if args.tatoeba_languages else None
+    if any(arm.data == ENGLISH for arm in arms):
+        for split_dir in splits.values():
+            english_rows(split_dir)
     results = {"arms": {arm.name: arm.settings() for arm in arms},
                "conditions": [{"label": c.label, "arms": {key: arm.name for key, arm in c.arms.items()}}
                               for c in conditions],
@@ -299,7 +368,8 @@ def run_experiment(args, root: Path, model: str, output: Path, fingerprint: dict
             row = _cached(run_dir, this)
             if row is None:
                 row = _finish(run_dir, this, train_and_evaluate(
-                    args, model, splits[arm.candidate_text], run_dir, arm, seed, tasks))
+                    args, model, splits[arm.candidate_text], run_dir, arm, seed, tasks,
+                    tatoeba_dir))
                 _drop_checkpoints(run_dir)
             results["runs"].setdefault(arm.name, []).append(row)
             print(f"seed {seed} {arm.label}: XQuAD-R multi {json.dumps(row['xquad-r']['multi'])}",

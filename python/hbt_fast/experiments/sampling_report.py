@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from hbt_fast.experiments.evidence import Evidence
-from hbt_fast.experiments.recipes import LABELS
+from hbt_fast.experiments.recipes import LABELS, TATOEBA_RECIPES
 from hbt_fast.experiments.statistics import (DEFAULT_SEEDS, MARGINS, TOO_FEW_SEEDS, Verdict,
                                              margin_for, mean_std, verdict)
 
@@ -57,6 +57,10 @@ CLAIMS = [
     ("hybrid has a lower rank distance than X-X", f"multi/{DISTANCE}", "hybrid", "xx", BEATS),
     ("hybrid has a lower rank distance than X-Y", f"multi/{DISTANCE}", "hybrid", "xy", BEATS),
 ]
+ACCURACY = "accuracy"
+# Tatoeba's columns of results.json (accuracy@1, both directions) and their per-query metrics
+TATOEBA_SECTIONS = {"all": "mean/both", "seen": "seen/both", "unseen": "unseen/both",
+                    "low-resource": "low-resource/both"}
 LAREQA_METRICS = (f"mono/{MAP}", f"cross/{MAP}", f"multi/{MAP}", f"multi/{DISTANCE}")
 # Differences shown with their intervals: (first, second terms) of each column.
 DIFFERENCES = (("hybrid − X-X", {"hybrid": 1.0}, {"xx": 1.0}),
@@ -159,8 +163,10 @@ def judge(evidence: Evidence, benchmark: str, metric: str, first: Dict[str, floa
     treatment, baseline = evidence.pair(first, second, benchmark, metric, step)
     if treatment.values.shape[0] < 2:
         return None
+    # Tatoeba's "section/both" is an accuracy: the margin of the scores
+    margin_metric = ACCURACY if benchmark == "tatoeba" else metric
     return verdict(treatment.values, baseline.values, treatment.groups, weights=treatment.weights,
-                   **rule.arguments(metric, kind))
+                   **rule.arguments(margin_metric, kind))
 
 
 def _verdict_text(result: Optional[Verdict]) -> str:
@@ -201,7 +207,9 @@ def _columns(summary: dict) -> list:
     columns += [(header, metric, 3) for header, metric in (
         ("MLQA-R mono", f"mlqa-r/mono/{MAP}"), ("cross", f"mlqa-r/cross/{MAP}"),
         ("multi", f"mlqa-r/multi/{MAP}"), ("Tatoeba (XQuAD-R langs)", "tatoeba/xquad-r"),
-        ("Tatoeba (low-resource)", "tatoeba/low-resource")) if metric in have]
+        ("Tatoeba (low-resource)", "tatoeba/low-resource"), ("Tatoeba seen", "tatoeba/seen"),
+        ("Tatoeba unseen", "tatoeba/unseen"), ("Tatoeba all", "tatoeba/all"))
+        if metric in have and (metric != "tatoeba/all" or "tatoeba/seen" in have)]
     return columns
 
 
@@ -339,6 +347,39 @@ def effect_section(evidence: Evidence, benchmark: str, conditions: list, rule: R
     return text
 
 
+def versus_section(evidence: Evidence, benchmark: str, condition: dict, summary: dict,
+                   rule: Rule) -> List[str]:
+    """The condition's first arm (the treatment) against each other arm: estimate, interval and
+    verdict of "first beats other" (margin 0) on each metric of ``benchmark``."""
+    (_, treatment), *others = condition["arms"].items()
+    if benchmark == "tatoeba":
+        metrics = [metric for column, metric in TATOEBA_SECTIONS.items()
+                   if f"tatoeba/{column}" in summary[treatment]]
+    else:
+        metrics = list(LAREQA_METRICS)
+    if not others or not metrics:
+        return []
+    name = BENCHMARK_NAMES.get(benchmark, "Tatoeba (held-out lines, accuracy@1 both directions)")
+    text = [f"### {name}: {_arm_label(condition, treatment)} against each other run", "",
+            "Positive: the first is better; margin 0: \"better\" when the whole interval is "
+            "above 0, \"worse\" when below.", "",
+            "| metric | " + " | ".join(f"− {_arm_label(condition, arm)}" for _, arm in others)
+            + " |", "|---|" + "---|" * len(others)]
+    for metric in metrics:
+        cells = []
+        for _, other in others:
+            result = judge(evidence, benchmark, metric, {treatment: 1.0}, {other: 1.0}, rule, BEATS)
+            word = "" if result is None or result.verdict == TOO_FEW_SEEDS else \
+                {"reproduced": "better ", "refuted": "worse "}.get(result.verdict, "")
+            cells.append(word + _interval_cell(result))
+        text.append(f"| {metric} | " + " | ".join(cells) + " |")
+    return text
+
+
+def _arm_label(condition: dict, arm: str) -> str:
+    return condition.get("labels", {}).get(arm, arm)
+
+
 def timing(results: dict, settings: dict) -> str:
     runs = [row for rows in results["runs"].values() for row in rows]
     evaluated = [*results["untrained"].values(), *runs]
@@ -366,9 +407,16 @@ def report(results: dict, settings: dict, evidence: Evidence, rule: Rule = Rule(
             "MLQA-R (when given) and Tatoeba (accuracy@1, both directions) are zero-shot.", ""]
     if recipe == "alpha":
         text += [*alpha_section(evidence, conditions[0], rule), ""]
+    if recipe in TATOEBA_RECIPES:
+        condition = dict(conditions[0], labels={name: settings["label"] for name, settings
+                                                in results["arms"].items()})
+        for benchmark in [*benchmarks, *(["tatoeba"] if any(
+                key.startswith("tatoeba/") for figures in summary.values() for key in figures)
+                else [])]:
+            text += [*versus_section(evidence, benchmark, condition, summary, rule), ""]
     for benchmark in benchmarks:
         for condition in conditions:
-            if recipe == "alpha":
+            if recipe in ("alpha", *TATOEBA_RECIPES):
                 break
             where = f" ({condition['label']})" if condition["label"] else ""
             found = claims(evidence, benchmark, condition["arms"], rule)
