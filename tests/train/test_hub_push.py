@@ -81,7 +81,7 @@ def test_a_failed_push_ends_with_one_line_and_keeps_the_trained_model(flags, hub
 @pytest.mark.parametrize("problem, message", [
     ("no token", "no Hugging Face token; set HF_TOKEN or run `hf auth login`"),
     ("offline", "HF_HUB_OFFLINE is set, so nothing can be pushed"),
-    ("bad id", "hub_model_id: 'not a repo id' is not a Hub repository id"),
+    ("bad id", "--push-to-hub: 'not a repo id' is not a Hub repository id"),
 ])
 def test_a_push_that_could_never_work_is_refused_before_training(flags, hub, capsys, tmp_path, monkeypatch,
                                                                  problem, message):
