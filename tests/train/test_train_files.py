@@ -122,7 +122,7 @@ def test_a_resume_with_other_lengths_prepares_the_store_again(tiny_model_dir, tm
     output = tmp_path / "run"
     with pytest.raises(Crash):
         file_trainer(tiny_model_dir, output, str(pairs_file), save_every=2, callbacks=[CrashAt(3)]).train()
-    assert json.loads((output / "token_store" / "manifest.json").read_text())["settings"]["max_passage_length"] == 256
+    assert json.loads((output / "token_store" / "manifest.json").read_text())["settings"]["max_passage_length"] == 512  # the model's own length
     resumed = file_trainer(tiny_model_dir, output, str(pairs_file), save_every=2, resume=True,
                            override=("max_passage_length",), max_passage_length=32)
     assert resumed.corpus.manifest["settings"]["max_passage_length"] == 32
