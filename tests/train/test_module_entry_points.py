@@ -22,7 +22,7 @@ def test_python_dash_m_runs_the_command_line(module, tmp_path):
     assert done.returncode == 0 and done.stdout.strip() == f"hbt_fast {hbt_fast.__version__}", done.stderr
     misuse = subprocess.run([sys.executable, "-m", module, "train", "--model", "m", "--train", "x", "--output",
                              str(tmp_path / "a-file"), "--steps", "0"], capture_output=True, text=True, env=ENV)
-    assert misuse.returncode == 2 and misuse.stderr == "hbt-fast train: error: steps must be >= 1, got 0\n"
+    assert misuse.returncode == 2 and misuse.stderr == "hbt-fast train: error: --steps must be >= 1, got 0\n"
 
 
 def readme_torchrun_line() -> list:
