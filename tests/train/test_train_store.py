@@ -14,8 +14,8 @@ from train_helpers import log_losses, make_trainer, synthetic_corpus
 def pairs_and_store(tiny_model_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("store")
     write_pairs_jsonl(folder / "pairs.jsonl", synthetic_corpus(negatives=2).records())
-    encoder = TextEncoder.from_pretrained(tiny_model_dir, show_progress=False,
-                                          max_query_length=64, max_passage_length=256)
+    # The model's own lengths, as a training run without length settings takes them.
+    encoder = TextEncoder.from_pretrained(tiny_model_dir, show_progress=False)
     write_token_store([folder / "pairs.jsonl"], folder / "store", encoder.tokenizer, encoder.settings,
                       tokenizer_name=str(tiny_model_dir), chunk_pairs=10, progress=False)
     return folder / "pairs.jsonl", folder / "store"
@@ -41,5 +41,5 @@ def test_training_from_the_store_gives_the_in_memory_losses(tiny_model_dir, tmp_
 
 def test_a_store_for_other_lengths_is_refused_before_training(tiny_model_dir, tmp_path, pairs_and_store):
     _, store = pairs_and_store
-    with pytest.raises(ValueError, match=r"max_passage_length 256 \(store\) vs 32 \(the run's model\)"):
+    with pytest.raises(ValueError, match=r"max_passage_length 512 \(store\) vs 32 \(the run's model\)"):
         make_trainer(tiny_model_dir, tmp_path / "run", corpus=TokenStore(store), max_passage_length=32)
