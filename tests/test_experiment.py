@@ -182,13 +182,6 @@ def test_candidates_recipe_trains_and_evaluates_with_context_candidates(tiny_mod
     assert "| ours | untrained, sentence + context |" in report
 
 
-def _has_mask_duplicates() -> bool:
-    from hbt_fast.experiments.sampling import training_setting
-
-    return training_setting("mask_duplicates") is not None
-
-
-@pytest.mark.skipif(not _has_mask_duplicates(), reason="TrainConfig has no mask_duplicates setting yet")
 def test_masking_recipe_passes_mask_duplicates_to_each_run(tiny_model_dir, data_dir, tmp_path):
     output = tmp_path / "masking"
     assert main([*small_flags(output, data_dir, tiny_model_dir), "--recipe", "masking",
@@ -198,15 +191,6 @@ def test_masking_recipe_passes_mask_duplicates_to_each_run(tiny_model_dir, data_
         assert config["mask_duplicates"] is expected
     report = (output / "report.md").read_text()
     assert "### Effect on XQuAD-R: duplicate masking on − duplicate masking off" in report
-
-
-@pytest.mark.skipif(_has_mask_duplicates(), reason="TrainConfig has mask_duplicates")
-def test_masking_without_the_training_setting_is_refused_before_anything_runs(data_dir, tmp_path, capsys):
-    output = tmp_path / "masking"
-    assert main(["experiment", "--output", str(output), "--data", str(data_dir), "--recipe",
-                 "masking"]) == 2
-    assert "this version's training has no mask_duplicates setting" in capsys.readouterr().err
-    assert not output.exists()
 
 
 @pytest.mark.parametrize("flags, message", [

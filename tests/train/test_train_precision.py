@@ -15,6 +15,7 @@ import torch
 from train_helpers import first_batch_gradients, gradients, log_records, make_trainer, without_dropout
 
 from hbt_fast.train import components
+from hbt_fast.train.masking import joint_groups
 
 
 def test_an_accumulated_update_is_the_gradient_of_the_batches_mean_loss(tiny_model_dir, tmp_path):
@@ -28,7 +29,8 @@ def test_an_accumulated_update_is_the_gradient_of_the_batches_mean_loss(tiny_mod
     for batch in batches:
         inputs = trainer.tokens.step_inputs(*batch)
         queries, passages = trainer.sides("query", inputs.query_ids), trainer.sides("passage", inputs.passage_ids)
-        loss = trainer.loss_fn(queries, passages, inputs.query_groups, inputs.passage_groups)
+        groups = joint_groups(inputs.query_groups, inputs.passage_groups)  # (group, text) keys -> ids
+        loss = trainer.loss_fn(queries, passages, *groups)
         (loss / len(batches)).backward()
         losses.append(float(loss.detach()))
     expected = gradients(trainer)

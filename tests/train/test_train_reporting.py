@@ -157,9 +157,9 @@ def test_report_to_takes_several_destinations_and_transformers_flag_names():
     assert parse("--gradient-accumulation-steps", "3").gradient_accumulation_steps == 3
     assert parse("--push-to-hub", "me/model").hub_model_id == parse("--hub-model-id", "me/model").hub_model_id
     assert parse("--fp16").fp16 is True
-    with pytest.raises(ValueError, match="report_to 'none' excludes every destination"):
+    with pytest.raises(ValueError, match="--report-to 'none' excludes every destination"):
         parse("--report-to", "none,jsonl")
-    with pytest.raises(ValueError, match=r"report_to must be one of .*got 'csv'"):
+    with pytest.raises(ValueError, match=r"--report-to must be one of .*got 'csv'"):
         parse("--report-to", "jsonl,csv")
     config = TrainConfig(model="m", train="t", output="o", steps=1, report_to=["tensorboard", "jsonl"])
     config.validate()

@@ -91,7 +91,8 @@ def test_groups_of_two_sources_never_share_an_id(tiny_model_dir, tmp_path, sourc
     for batch in trainer.sampler:
         inputs = trainer.tokens.step_inputs(*batch)
         source = 0 if batch.kind == "xx" else 1
-        seen[source] |= set(inputs.passage_groups.tolist()) | set(inputs.query_groups.tolist())
+        # Keys are (group, text id) rows when duplicates are masked: the group is column 0.
+        seen[source] |= set(inputs.passage_groups[:, 0].tolist()) | set(inputs.query_groups[:, 0].tolist())
     assert seen[0] and seen[1] and not seen[0] & seen[1]
 
 

@@ -196,7 +196,7 @@ def _run(args: argparse.Namespace) -> int:
     from hbt_fast._outputs import refuse_overlap
     from hbt_fast.cli import USAGE, CommandError, reported_as
     from hbt_fast.experiments.evidence import Evidence
-    from hbt_fast.experiments.sampling import arms_of, check_arms
+    from hbt_fast.experiments.sampling import arms_of
     from hbt_fast.experiments.sampling_report import Rule, evaluation_steps, report, summarise
 
     with reported_as(USAGE):
@@ -204,7 +204,6 @@ def _run(args: argparse.Namespace) -> int:
         args = apply_defaults(args)
         conditions = RECIPES[args.recipe].conditions(args)
         _check_periodic_evaluation(args, conditions)
-        check_arms(arms_of(conditions))
         rule = Rule(margin=args.margin, rank_margin=args.rank_margin)
     root = data_root(args.data)
     if args.mlqa_r is not None and not args.mlqa_r.is_dir():

@@ -160,21 +160,6 @@ def _finish(folder: Path, fingerprint: dict, row: dict) -> dict:
     return row
 
 
-def training_setting(name: str) -> Optional[dataclasses.Field]:
-    """``TrainConfig``'s field ``name``, or None when this version has no such setting."""
-    from hbt_fast.train import TrainConfig
-
-    return next((f for f in dataclasses.fields(TrainConfig) if f.name == name), None)
-
-
-def check_arms(arms) -> None:
-    """Refuse, before anything runs, arms whose settings this version's training lacks."""
-    if any(arm.mask_duplicates is not None for arm in arms) and \
-            training_setting("mask_duplicates") is None:
-        raise ValueError("--no-mask-duplicates / --recipe masking: this version's training has "
-                         "no mask_duplicates setting, so masking cannot be switched")
-
-
 def _arm_settings(arm: Arm) -> dict:
     """What ``TrainConfig`` gets from the arm: ``mask_duplicates`` only when the arm sets it, so
     the training default applies otherwise."""
@@ -316,9 +301,11 @@ def arms_of(conditions) -> list:
 def _arm_fingerprint(arm: Arm) -> dict:
     settings = arm.settings()
     settings.pop("label")
-    setting = training_setting("mask_duplicates")
-    if settings["mask_duplicates"] is None and setting is not None:  # the training default
-        settings["mask_duplicates"] = setting.default
+    if settings["mask_duplicates"] is None:  # the training default, named in the fingerprint
+        from hbt_fast.train import TrainConfig
+
+        settings["mask_duplicates"] = next(
+            f.default for f in dataclasses.fields(TrainConfig) if f.name == "mask_duplicates")
     return settings
 
 
