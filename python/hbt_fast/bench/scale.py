@@ -11,7 +11,11 @@ texts), then each of these runs in a fresh process, so that its peak RSS is its 
 * ``hbt-fast train --train FILE`` for a few steps: the file prepared into the run folder, then
   trained from (end to end in one process: its peak RSS includes the preparation);
 * optionally the in-memory path (``Trainer(config, corpus=read_pairs(FILE))``: every text
-  tokenized into Python lists), where affordable.
+  tokenized into Python lists), where affordable: its steps are the store's steps (same seed,
+  same batches), so the median seconds per step compare the two input paths;
+* ``SentenceTransformerTrainer`` with ``MultipleNegativesRankingLoss`` on the same JSONL (read
+  with ``datasets.load_dataset("json")``, as its users do; the same model, batch size and number
+  of steps): peak RSS and seconds to its first step, where sentence-transformers is installed.
 
 Evaluation at scale (:func:`measure_eval`): a synthetic BEIR-layout corpus of N passages is
 evaluated by ``hbt-fast eval --task miracl --embedding-cache`` (streamed, sharded), once from
@@ -96,6 +100,41 @@ MEMORY_TRAIN = (
     "Trainer(TrainConfig(model=model, train=data, output=output, steps=int(steps), batch_size=int(batch_size), "
     "progress=False, save_every=0, log_every=1), corpus=read_pairs(data)).train()")
 
+# What a sentence-transformers user runs on the same file: the JSONL through datasets (converted
+# to a memory-mapped Arrow cache, in the run's folder so that every run pays for it), the same
+# model, batch size and steps; a callback writes one line per step to ``log`` so that the first
+# step's time is read the same way as hbt-fast train's.
+ST_TRAIN = """
+import json, sys, time
+from datasets import load_dataset
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+from sentence_transformers import SentenceTransformerTrainingArguments
+from sentence_transformers.losses import MultipleNegativesRankingLoss
+from transformers import TrainerCallback
+
+model_path, data, output, steps, batch_size = sys.argv[1:]
+
+class StepLog(TrainerCallback):
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.last = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.perf_counter()
+        with open(output + "/train_log.jsonl", "a") as log:
+            log.write(json.dumps({"step": state.global_step, "loss": 0.0, "seconds": now - self.last}) + "\\n")
+        self.last = now
+
+dataset = load_dataset("json", data_files=data, split="train", cache_dir=output + "/hf-cache")
+dataset = dataset.select_columns(["query", "passage"])
+model = SentenceTransformer(model_path, device="cpu")
+arguments = SentenceTransformerTrainingArguments(
+    output_dir=output, max_steps=int(steps), per_device_train_batch_size=int(batch_size),
+    save_strategy="no", report_to="none", logging_strategy="no", disable_tqdm=True,
+    dataloader_drop_last=True, use_cpu=True)
+SentenceTransformerTrainer(model=model, args=arguments, train_dataset=dataset,
+                           loss=MultipleNegativesRankingLoss(model), callbacks=[StepLog()]).train()
+"""
+
 
 def _watch_first_line(log: Path, started: float, done: threading.Event, seen: dict) -> None:
     while not done.is_set():
@@ -117,6 +156,8 @@ def _child(command: list, output: Path, timeout: float, log: Optional[Path] = No
         argv = [sys.executable, "-m", "hbt_fast.bench.scale", str(output), *command]
     elif command[0] == "memory-train":
         argv = [sys.executable, "-c", MEMORY_TRAIN, *command[1:]]
+    elif command[0] == "st-train":
+        argv = [sys.executable, "-c", ST_TRAIN, *command[1:]]
     else:
         argv = [sys.executable, "-c", CLI, *command]
     errors = output.with_suffix(".stderr")
@@ -146,8 +187,9 @@ def _child(command: list, output: Path, timeout: float, log: Optional[Path] = No
     return report
 
 
-def measure(pairs: int, model: str, folder: Path, *, steps: int = 3, in_memory: bool = False,
-            tokenizer_sample: int = 100_000, timeout: float = 7200) -> dict:
+def measure(pairs: int, model: str, folder: Path, *, steps: int = 20, in_memory: bool = False,
+            sentence_transformers: bool = True, tokenizer_sample: int = 100_000,
+            timeout: float = 7200) -> dict:
     """Every figure for one corpus size (see the module docstring)."""
     data = synthetic_pairs(folder / f"pairs-{pairs}.jsonl", pairs)
     store = folder / f"store-{pairs}"
@@ -164,6 +206,9 @@ def measure(pairs: int, model: str, folder: Path, *, steps: int = 3, in_memory: 
     if in_memory:
         runs["train_memory"] = ["memory-train", model, str(data), str(folder / "run-memory"), str(steps),
                                 str(BATCH_SIZE)]
+    if sentence_transformers and _installed("sentence_transformers"):
+        (folder / "run-st").mkdir()
+        runs["train_st"] = ["st-train", model, str(data), str(folder / "run-st"), str(steps), str(BATCH_SIZE)]
     for name, command in runs.items():
         run = folder / name.replace("train_", "run-")
         figures[name] = _child(command, folder / f"{name}.json", timeout, log=run / "train_log.jsonl")
@@ -270,6 +315,18 @@ def measure_sampler(pairs: int, folder: Path, timeout: float = 3600) -> dict:
     return report
 
 
+def _installed(package: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(package) is not None
+
+
+def _median_step_s(figures: dict) -> Optional[float]:
+    """Median seconds of a run's steps after the first (which warms caches and allocators)."""
+    steps = [step["seconds"] for step in figures.get("steps", [])[1:]]
+    return float(np.median(steps)) if steps else None
+
+
 def _steps(run: Path) -> list:
     records = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     return [{"loss": r["loss"], "seconds": r["seconds"]} for r in records if "loss" in r]
@@ -294,9 +351,16 @@ def summary(figures: dict) -> dict:
         "train_file_first_step_s": figures["train_file"].get("first_step_s"),
     }
     rows["prepare_vs_tokenizer"] = rows["prepare_pairs_per_s"] / rows["tokenizer_pairs_per_s"]
+    rows["store_step_s"] = _median_step_s(figures["train_store"])
     if "train_memory" in figures:
         rows["train_memory_peak_mib"] = figures["train_memory"]["peak_rss_bytes"] / 2**20
         rows["train_memory_s"] = figures["train_memory"]["seconds"]
+        rows["memory_step_s"] = _median_step_s(figures["train_memory"])
+        rows["store_vs_memory_step"] = rows["memory_step_s"] / rows["store_step_s"]
+    if "train_st" in figures:
+        rows["st_peak_mib"] = figures["train_st"]["peak_rss_bytes"] / 2**20
+        rows["st_first_step_s"] = figures["train_st"].get("first_step_s")
+        rows["st_step_s"] = _median_step_s(figures["train_st"])
     return rows
 
 
@@ -336,17 +400,24 @@ def run(quick: bool = False, sizes: Optional[list] = None, eval_sizes: Optional[
                 pairs / rows["tokenizer_pairs_per_s"], rows["prepare_s"],
                 note=f"{rows['store_bytes_per_pair']:.0f} B/pair in the store"))
             results.append(Result(
-                "scale", f"train 3 steps, {pairs:,} pairs (in memory vs store)",
+                "scale", f"train 20 steps, {pairs:,} pairs (in memory vs store)",
                 rows.get("train_memory_s"), rows["train_store_s"],
                 reference_peak_bytes=figures.get("train_memory", {}).get("peak_rss_bytes"),
                 fast_peak_bytes=figures["train_store"]["peak_rss_bytes"],
                 note=f"prepare peak {rows['prepare_peak_mib']:.0f} MiB; peak = process RSS"))
             results.append(Result(
-                "scale", f"train --train FILE 3 steps, {pairs:,} pairs (in memory vs prepared in the run)",
+                "scale", f"train --train FILE 20 steps, {pairs:,} pairs (in memory vs prepared in the run)",
                 rows.get("train_memory_s"), rows["train_file_s"],
                 reference_peak_bytes=figures.get("train_memory", {}).get("peak_rss_bytes"),
                 fast_peak_bytes=figures["train_file"]["peak_rss_bytes"],
                 note="end to end, preparation included"))
+            if "train_st" in figures:
+                results.append(Result(
+                    "scale", f"first step, {pairs:,} pairs (SentenceTransformerTrainer vs train --train FILE)",
+                    rows["st_first_step_s"], rows["train_file_first_step_s"],
+                    reference_peak_bytes=figures["train_st"]["peak_rss_bytes"],
+                    fast_peak_bytes=figures["train_file"]["peak_rss_bytes"],
+                    note="seconds from the process start; MultipleNegativesRankingLoss, same model and batch"))
     return results
 
 
