@@ -2,38 +2,19 @@
 language and hold disjoint groups, so their gathered batch has no false negatives."""
 
 import json
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from torchrun_launch import run_torchrun
 
 pytest.importorskip("sentence_transformers", reason="needs sentence-transformers")
 pytest.importorskip("datasets", reason="needs datasets")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _tail(output) -> str:
-    text = output.decode(errors="replace") if isinstance(output, bytes) else (output or "")
-    return text[-3000:]
-
-
 @pytest.mark.slow
 def test_ranks_of_a_step_share_kind_and_language_and_split_groups(st_model_dir, tmp_path):
     worker = Path(__file__).parent / "hybrid_trainer_worker.py"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-               "--master_addr=127.0.0.1", f"--master_port={free_port()}",
-               str(worker), str(st_model_dir), str(tmp_path)]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    except subprocess.TimeoutExpired as timeout:  # say where the ranks were, not just "timeout"
-        pytest.fail(f"torchrun did not finish in 180 s; stderr: {_tail(timeout.stderr)}")
+    done = run_torchrun(["--nproc_per_node=2", worker, st_model_dir, tmp_path], timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert len(ranks[0]) == len(ranks[1]) > 0

@@ -3,12 +3,12 @@
 import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from torchrun_launch import run_torchrun
 
 import hbt_fast
 
@@ -39,16 +39,12 @@ def test_the_readme_torchrun_line_trains_with_two_gloo_ranks(tiny_model_dir, tmp
     pairs.write_text("".join(json.dumps({"group": g, "lang": lang, "query": f"{lang} question {g}",
                                          "passage": f"{lang} answer {g}"}) + "\n"
                              for g in range(16) for lang in ("en", "de")), encoding="utf-8")
-    with socket.socket() as probe:  # a free port for the rendezvous
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     torchrun, *arguments = readme_torchrun_line()
     assert torchrun == "torchrun"  # the console script of torch.distributed.run
     output = tmp_path / "run"
-    command = [sys.executable, "-m", "torch.distributed.run", "--master_addr=127.0.0.1", f"--master_port={port}",
-               *arguments, "--model", str(tiny_model_dir), "--train", str(pairs), "--output", str(output),
+    command = [*arguments, "--model", str(tiny_model_dir), "--train", str(pairs), "--output", str(output),
                "--steps", "2", "--batch-size", "8", "--no-progress"]
-    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    done = run_torchrun(command, env=ENV, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     description = json.loads((output / "run_config.json").read_text())
     assert description["world_size"] == 2 and description["total_steps"] == 2

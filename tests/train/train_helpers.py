@@ -5,13 +5,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+import torchrun_launch
 
 from hbt_fast.data import PairCorpus
 from hbt_fast.train import TrainConfig, Trainer
@@ -77,13 +76,8 @@ def log_losses(output):
 
 def run_torchrun(script, *args, timeout=300):
     """``script args`` under torchrun with 2 processes (gloo on CPU); fails the test on a non-zero exit."""
-    with socket.socket() as probe:  # a free port for the rendezvous
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-               f"--master_port={port}", str(script), *map(str, args)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    result = torchrun_launch.run_torchrun(["--nproc_per_node=2", script, *args], env=env, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
 
 

@@ -1,0 +1,63 @@
+"""Run a command under torchrun for the distributed tests, and never leave a rank behind.
+
+torchrun starts each rank in a session of its own, so killing torchrun on a timeout (what
+``subprocess.run(timeout=...)`` does) orphans the ranks: a hung rank then outlives the test
+suite. Here a timeout aborts each rank instead (``SIGABRT``; the ranks run with
+``PYTHONFAULTHANDLER``, so each prints every thread's stack first), torchrun reports the failure
+and exits, and the test fails with those stacks in its message: where the ranks were, not just
+"timeout".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _children(pid: int) -> list:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def run_torchrun(arguments: list, *, timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m torch.distributed.run --master_addr=127.0.0.1 --master_port=<free> *arguments``;
+    fails the test, with each rank's stack, when it has not finished after ``timeout`` seconds."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--master_addr=127.0.0.1",
+               f"--master_port={free_port()}", *map(str, arguments)]
+    env = {**(os.environ if env is None else env), "PYTHONFAULTHANDLER": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for rank in _children(process.pid):
+            os.kill(rank, signal.SIGABRT)
+        try:
+            stdout, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            for pid in [process.pid, *_children(process.pid)]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+        pytest.fail(f"torchrun did not finish in {timeout} s; stderr: {stderr[-6000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
