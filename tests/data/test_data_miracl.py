@@ -111,7 +111,7 @@ def test_bad_input_names_the_file_and_line(miracl):
     with pytest.raises(ValueError, match=r"docs-1.jsonl.gz:1: 'title' and 'text' must be strings"):
         read_miracl(miracl, languages=["sw"])
     for bad in (-1, 1.5, True):
-        with pytest.raises(ValueError, match="max_negatives must be a non-negative integer"):
+        with pytest.raises(ValueError, match="max_negatives must be an integer >= 0 or None"):
             read_miracl(miracl, languages=["sw"], max_negatives=bad)
 
 

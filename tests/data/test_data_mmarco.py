@@ -36,7 +36,7 @@ def test_mmarco_layout_groups_by_query_id(mmarco, tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--languages", "en,en"], r"--languages lists \['en'\] more than once"),
-    (["--languages", "en", "--max-queries", "0"], "--max-queries must be a positive integer"),
+    (["--languages", "en", "--max-queries", "0"], "--max-queries must be an integer >= 1"),
     (["--languages", "xx"], "xx/queries.tsv does not exist"),
 ])
 def test_convert_mmarco_misuse_is_one_line_and_writes_nothing(mmarco, tmp_path, capsys, extra, message):

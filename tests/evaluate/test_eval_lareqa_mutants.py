@@ -193,7 +193,7 @@ def test_embedding_errors_name_the_argument_and_language(three_languages):
 
 @pytest.mark.parametrize("k", [0, 2.5, True])
 def test_k_must_be_a_positive_integer(three_languages, k):
-    with pytest.raises(ValueError, match=r"^k must be a positive integer, got " + repr(k)):
+    with pytest.raises(ValueError, match=r"^k must be an integer >= 1, got " + repr(k)):
         score_lareqa(three_languages, _vectors(QUERY_VECTORS), _vectors(CANDIDATE_VECTORS), k=k)
 
 

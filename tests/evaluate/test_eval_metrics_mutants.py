@@ -139,9 +139,9 @@ def test_nonzero_grades_count_as_single_hits():
 
 @pytest.mark.parametrize("k", [2.5, True, "3", None, -1])
 def test_k_must_be_a_positive_integer(k):
-    with pytest.raises(ValueError, match=r"^k must be a positive integer, got " + repr(k)):
+    with pytest.raises(ValueError, match=r"^k must be an integer >= 1, got " + repr(k)):
         metrics.average_precision_at_k(np.ones((1, 3), bool), [1], k)
-    with pytest.raises(ValueError, match=r"^k must be a positive integer"):
+    with pytest.raises(ValueError, match=r"^k must be an integer >= 1"):
         metrics.recall_from_ranks([[1]], k)
 
 

@@ -259,14 +259,15 @@ def test_a_shard_with_another_shape_is_refused_naming_it(cache):
 @pytest.mark.parametrize("text, message", [
     ("{not json", r"manifest.json:1: not valid JSON"),
     ('{"format": "something else"}', r"manifest.json: not an embedding cache manifest"),
-    (None, r"manifest.json: damaged embedding cache manifest \(entry shards.rows"),
+    ({"rows": "20"}, r"manifest.json: damaged embedding cache manifest \(entry shards.rows"),
+    ({"rows": True}, r"manifest.json: damaged embedding cache manifest \(entry shards.rows"),
 ])
 def test_a_damaged_manifest_is_refused_naming_it(cache, text, message):
     folder, passages = cache
     manifest = folder / "manifest.json"
-    if text is None:
+    if isinstance(text, dict):  # one shard's entries replaced
         document = json.loads(manifest.read_text())
-        document["shards"][1]["rows"] = "20"
+        document["shards"][1].update(text)
         text = json.dumps(document)
     manifest.write_text(text)
     with pytest.raises(ValueError, match=message):
@@ -315,7 +316,7 @@ def test_a_folder_that_is_not_a_cache_is_refused_and_a_second_user_too(tmp_path,
 def test_bad_settings_name_themselves(tmp_path):
     with pytest.raises(ValueError, match=r"embedding dtype must be one of \('float32', 'float16'\), got 'int8'"):
         EmbeddingShards(tmp_path, dtype="int8")
-    with pytest.raises(ValueError, match="shard rows must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="shard_rows must be an integer >= 1, got 0"):
         EmbeddingShards(tmp_path, shard_rows=0)
 
 

@@ -131,7 +131,7 @@ def test_a_language_with_too_few_lines_is_skipped_with_a_warning(tmp_path):
             pytest.raises(ValueError, match="no Tatoeba language .* has 5 lines or more"):
         evaluate_tatoeba(TableEncoder(table), tmp_path, languages=["deu"], min_lines=5)
     for bad in (0, True, 1.5):
-        with pytest.raises(ValueError, match="min_lines must be a positive integer"):
+        with pytest.raises(ValueError, match="min_lines must be an integer >= 1"):
             evaluate_tatoeba(TableEncoder(table), tmp_path, min_lines=bad)
     with pytest.raises(TypeError, match="seen_languages must be a list"):
         evaluate_tatoeba(TableEncoder(table), tmp_path, seen_languages="deu")

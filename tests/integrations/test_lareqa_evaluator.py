@@ -72,5 +72,5 @@ def test_bad_data_fails_when_the_evaluator_is_built(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="no <lang>.json files"):
         LAReQAEvaluator(tmp_path)
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         LAReQAEvaluator(tmp_path, batch_size=0)

@@ -123,7 +123,7 @@ def test_configurations_on_the_original_formula_warn_about_duplicates_they_keep(
 
 
 def test_the_setting_is_a_bool_recorded_in_the_config_and_reaches_the_wrapped_loss(model):
-    with pytest.raises(TypeError, match="mask_duplicates must be a bool, got int 1"):
+    with pytest.raises(TypeError, match="mask_duplicates must be True or False, got 1"):
         MultipleNegativesRankingLoss(model, mask_duplicates=1)
     cached = CachedMultipleNegativesRankingLoss(model, mask_duplicates=False)
     assert cached.get_config_dict()["mask_duplicates"] is False

@@ -31,9 +31,9 @@ def test_empty_ids_reach_the_core_as_int64():
 @pytest.mark.parametrize("options, message", [
     ({"groups": GROUPS.astype(float)}, r"^groups must hold integer ids, got dtype float64"),
     ({"mode": 3}, r"^mode must be a str, got int"),
-    ({"rank": 1.0}, r"^rank must be an int, got float"),
-    ({"world_size": "2"}, r"^world_size must be an int, got str"),
-    ({"drop_last": 1}, r"^drop_last must be a bool, got int"),
+    ({"rank": 1.0}, r"^rank must be an integer, got 1\.0"),
+    ({"world_size": "2"}, r"^world_size must be an integer, got '2'"),
+    ({"drop_last": 1}, r"^drop_last must be True or False, got 1"),
 ])
 def test_wrong_types_name_the_argument(options, message):
     arguments = {"languages": LANGUAGES, "groups": GROUPS, "batch_size": 2, **options}
@@ -50,7 +50,7 @@ def test_defaults_and_size_as_given():
 
 
 def test_set_epoch_names_epoch():
-    with pytest.raises(TypeError, match=r"^epoch must be an int, got str"):
+    with pytest.raises(TypeError, match=r"^epoch must be an integer, got '1'"):
         HybridSampler(LANGUAGES, GROUPS, 2).set_epoch("1")
 
 
@@ -100,9 +100,9 @@ def test_a_seed_beyond_int64_round_trips_through_the_state():
 
 @pytest.mark.parametrize("state, error, message", [
     ([], TypeError, r"^state must be a dict, got list"),
-    ({"epoch": "0", "position": 0}, TypeError, r"^state\['epoch'\] must be an int, got str"),
+    ({"epoch": "0", "position": 0}, TypeError, r"^state\['epoch'\] must be an integer, got '0'"),
     ({"epoch": 0, "position": 0, "num_pairs": "12"}, TypeError,
-     r"^state\['num_pairs'\] must be an int, got str"),
+     r"^state\['num_pairs'\] must be an integer, got '12'"),
     ({"epoch": 0, "position": 0, "data_digest": 5}, TypeError,
      r"^state\['data_digest'\] must be a str, got int"),
 ])

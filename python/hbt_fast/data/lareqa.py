@@ -16,6 +16,7 @@ from typing import Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 
+from hbt_fast._checks import is_integer
 from hbt_fast.data.files import read_json
 from hbt_fast.data.locations import check_languages, resolve_data_dir
 
@@ -104,17 +105,13 @@ class LareqaData:
 # ----------------------------------------------------------------------------- one paragraph
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _checked_breaks(breaks, sentences: list, context: str, where: str) -> np.ndarray:
     if not isinstance(breaks, list) or len(breaks) != len(sentences):
         count = len(breaks) if isinstance(breaks, list) else type(breaks).__name__
         raise ValueError(f"{where}: {len(sentences)} sentences but sentence_breaks is {count}")
     previous_end = 0
     for number, span in enumerate(breaks):
-        if not (isinstance(span, list) and len(span) == 2 and all(map(_is_int, span))):
+        if not (isinstance(span, list) and len(span) == 2 and all(map(is_integer, span))):
             raise ValueError(
                 f"{where}: sentence_breaks[{number}] is {span!r}; each entry must be a pair "
                 "[start, end] of character offsets"
@@ -146,7 +143,7 @@ def _answer_sentence(qa: dict, spans: np.ndarray, context_length: int, where: st
             or "answer_start" not in answers[0]:
         raise ValueError(f"{where}: no answer with an answer_start")
     start = answers[0]["answer_start"]
-    if not _is_int(start) or not 0 <= start < context_length:
+    if not is_integer(start) or not 0 <= start < context_length:
         raise ValueError(
             f"{where}: answer_start {start!r} is outside its context (length {context_length})"
         )

@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from hbt_fast._checks import check_integer
 from hbt_fast.data.files import atomic_output, refuse_overlap
 from hbt_fast.data.lareqa import candidate, iter_paragraphs, lareqa_languages, read_lareqa_document
 from hbt_fast.data.locations import check_languages
@@ -45,19 +46,18 @@ def _pairs_of_article(article, number: int, language: str, path: Path, candidate
                                         candidate_text)}
 
 
-def _check_arguments(data_dir, output_dir, eval_fraction, seed) -> tuple[Path, Path]:
+def _check_arguments(data_dir, output_dir, eval_fraction, seed) -> tuple[Path, Path, int]:
     if isinstance(eval_fraction, bool) or not isinstance(eval_fraction, (int, float)) \
             or not (math.isfinite(eval_fraction) and 0 < eval_fraction < 1):
         raise ValueError(f"eval_fraction must be a number in (0, 1), got {eval_fraction!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = check_integer(seed, "seed", minimum=0)
     data_dir, output_dir = Path(data_dir), Path(output_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"data folder {data_dir} does not exist")
     refuse_overlap(output_dir, {"the data folder": data_dir})
     if output_dir.exists() and not output_dir.is_dir():
         raise NotADirectoryError(f"output {output_dir} exists and is not a folder")
-    return data_dir, output_dir
+    return data_dir, output_dir, seed
 
 
 def _eval_articles(reference: list, path: Path, eval_fraction: float, seed: int) -> set:
@@ -77,7 +77,7 @@ def split_lareqa(data_dir, output_dir, *, eval_fraction: float = 0.25, seed: int
     the paragraph, as ``evaluate_lareqa(..., candidate_text="sentence_context")`` encodes
     candidates."""
     candidate("", "", candidate_text)  # refuses an unknown kind before anything is read
-    data_dir, output_dir = _check_arguments(data_dir, output_dir, eval_fraction, seed)
+    data_dir, output_dir, seed = _check_arguments(data_dir, output_dir, eval_fraction, seed)
     languages = lareqa_languages(data_dir) if languages is None else check_languages(languages)
     paths = {lang: data_dir / f"{lang}.json" for lang in languages}
     documents = {lang: read_lareqa_document(path) for lang, path in paths.items()}

@@ -40,6 +40,7 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
+from hbt_fast._checks import is_integer
 from hbt_fast.data.files import json_record, read_json, text_lines
 from hbt_fast.data.locations import DATA_SOURCES, check_languages, resolve_data_dir
 
@@ -75,7 +76,7 @@ def _span(value, where: str, length: int) -> tuple:
     if not isinstance(value, dict):
         raise ValueError(f"{where}: a span must be an object with 'start' and 'end'")
     start, end = value.get("start"), value.get("end")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)) \
+    if not all(is_integer(v) for v in (start, end)) \
             or not 0 <= start < end <= length:
         raise ValueError(f"{where}: span {value!r} is not 0 <= start < end <= {length}")
     return start, end

@@ -27,6 +27,7 @@ import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
+from hbt_fast._checks import check_integer
 from hbt_fast.data.beir import _read_qrels, _read_queries, passage_text
 from hbt_fast.data.files import json_record, text_lines
 from hbt_fast.data.locations import DATA_SOURCES, check_languages
@@ -135,10 +136,7 @@ def read_miracl(miracl_dir, corpus_dir=None, languages: Optional[Sequence[str]] 
     layout; see the module doc. ``corpus_dir`` defaults to ``miracl_dir``."""
     if not isinstance(split, str) or not split or "/" in split:
         raise ValueError(f"split must be a MIRACL split name such as 'train', got {split!r}")
-    if max_negatives is not None and (isinstance(max_negatives, bool)
-                                      or not isinstance(max_negatives, int) or max_negatives < 0):
-        raise ValueError(f"max_negatives must be a non-negative integer (or None for all), "
-                         f"got {max_negatives!r}")
+    max_negatives = check_integer(max_negatives, "max_negatives", minimum=0, optional=True)  # None: all
     miracl_dir = Path(miracl_dir)
     corpus_dir = miracl_dir if corpus_dir is None else Path(corpus_dir)
     for folder, what in ((miracl_dir, "MIRACL"), (corpus_dir, "MIRACL corpus")):

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
+from hbt_fast._checks import check_integer
 from hbt_fast.data.files import text_lines
 from hbt_fast.data.locations import check_languages
 from hbt_fast.data.pairs import PairCorpus
@@ -65,10 +66,7 @@ def read_mmarco(root, languages: Sequence[str], *, pairs_file: str = "train_pair
     """Pairs for every (qid, language) whose query and positive passage exist in that language."""
     root = Path(root)
     languages = check_languages(languages)
-    if max_queries is not None and (isinstance(max_queries, bool) or not isinstance(max_queries, int)
-                                    or max_queries < 1):
-        raise ValueError(f"max_queries must be a positive integer (or None for all), "
-                         f"got {max_queries!r}")
+    max_queries = check_integer(max_queries, "max_queries", optional=True)  # None: all
     if not root.is_dir():
         raise FileNotFoundError(f"mMARCO folder {root} does not exist")
     positives = read_train_pairs(root / pairs_file, max_queries)

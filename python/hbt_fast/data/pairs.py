@@ -23,6 +23,7 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from hbt_fast._checks import is_integer
 from hbt_fast.data.files import atomic_output, check_no_lone_surrogate, json_record, text_lines
 from hbt_fast.sampler import labels_to_ids
 from hbt_fast.sampler.ids import check_labels, label_kind
@@ -196,7 +197,7 @@ class CorpusBuilder:
                 raise ValueError(f"{where}: field {self.columns[name]!r} must be a non-empty string")
             check_no_lone_surrogate(values[name], f"{where}: field {self.columns[name]!r}")
         group = values["group"]
-        if isinstance(group, bool) or not isinstance(group, (str, int, np.integer)):
+        if not (isinstance(group, str) or is_integer(group)):
             raise ValueError(f"{where}: field {self.columns['group']!r} must be a string or an integer")
         values["group"] = group if isinstance(group, str) else int(group)
         if isinstance(group, str):

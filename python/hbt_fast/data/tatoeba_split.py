@@ -30,6 +30,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from hbt_fast._checks import check_integer
 from hbt_fast.data.files import atomic_output, refuse_overlap
 from hbt_fast.data.locations import check_languages
 from hbt_fast.data.pairs import write_pairs_jsonl
@@ -40,14 +41,12 @@ __all__ = ["split_tatoeba"]
 ENGLISH = "eng"
 
 
-def _check_arguments(heldout_fraction, seed, min_lines) -> None:
+def _check_arguments(heldout_fraction, seed, min_lines) -> tuple[int, int]:
+    """``(seed, min_lines)`` as ints once every argument is checked."""
     if isinstance(heldout_fraction, bool) or not isinstance(heldout_fraction, (int, float)) \
             or not (math.isfinite(heldout_fraction) and 0 < heldout_fraction < 1):
         raise ValueError(f"heldout_fraction must be a number in (0, 1), got {heldout_fraction!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if isinstance(min_lines, bool) or not isinstance(min_lines, int) or min_lines < 1:
-        raise ValueError(f"min_lines must be a positive integer, got {min_lines!r}")
+    return check_integer(seed, "seed", minimum=0), check_integer(min_lines, "min_lines")
 
 
 def _held_out_english(english_sentences: list, fraction: float, seed: int) -> set:
@@ -61,7 +60,7 @@ def split_tatoeba(data_dir, output_dir, *, heldout_fraction: float = 0.2, seed: 
                   min_lines: int = 20, languages: Optional[Sequence[str]] = None) -> dict:
     """Write ``output_dir/train.jsonl``, ``output_dir/heldout/`` and ``split.json``; returns the
     summary written to ``split.json``."""
-    _check_arguments(heldout_fraction, seed, min_lines)
+    seed, min_lines = _check_arguments(heldout_fraction, seed, min_lines)
     output_dir = Path(output_dir)
     data = load_tatoeba(data_dir, None if languages is None else check_languages(languages))
     refuse_overlap(output_dir, {"the data folder": data.folder})

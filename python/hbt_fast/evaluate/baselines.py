@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hbt_fast._checks import is_integer
+
 __all__ = ["HashedNgramEncoder"]
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio) for multiplicative hashing
@@ -18,13 +20,13 @@ class HashedNgramEncoder:
     """Signed feature hashing of lower-cased character n-grams into ``dim`` buckets."""
 
     def __init__(self, dim: int = 512, ngram_sizes=(1, 2, 3)):
-        if not isinstance(dim, int) or dim < 2 or dim & (dim - 1):
+        if not is_integer(dim) or dim < 2 or dim & (dim - 1):
             raise ValueError(f"dim must be a power of two >= 2, got {dim!r}")
         ngram_sizes = tuple(ngram_sizes)
-        if not ngram_sizes or any(not isinstance(n, int) or n < 1 for n in ngram_sizes):
+        if not ngram_sizes or any(not is_integer(n) or n < 1 for n in ngram_sizes):
             raise ValueError(f"ngram_sizes must be positive integers, got {ngram_sizes!r}")
-        self.dim = dim
-        self.ngram_sizes = ngram_sizes
+        self.dim = dim = int(dim)
+        self.ngram_sizes = tuple(map(int, ngram_sizes))
         self._bits = np.uint64(dim.bit_length() - 1)
 
     def encode(self, texts) -> np.ndarray:

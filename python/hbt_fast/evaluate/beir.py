@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from hbt_fast._checks import check_flag, check_integer
 from hbt_fast.data.beir import (BeirData, CorpusIds, _warn_about_unknown_documents, beir_folders,
                                 iter_corpus, load_beir, load_beir_topics)
 from hbt_fast.data.files import refuse_overlap
@@ -33,7 +34,7 @@ from hbt_fast.evaluate.per_query import PerQuery
 from hbt_fast.evaluate.result import TaskResult
 from hbt_fast.evaluate.search import INDEX_KINDS, search
 from hbt_fast.evaluate.shards import (DEFAULT_SHARD_ROWS, EmbeddingShards, _check_dtype,
-                                      _check_shard_rows, encoder_identity, search_shards)
+                                      encoder_identity, search_shards)
 
 __all__ = ["encode_jobs", "evaluate_beir", "load", "score"]
 
@@ -117,17 +118,11 @@ def _task_result(per_language: dict, per_query: dict, ndcg_k: int, recall_k: int
                       per_query=PerQuery("beir", arrays))
 
 
-def _check_cutoff(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def score(data: BeirData, query_embeddings: dict, candidate_embeddings: dict, *,
           normalize: bool = False, index: str = "exact", ndcg_k: int = 10,
           recall_k: int = 100) -> TaskResult:
     """nDCG@``ndcg_k`` and Recall@``recall_k`` per language from ``{language: embeddings}``."""
-    ndcg_k, recall_k = _check_cutoff("ndcg_k", ndcg_k), _check_cutoff("recall_k", recall_k)
+    ndcg_k, recall_k = check_integer(ndcg_k, "ndcg_k"), check_integer(recall_k, "recall_k")
     if index not in INDEX_KINDS:
         raise ValueError(f"index must be one of {INDEX_KINDS}, got {index!r}")
     per_language, per_query = {}, _per_query_parts()
@@ -157,7 +152,7 @@ def evaluate_beir(encoder, data_dir=None, *, languages: Optional[Sequence[str]] 
     a later run with the same corpus, encoder and settings reuses them, an interrupted one
     resumes. The encoder's ``clear_cache()``, where it has one, is called after each chunk of
     passages, so a text cache (:class:`~hbt_fast.models.TextEncoder`'s) stays small."""
-    _check_cutoff("ndcg_k", ndcg_k), _check_cutoff("recall_k", recall_k)
+    check_integer(ndcg_k, "ndcg_k"), check_integer(recall_k, "recall_k")
     if index not in INDEX_KINDS:
         raise ValueError(f"index must be one of {INDEX_KINDS}, got {index!r}")
     if embedding_cache is None:
@@ -168,9 +163,8 @@ def evaluate_beir(encoder, data_dir=None, *, languages: Optional[Sequence[str]] 
         return run_task(score, encoder, data, encode_jobs(data), progress=progress,
                         description="evaluating miracl", normalize=normalize, index=index,
                         ndcg_k=ndcg_k, recall_k=recall_k)
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress must be True or False, got {progress!r}")
-    shard_rows = _check_shard_rows(DEFAULT_SHARD_ROWS if shard_rows is None else shard_rows)
+    progress = check_flag(progress, "progress")
+    shard_rows = check_integer(DEFAULT_SHARD_ROWS if shard_rows is None else shard_rows, "shard_rows")
     embedding_dtype = _check_dtype("float32" if embedding_dtype is None else embedding_dtype)
     streamed = _StreamedBeir(encoder, Path(embedding_cache), shard_rows, embedding_dtype, progress)
     refuse_overlap(embedding_cache, {"the data folder": resolve_data_dir(data_dir, "miracl", "miracl")},

@@ -14,6 +14,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from hbt_fast._checks import check_flag
 from hbt_fast.evaluate.search import as_embeddings
 
 __all__ = ["ENCODE_CHUNK", "EncodeJob", "encode_job", "encode_jobs", "encoder_method", "run_task"]
@@ -87,7 +88,6 @@ def run_task(score: Callable, encoder, data, jobs: Sequence[EncodeJob], *, progr
              description: str = "evaluating", **options):
     """Encode ``jobs`` and return ``score(data, query_embeddings, candidate_embeddings,
     **options)``, a :class:`~hbt_fast.evaluate.TaskResult`."""
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress must be True or False, got {progress!r}")
+    progress = check_flag(progress, "progress")
     queries, candidates = encode_jobs(encoder, jobs, progress=progress, description=description)
     return score(data, queries, candidates, **options)

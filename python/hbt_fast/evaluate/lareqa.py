@@ -32,6 +32,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from hbt_fast._checks import check_integer
 from hbt_fast.data.lareqa import CANDIDATE_TEXTS, LareqaData, LareqaLanguage, load_lareqa
 from hbt_fast.evaluate import metrics
 from hbt_fast.evaluate._common import l2_normalize, mean_or_nan
@@ -94,12 +95,6 @@ def _stack(embeddings, data: LareqaData, counts, name: str) -> np.ndarray:
     return as_embeddings(embeddings, int(np.sum(counts)), name=name)
 
 
-def check_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    return int(k)
-
-
 def score_lareqa(data: LareqaData, query_embeddings, candidate_embeddings, *, k: int = 20,
                  normalize: bool = False, block_bytes: int = DEFAULT_BLOCK_BYTES) -> TaskResult:
     """All LAReQA figures from precomputed embeddings.
@@ -107,7 +102,7 @@ def score_lareqa(data: LareqaData, query_embeddings, candidate_embeddings, *, k:
     Embeddings are either dicts ``{language: array}`` or single arrays stacked in
     ``data.languages`` order (queries in file order, candidates in file order).
     """
-    k = check_k(k)
+    k = check_integer(k, "k")
     if not isinstance(data, LareqaData):
         raise TypeError(f"data must be LareqaData (from load_lareqa), got {type(data).__name__}")
     per = [data.by_language[lang] for lang in data.languages]
@@ -243,7 +238,7 @@ def evaluate_lareqa(
     ``candidate_text="sentence_context"`` appends the paragraph to each candidate sentence.
     ``progress=True`` shows one bar over all the texts, with an ETA.
     """
-    k = check_k(k)
+    k = check_integer(k, "k")
     data = load_lareqa(data_dir, languages, task=task)
     result = run_task(score_lareqa, encoder, data, encode_jobs(data, candidate_text),
                       progress=progress, description=f"evaluating {task}", k=k,

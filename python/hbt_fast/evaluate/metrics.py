@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hbt_fast._checks import check_integer
+
 __all__ = [
     "average_precision_at_k",
     "bitext_mining_scores",
@@ -49,15 +51,9 @@ def _as_num_relevant(num_relevant, n_queries: int) -> np.ndarray:
     return num_relevant.astype(np.float64)
 
 
-def _check_k(k: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    return int(k)
-
-
 def average_precision_at_k(hits, num_relevant, k: int) -> np.ndarray:
     """AP@k per query from a boolean hit matrix ``hits[q, i]`` = rank ``i + 1`` is relevant."""
-    k = _check_k(k)
+    k = check_integer(k, "k")
     hits = _as_hits(hits)[:, :k]
     num_relevant = _as_num_relevant(num_relevant, hits.shape[0])
     positions = np.arange(1, hits.shape[1] + 1, dtype=np.float64)
@@ -67,7 +63,7 @@ def average_precision_at_k(hits, num_relevant, k: int) -> np.ndarray:
 
 def recall_at_k(hits, num_relevant, k: int) -> np.ndarray:
     """Recall@k per query from a boolean hit matrix."""
-    k = _check_k(k)
+    k = check_integer(k, "k")
     hits = _as_hits(hits)[:, :k]
     num_relevant = _as_num_relevant(num_relevant, hits.shape[0])
     return hits.sum(axis=1) / num_relevant
@@ -84,7 +80,7 @@ def ndcg_at_k(gains, ideal_gains, k: int) -> np.ndarray:
     ``gains[q, i]`` is the relevance grade of the document at rank ``i + 1`` (0 if not judged);
     ``ideal_gains[q]`` holds all of the query's positive grades, in any order, zero-padded.
     """
-    k = _check_k(k)
+    k = check_integer(k, "k")
     gains = np.asarray(gains, dtype=np.float64)
     ideal_gains = np.asarray(ideal_gains, dtype=np.float64)
     if gains.ndim != 2 or ideal_gains.ndim != 2 or gains.shape[0] != ideal_gains.shape[0]:
@@ -118,7 +114,7 @@ def average_precision_from_ranks(ranks, k: int) -> np.ndarray:
     With relevant ranks sorted ``r_1 < r_2 < ...``, ``AP@k = sum_{r_j <= k} (j / r_j) / min(R, k)``
     where ``R`` is the number of non-padding entries in the row.
     """
-    k = _check_k(k)
+    k = check_integer(k, "k")
     ranks = _sorted_ranks(ranks)
     num_relevant = (ranks < np.iinfo(np.int64).max).sum(axis=1)
     _as_num_relevant(num_relevant, ranks.shape[0])
@@ -130,7 +126,7 @@ def average_precision_from_ranks(ranks, k: int) -> np.ndarray:
 
 def recall_from_ranks(ranks, k: int) -> np.ndarray:
     """Recall@k per query from the 1-based ranks of its relevant items (0 = padding)."""
-    k = _check_k(k)
+    k = check_integer(k, "k")
     ranks = _sorted_ranks(ranks)
     num_relevant = (ranks < np.iinfo(np.int64).max).sum(axis=1)
     _as_num_relevant(num_relevant, ranks.shape[0])

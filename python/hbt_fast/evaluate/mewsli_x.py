@@ -14,12 +14,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from hbt_fast._checks import check_integer
 from hbt_fast.data.mewsli_x import MewsliXData, load_mewsli_x
 from hbt_fast.evaluate._common import l2_normalize
 from hbt_fast.evaluate.driver import EncodeJob, run_task
 from hbt_fast.evaluate.grouped import grouped_retrieval
 from hbt_fast.evaluate.keys import map_at, recall_at
-from hbt_fast.evaluate.lareqa import check_k
 from hbt_fast.evaluate.result import TaskResult
 from hbt_fast.evaluate.search import as_embeddings
 
@@ -44,7 +44,7 @@ def score(data: MewsliXData, query_embeddings: dict, candidate_embeddings: dict,
           k: int = 20, normalize: bool = False) -> TaskResult:
     """mAP@k and Recall@k per mention language from ``{language: mention embeddings}`` and
     ``{POOL: entity embeddings}``."""
-    k = check_k(k)
+    k = check_integer(k, "k")
     entities = as_embeddings(candidate_embeddings[POOL], len(data.entity_ids),
                              name="entity embeddings")
     parts = [as_embeddings(query_embeddings[lang], len(data.queries[lang]),
@@ -79,7 +79,7 @@ def evaluate_mewsli_x(encoder, data_dir=None, *, languages: Optional[Sequence[st
                       k: int = 20, split: str = "test", normalize: bool = False,
                       progress: bool = False) -> TaskResult:
     """Evaluate ``encoder`` on Mewsli-X (``split`` "dev" or "test"); see the module doc."""
-    k = check_k(k)
+    k = check_integer(k, "k")
     data = load_mewsli_x(data_dir, languages, split=split)
     return run_task(score, encoder, data, encode_jobs(data), progress=progress,
                     description="evaluating mewsli-x", k=k, normalize=normalize)

@@ -26,6 +26,8 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from hbt_fast._checks import check_integer
+
 __all__ = [
     "ExactTopK",
     "INDEX_KINDS",
@@ -208,9 +210,7 @@ class ExactTopK:
     block with many of them goes through the heap of :func:`topk_from_scores`."""
 
     def __init__(self, queries: np.ndarray, k: int):
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        self.queries, self.k = queries, int(k)
+        self.queries, self.k = queries, check_integer(k, "k")
         self.scores = np.full((queries.shape[0], self.k), -np.inf, dtype=np.float32)
         self.ids = np.full((queries.shape[0], self.k), -1, dtype=np.int64)
         self.rows = 0  # passages fed so far
@@ -311,10 +311,9 @@ def search(
     """
     if index not in INDEX_KINDS:
         raise ValueError(f"index must be one of {INDEX_KINDS}, got {index!r}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    k = check_integer(k, "k")
     queries, passages = _check_pair(queries, passages)
-    k = min(int(k), passages.shape[0])
+    k = min(k, passages.shape[0])
     if index == "exact":
         return SearchResult(*exact_search(queries, passages, k), index="exact")
     approx = _build_approximate_index(passages, index, nprobe, seed)

@@ -46,6 +46,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from hbt_fast._checks import check_integer, is_integer
 from hbt_fast._outputs import LOCK_FILE, FolderLock
 from hbt_fast.data.files import atomic_output, read_json, write_text_atomically
 from hbt_fast.data.token_store.format import file_sha256
@@ -112,12 +113,6 @@ def _check_dtype(dtype) -> str:
     return dtype
 
 
-def _check_shard_rows(shard_rows) -> int:
-    if isinstance(shard_rows, bool) or not isinstance(shard_rows, (int, np.integer)) or shard_rows < 1:
-        raise ValueError(f"shard rows must be a positive integer, got {shard_rows!r}")
-    return int(shard_rows)
-
-
 class EmbeddingShards:
     """The shards of one cache folder, held (locked) until :meth:`close` (or the ``with`` block
     ends). Shards are produced in order by :meth:`ensure`, then :meth:`finish` records the
@@ -126,7 +121,7 @@ class EmbeddingShards:
     def __init__(self, folder, *, dtype: str = "float32", shard_rows: int = DEFAULT_SHARD_ROWS,
                  identity: Optional[dict] = None):
         self.folder = Path(folder)
-        self.dtype, self.shard_rows = _check_dtype(dtype), _check_shard_rows(shard_rows)
+        self.dtype, self.shard_rows = _check_dtype(dtype), check_integer(shard_rows, "shard_rows")
         self.identity = identity or {}
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = FolderLock(self.folder, owner="embedding cache").acquire()
@@ -357,9 +352,9 @@ def _checked_manifest(path: Path) -> dict:
                          f"hbt_fast reads version {VERSION}; delete the cache")
     try:
         _check_dtype(manifest["dtype"])
-        _check_shard_rows(manifest["shard_rows"])
+        check_integer(manifest["shard_rows"], "shard_rows")
         for key in ("dim", "rows"):
-            if manifest[key] is not None and (not isinstance(manifest[key], int) or manifest[key] < 0):
+            if manifest[key] is not None and (not is_integer(manifest[key]) or manifest[key] < 0):
                 raise TypeError(key)
         if not isinstance(manifest["encoder"], dict) or not isinstance(manifest["shards"], list):
             raise TypeError("encoder/shards")
@@ -367,7 +362,7 @@ def _checked_manifest(path: Path) -> dict:
             if not _SHARD_NAME.fullmatch(entry["file"]):
                 raise TypeError("shards.file")
             for key in ("rows", "bytes"):
-                if not isinstance(entry[key], int) or entry[key] < 1:
+                if not is_integer(entry[key]) or entry[key] < 1:
                     raise TypeError(f"shards.{key}")
             for key in ("sha256", "texts_sha256"):
                 if not isinstance(entry[key], str):

@@ -31,6 +31,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from hbt_fast._checks import check_flag, check_integer
 from hbt_fast.data.tatoeba import (TATOEBA_LOW_RESOURCE, TatoebaData, load_tatoeba, tatoeba_code,
                                    tatoeba_languages)
 from hbt_fast.evaluate._common import l2_normalize
@@ -148,8 +149,7 @@ def score(data: TatoebaData, query_embeddings: dict, candidate_embeddings: dict,
 def _keep_long_enough(data: TatoebaData, min_lines: int) -> tuple:
     """``data`` without the languages of fewer than ``min_lines`` lines (each named in a
     warning), and ``{language: why}`` of those skipped."""
-    if isinstance(min_lines, bool) or not isinstance(min_lines, (int, np.integer)) or min_lines < 1:
-        raise ValueError(f"min_lines must be a positive integer, got {min_lines!r}")
+    min_lines = check_integer(min_lines, "min_lines")
     skipped = {}
     for language in data.languages:
         lines = len(data.sentences[language])
@@ -174,8 +174,7 @@ def evaluate_tatoeba(encoder, data_dir=None, *, languages: Optional[Sequence[str
     seen, unseen and low-resource languages; see the module doc."""
     if side not in SIDES:
         raise ValueError(f"side must be 'passage' or 'query', got {side!r}")
-    if not isinstance(progress, bool):  # refused before the files are read
-        raise TypeError(f"progress must be True or False, got {progress!r}")
+    progress = check_flag(progress, "progress")  # refused before the files are read
     _language_set(seen_languages, "seen_languages")  # refused before the long encoding
     _language_set(low_resource, "low_resource")
     data, skipped = _keep_long_enough(load_tatoeba(data_dir, languages), min_lines)

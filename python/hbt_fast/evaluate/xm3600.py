@@ -24,12 +24,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from hbt_fast._checks import check_integer
 from hbt_fast.data.xm3600 import XM3600Data, load_xm3600
 from hbt_fast.evaluate._common import l2_normalize, mean_or_nan
 from hbt_fast.evaluate.driver import EncodeJob, run_task
 from hbt_fast.evaluate.grouped import grouped_retrieval
 from hbt_fast.evaluate.keys import SETUPS, map_at
-from hbt_fast.evaluate.lareqa import check_k
 from hbt_fast.evaluate.result import TaskResult
 from hbt_fast.evaluate.search import as_embeddings
 
@@ -57,7 +57,7 @@ def score(data: XM3600Data, query_embeddings: dict, candidate_embeddings: Option
           *, k: int = 20, normalize: bool = False) -> TaskResult:
     """Every setup and the multi setting from ``{language: caption embeddings}`` (candidates are
     the same captions; ``candidate_embeddings`` is not used)."""
-    k = check_k(k)
+    k = check_integer(k, "k")
     parts = [as_embeddings(query_embeddings[lang], len(data.captions[lang]),
                            name=f"caption embeddings of {lang!r}") for lang in data.languages]
     pool = np.concatenate(parts)
@@ -107,7 +107,7 @@ def evaluate_xm3600(encoder, data_dir=None, *, languages: Optional[Sequence[str]
                     k: int = 20, side: str = "passage", normalize: bool = False,
                     progress: bool = False) -> TaskResult:
     """Evaluate ``encoder`` on XM3600's captions, text to text; see the module doc."""
-    k = check_k(k)
+    k = check_integer(k, "k")
     if side not in SIDES:
         raise ValueError(f"side must be 'passage' or 'query', got {side!r}")
     data = load_xm3600(data_dir, languages)

@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+from hbt_fast._checks import check_integer
 from hbt_fast.experiments.evidence import Evidence
 from hbt_fast.experiments.recipes import LABELS, TATOEBA_RECIPES
 from hbt_fast.experiments.statistics import (DEFAULT_SEEDS, MARGINS, TOO_FEW_SEEDS, Verdict,
@@ -97,9 +98,7 @@ class Rule:
         _checked(self.rank_margin, "rank_margin", 0.0, math.inf)
         _checked(self.confidence, "confidence", 0.0, 1.0, closed_low=False)
         for name, low in (("resamples", 100), ("min_seeds", 2), ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            object.__setattr__(self, name, check_integer(getattr(self, name), name, minimum=low))
 
     def arguments(self, metric: str, kind: str) -> dict:
         """:func:`verdict`'s keyword arguments for a claim of ``kind`` on ``metric``."""

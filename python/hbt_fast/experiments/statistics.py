@@ -45,6 +45,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from hbt_fast._checks import check_flag, check_integer
+
 __all__ = ["DEFAULT_SEEDS", "MARGINS", "PairedDifference", "Verdict", "margin_for", "mean_std",
            "paired_difference", "sign_flip_p_value", "verdict"]
 
@@ -171,12 +173,6 @@ def _real_in(value, name: str, low: float, high: float, *, closed_low: bool) -> 
     return value
 
 
-def _bool(value, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return bool(value)
-
-
 def _rule(lower: float, upper: float, margin: float) -> str:
     """The pre-registered rule on the interval [lower, upper] of the sign-adjusted difference."""
     if lower > -margin:
@@ -184,14 +180,6 @@ def _rule(lower: float, upper: float, margin: float) -> str:
     if upper < -margin:
         return REFUTED
     return INCONCLUSIVE
-
-
-def _int_at_least(value, name: str, low: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
 
 
 def _scores(values, name: str) -> np.ndarray:
@@ -303,10 +291,11 @@ def verdict(treatment, baseline, groups=None, *, margin: float = MARGINS["score"
                          f"by seed and query), got {treatment.shape} and {baseline.shape}")
     margin = _real_in(margin, "margin", 0.0, math.inf, closed_low=True)
     confidence = _real_in(confidence, "confidence", 0.0, 1.0, closed_low=False)
-    relative, lower_is_better = _bool(relative, "relative"), _bool(lower_is_better, "lower_is_better")
-    resamples = _int_at_least(resamples, "resamples", 100)
-    seed = _int_at_least(seed, "seed", 0)
-    min_seeds = _int_at_least(min_seeds, "min_seeds", 2)
+    relative = check_flag(relative, "relative")
+    lower_is_better = check_flag(lower_is_better, "lower_is_better")
+    resamples = check_integer(resamples, "resamples", minimum=100, not_integer=TypeError)
+    seed = check_integer(seed, "seed", minimum=0, not_integer=TypeError)
+    min_seeds = check_integer(min_seeds, "min_seeds", minimum=2, not_integer=TypeError)
     num_seeds, num_queries = treatment.shape
     group_index, num_groups = _group_index(groups, num_queries)
     query_weights = _weights(weights, num_queries)

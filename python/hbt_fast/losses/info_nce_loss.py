@@ -17,6 +17,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from hbt_fast._checks import check_flag
 from hbt_fast.ops import _arguments
 from hbt_fast.ops._arguments import Temperature
 from hbt_fast.ops.functional import info_nce
@@ -45,8 +46,8 @@ class InfoNCELoss(nn.Module):
                  block_size: Optional[int] = None):
         super().__init__()
         self.temperature = _arguments.check_temperature(temperature)
-        self.symmetric = _arguments.check_flag(symmetric, "symmetric")
-        self.normalize = _arguments.check_flag(normalize, "normalize")
+        self.symmetric = check_flag(symmetric, "symmetric")
+        self.normalize = check_flag(normalize, "normalize")
         self.backend = _arguments.check_backend(backend)
         self.block_size = _arguments.check_block_size(block_size)
 

@@ -19,6 +19,8 @@ from typing import List, Sequence
 
 import numpy as np
 
+from hbt_fast._checks import check_integer
+
 __all__ = ["DEFAULT_CALL_COST", "length_buckets"]
 
 DEFAULT_CALL_COST = 64
@@ -32,8 +34,7 @@ def length_buckets(lengths: Sequence[int], call_cost: int = DEFAULT_CALL_COST) -
     lengths = np.asarray(lengths, dtype=np.int64)
     if lengths.ndim != 1 or len(lengths) == 0:
         raise ValueError("length_buckets needs a non-empty 1-D list of lengths")
-    if isinstance(call_cost, bool) or not isinstance(call_cost, (int, np.integer)) or call_cost < 0:
-        raise ValueError(f"call_cost must be an integer >= 0, got {call_cost!r}")
+    call_cost = check_integer(call_cost, "call_cost", minimum=0)
     order = np.argsort(-lengths, kind="stable")
     ordered = lengths[order]
     # Buckets start where the length changes (splitting equal lengths never helps).

@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from hbt_fast._checks import check_flag, check_integer
 from hbt_fast.models.buckets import DEFAULT_CALL_COST, length_buckets
 from hbt_fast.models.head import PoolingHead
 from hbt_fast.models.loading import SETTINGS_FILE, model_max_length, resolve
@@ -64,13 +65,9 @@ class TextEncoder(torch.nn.Module):
                  show_progress: bool = True, cache: bool = True,
                  bucket_cost: Optional[int] = DEFAULT_CALL_COST):
         super().__init__()
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if not isinstance(freeze_word_embeddings, bool):
-            raise TypeError(f"freeze_word_embeddings must be a bool, got {freeze_word_embeddings!r}")
-        if bucket_cost is not None and (isinstance(bucket_cost, bool) or not isinstance(bucket_cost, int)
-                                        or bucket_cost < 0):
-            raise ValueError(f"bucket_cost must be an integer >= 0 or None, got {bucket_cost!r}")
+        batch_size = check_integer(batch_size, "batch_size")
+        freeze_word_embeddings = check_flag(freeze_word_embeddings, "freeze_word_embeddings")
+        bucket_cost = check_integer(bucket_cost, "bucket_cost", minimum=0, optional=True)
         self.model = model
         self.tokenizer = tokenizer
         self.settings = settings or EncoderSettings()

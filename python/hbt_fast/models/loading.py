@@ -16,6 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Optional
 
+from hbt_fast._checks import is_integer
 from hbt_fast.data.files import read_json
 from hbt_fast.models.sentence_transformers_format import SentenceTransformerLayout, read_layout
 from hbt_fast.models.settings import PRESETS, STUDY_PREFIXES, EncoderSettings, preset_for_name
@@ -49,7 +50,7 @@ def model_max_length(tokenizer, config=None) -> int:
     ``config.max_position_embeddings`` where the config has one (-1 means none)."""
     lengths = [getattr(tokenizer, "model_max_length", None),
                getattr(config, "max_position_embeddings", None)]
-    lengths = [int(n) for n in lengths if isinstance(n, int) and not isinstance(n, bool) and n != -1]
+    lengths = [int(n) for n in lengths if is_integer(n) and n != -1]
     if not lengths:
         raise ValueError("neither the tokenizer (model_max_length) nor the model's config "
                          "(max_position_embeddings) gives a maximum length; set "

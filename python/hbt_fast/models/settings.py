@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
+from hbt_fast._checks import check_flag, check_integer
+
 __all__ = ["EncoderSettings", "POOLINGS", "PRESETS", "SIDES", "STUDY_PREFIXES", "E5_PREFIXES",
            "preset_for_name"]
 
@@ -38,13 +40,9 @@ class EncoderSettings:
     def __post_init__(self):
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if not isinstance(self.normalize, bool):
-            raise TypeError(f"normalize must be a bool, got {self.normalize!r}")
-        for name in ("max_query_length", "max_passage_length"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 2):
-                raise ValueError(f"{name} must be an integer >= 2 or None (the model's own), "
-                                 f"got {value!r}")
+        self.normalize = check_flag(self.normalize, "normalize")
+        for name in ("max_query_length", "max_passage_length"):  # None: the model's own
+            setattr(self, name, check_integer(getattr(self, name), name, minimum=2, optional=True))
         for name in ("query_prefix", "passage_prefix"):
             if not isinstance(getattr(self, name), str):
                 raise TypeError(f"{name} must be a string, got {getattr(self, name)!r}")

@@ -11,16 +11,11 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from hbt_fast._checks import check_flag, check_integer
+
 Temperature = Union[float, torch.Tensor]
 
 BACKENDS = ("cpu", "cuda", "tiled")
-
-
-def check_flag(value: object, name: str) -> bool:
-    """A real bool (numpy's included): ``symmetric="no"`` or ``1`` is a TypeError, not True."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
-    return bool(value)
 
 
 def check_temperature(temperature: object) -> Temperature:
@@ -52,13 +47,8 @@ def check_backend(backend: object) -> Optional[str]:
 
 
 def check_block_size(block_size: object) -> Optional[int]:
-    if block_size is None:
-        return None
-    if isinstance(block_size, (bool, np.bool_)) or not isinstance(block_size, numbers.Integral):
-        raise TypeError(f"block_size must be an int or None, got {type(block_size).__name__}")
-    if block_size < 1:
-        raise ValueError(f"block_size must be >= 1 (query rows per block), got {block_size}")
-    return int(block_size)
+    """Query rows per block: an integer >= 1, or None (the back-end's choice)."""
+    return check_integer(block_size, "block_size", optional=True, not_integer=TypeError)
 
 
 def check_embeddings(q: object, p: object) -> None:

@@ -45,8 +45,9 @@ from typing import Optional, Union
 import numpy as np
 
 import hbt_fast._C as _C
+from hbt_fast._checks import check_flag
 from hbt_fast.sampler._stock_trainer_guard import RefusesStockTrainer
-from hbt_fast.sampler.sampler import (_UINT64, Batch, HybridSampler, _bool, _id_array, _int, _real,
+from hbt_fast.sampler.sampler import (_UINT64, Batch, HybridSampler, _id_array, _int, _real,
                                       _str)
 
 __all__ = ["KINDS", "MultiSourceSampler", "WEIGHTINGS", "check_kinds", "check_weights"]
@@ -187,7 +188,7 @@ class MultiSourceSampler(RefusesStockTrainer):
             batch_size=_int(batch_size, "batch_size"), mode=_str(mode, "mode"),
             alpha=_real(alpha, "alpha"), lang_exponent=_real(lang_exponent, "lang_exponent"),
             seed=_int(seed, "seed", _UINT64), rank=_int(rank, "rank"),
-            world_size=_int(world_size, "world_size"), drop_last=_bool(drop_last, "drop_last"))
+            world_size=_int(world_size, "world_size"), drop_last=check_flag(drop_last, "drop_last"))
         config.validate()
         self._config = config
         self.kinds = self._kinds(kinds, len(sources), config.mode)

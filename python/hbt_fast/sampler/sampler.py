@@ -89,6 +89,7 @@ from collections.abc import Iterator
 import numpy as np
 
 import hbt_fast._C as _C
+from hbt_fast._checks import check_flag, check_integer
 from hbt_fast.sampler._stock_trainer_guard import RefusesStockTrainer
 
 # A struct sequence built in C++ (like os.stat_result); named hbt_fast.sampler.Batch.
@@ -116,9 +117,8 @@ def _id_array(values, name: str) -> np.ndarray:
 
 
 def _int(value, name: str, bounds=_INT64) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    value = int(value)
+    """An integer the core can take (int64, or uint64 for seeds); the core checks its value."""
+    value = check_integer(value, name, minimum=None, not_integer=TypeError)
     if not bounds[0] <= value <= bounds[1]:
         raise ValueError(f"{name} must be in [{bounds[0]}, {bounds[1]}], got {value}")
     return value
@@ -128,12 +128,6 @@ def _real(value, name: str) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     return float(value)
-
-
-def _bool(value, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return bool(value)
 
 
 def _str(value, name: str) -> str:
@@ -185,7 +179,8 @@ class HybridSampler(RefusesStockTrainer):
             batch_size=_int(batch_size, "batch_size"), mode=_str(mode, "mode"),
             alpha=_real(alpha, "alpha"), lang_exponent=_real(lang_exponent, "lang_exponent"),
             seed=_int(seed, "seed", _UINT64), rank=_int(rank, "rank"),
-            world_size=_int(world_size, "world_size"), drop_last=_bool(drop_last, "drop_last"),
+            world_size=_int(world_size, "world_size"),
+            drop_last=check_flag(drop_last, "drop_last"),
         )
         self._core = _C.HybridSampler(languages, groups, config)
         self.num_pairs = len(languages)
@@ -272,7 +267,7 @@ class HybridSampler(RefusesStockTrainer):
         saved.epoch = _int(state["epoch"], "state['epoch']")
         saved.position = _int(state["position"], "state['position']")
         config = saved.config
-        converters = {"mode": _str, "alpha": _real, "lang_exponent": _real, "drop_last": _bool}
+        converters = {"mode": _str, "alpha": _real, "lang_exponent": _real, "drop_last": check_flag}
         for key in _CONFIG_KEYS:
             if key in state:
                 convert = converters.get(key, _int)

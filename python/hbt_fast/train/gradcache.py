@@ -45,7 +45,9 @@ from typing import Callable, ContextManager, Iterator, Optional, Sequence
 
 import torch
 
-__all__ = ["EmbeddingCache", "RandomState", "check_chunk_size", "chunk_slices", "embed_without_graph", "replay_backward"]
+from hbt_fast._checks import check_integer
+
+__all__ = ["EmbeddingCache", "RandomState", "chunk_slices", "embed_without_graph", "replay_backward"]
 
 Embed = Callable[[slice], torch.Tensor]
 
@@ -79,21 +81,11 @@ class RandomState:
             yield
 
 
-def check_chunk_size(chunk_size: object, name: str) -> int:
-    """Rows per chunk: an integer >= 1 (``name`` is what the caller calls it)."""
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {chunk_size!r}")
-    return chunk_size
-
-
 def chunk_slices(count: int, chunk_size: Optional[int]) -> list:
     """``count`` rows cut into consecutive slices of at most ``chunk_size`` rows (one slice
     for ``None``; no slice for ``count == 0``)."""
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise ValueError(f"count must be an integer >= 0, got {count!r}")
-    if chunk_size is None:
-        chunk_size = max(count, 1)
-    check_chunk_size(chunk_size, "chunk_size")
+    count = check_integer(count, "count", minimum=0)
+    chunk_size = check_integer(max(count, 1) if chunk_size is None else chunk_size, "chunk_size")
     return [slice(start, min(start + chunk_size, count)) for start in range(0, count, chunk_size)]
 
 

@@ -12,6 +12,7 @@ from typing import Optional
 
 import torch
 
+from hbt_fast._checks import is_integer
 from hbt_fast.train.callbacks import LOG_FILE
 from hbt_fast.data.files import write_text_atomically
 from hbt_fast.train.checkpoint import STATE_FILE, CheckpointDirectory, CheckpointError
@@ -113,7 +114,7 @@ def _read(path: Path, total_steps: int, rank: int) -> Start:
         raise CheckpointError(f"{path}: cannot read {STATE_FILE} ({type(error).__name__})") from None
     step = state.get("step") if isinstance(state, dict) else None
     expected = int(path.name.rpartition("-")[2])
-    if isinstance(step, bool) or not isinstance(step, int) or step != expected or not 0 <= step <= total_steps:
+    if not is_integer(step) or step != expected or not 0 <= step <= total_steps:
         raise CheckpointError(f"{path}: step {step!r} is not a step of this run (folder {path.name}, "
                               f"0 .. {total_steps} steps)")
     return Start(path, state, random)

@@ -31,6 +31,7 @@ from typing import Iterable, Mapping, Optional
 
 import numpy as np
 
+from hbt_fast._checks import check_integer
 from hbt_fast.data.files import refuse_overlap, replace_folder
 from hbt_fast.data.long_texts import token_ids
 from hbt_fast.data.pairs import new_digest
@@ -409,8 +410,7 @@ def write_token_store(inputs: Iterable, output, tokenizer, settings, *, tokenize
     replaced once the new one is complete; any other existing content is refused.
     ``source_digest``: :func:`~hbt_fast.data.token_store.sources.inputs_digest` of ``inputs``
     and ``columns`` when the caller has it (it is computed otherwise: one more read)."""
-    if isinstance(chunk_pairs, bool) or not isinstance(chunk_pairs, int) or chunk_pairs < 1:
-        raise ValueError(f"chunk_pairs must be a positive integer, got {chunk_pairs!r}")
+    chunk_pairs = check_integer(chunk_pairs, "chunk_pairs")
     unset = [name for name in ("max_query_length", "max_passage_length")
              if getattr(settings, name) is None]
     if unset:

@@ -46,8 +46,9 @@ import contextlib
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from hbt_fast._checks import check_integer
 from hbt_fast.integrations.sentence_transformers.multiple_negatives_ranking import MultipleNegativesRankingLoss
-from hbt_fast.train.gradcache import check_chunk_size, embed_without_graph, replay_backward
+from hbt_fast.train.gradcache import embed_without_graph, replay_backward
 
 __all__ = ["CachedMultipleNegativesRankingLoss"]
 
@@ -68,7 +69,7 @@ class CachedMultipleNegativesRankingLoss(_OriginalLoss):
                 f"mini_batch_num_tokens={self.mini_batch_num_tokens} is not supported by "
                 "hbt_fast.losses.CachedMultipleNegativesRankingLoss; set mini_batch_size instead"
             )
-        check_chunk_size(self.mini_batch_size, "mini_batch_size")  # else the first step fails
+        check_integer(self.mini_batch_size, "mini_batch_size")  # else the first step fails
         # The wrapped loss holds (and validated) every hyperparameter; ours computes the same
         # loss on the fused kernel where it can.
         wrapped = self.loss

@@ -18,6 +18,7 @@ try:
 except ImportError:  # sentence-transformers < 6 keeps it at the old path
     from sentence_transformers.evaluation import SentenceEvaluator
 
+from hbt_fast._checks import check_flag, check_integer
 from hbt_fast.data.lareqa import load_lareqa
 from hbt_fast.evaluate import lareqa
 from hbt_fast.evaluate.driver import run_task
@@ -54,13 +55,11 @@ class LAReQAEvaluator(SentenceEvaluator):
                  batch_size: int = 32, name: Optional[str] = None,
                  show_progress_bar: bool = False, write_results: bool = True):
         super().__init__()
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if not isinstance(show_progress_bar, bool):
-            raise TypeError(f"show_progress_bar must be True or False, got {show_progress_bar!r}")
+        batch_size = check_integer(batch_size, "batch_size")
+        show_progress_bar = check_flag(show_progress_bar, "show_progress_bar")
         self.data = load_lareqa(data_dir, languages, task=task)
         self.jobs = lareqa.encode_jobs(self.data, candidate_text)
-        self.k = lareqa.check_k(k)
+        self.k = check_integer(k, "k")
         self.task, self.candidate_text, self.batch_size = task, candidate_text, batch_size
         self.name = task if name is None else name
         self.show_progress_bar, self.write_results = show_progress_bar, write_results

@@ -46,8 +46,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from hbt_fast._checks import check_flag
 from hbt_fast.losses import info_nce
-from hbt_fast.ops._arguments import check_flag
 
 __all__ = ["EmbeddingCountError", "MultipleNegativesRankingLoss", "candidate_text_ids"]
 
