@@ -1,9 +1,7 @@
 """hbt_fast.integrations.mteb: XQuAD-R / MLQA-R as MTEB tasks over a local folder give the same
 mono / cross / multi mAP@20 as hbt_fast's own evaluation, offline."""
 
-import json
 
-import numpy as np
 import pytest
 
 pytest.importorskip("sentence_transformers", reason="needs sentence-transformers")

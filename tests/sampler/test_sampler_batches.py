@@ -260,6 +260,10 @@ def test_batches_carry_their_kind_and_language(mode):
         query_rows, passage_rows = batch  # still unpacks as the pinned pair
         assert batch.kind == check_batch(query_rows, passage_rows, languages, groups, 8, mode)
         assert batch.query_rows is query_rows and batch.passage_rows is passage_rows
+        if batch.kind == "xx":
+            assert batch.language == languages[query_rows[0]]
+        else:
+            assert batch.language == -1
 
 
 def test_batch_languages_of_any_epoch_leave_the_current_one():
@@ -271,10 +275,6 @@ def test_batch_languages_of_any_epoch_leave_the_current_one():
     assert [b.language for b in sampler] == later.tolist() == sampler.batch_languages(5).tolist()
     with pytest.raises(ValueError, match="epoch must be >= 0"):
         sampler.batch_languages(-1)
-        if batch.kind == "xx":
-            assert batch.language == languages[query_rows[0]]
-        else:
-            assert batch.language == -1
 
 
 def test_mixed_epoch_uses_every_pair_once_and_mixes_languages():

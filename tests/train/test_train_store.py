@@ -26,6 +26,7 @@ def test_training_from_the_store_gives_the_in_memory_losses(tiny_model_dir, tmp_
                                                             hard_negatives):
     pairs, store = pairs_and_store
     runs = {"memory": read_pairs(pairs), "store": TokenStore(store, verify=True)}
+    memory_negatives = None
     for name, corpus in runs.items():
         trainer = make_trainer(tiny_model_dir, tmp_path / name, corpus=corpus, steps=3,
                                hard_negatives=hard_negatives)

@@ -23,7 +23,7 @@ import re
 import shutil
 import zlib
 from pathlib import Path
-from typing import Iterator, Mapping, Optional, Union
+from typing import Iterator, Optional, Union
 
 from hbt_fast._outputs import refuse_overlap
 

@@ -9,7 +9,7 @@ B x M x D product).
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Callable, Union
 
 import torch
 
