@@ -52,6 +52,29 @@ def test_the_digest_covers_every_field_and_is_computed_while_reading(tmp_path, m
     assert len({lists_digest, *(changed.digest for changed in changes)}) == 1 + len(changes)
 
 
+def rewrite_checkpoint_file(checkpoint, name, text):
+    """``checkpoint/name`` replaced by ``text``, with a manifest that matches (as a run wrote it)."""
+    (checkpoint / name).write_text(text)
+    manifest = json.loads((checkpoint / MANIFEST).read_text())
+    manifest["files"][name] = {"sha256": sha256_of(checkpoint / name), "bytes": (checkpoint / name).stat().st_size}
+    (checkpoint / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_a_run_saved_before_duplicate_masking_existed_does_not_resume_with_it_silently(tiny_model_dir, tmp_path):
+    """That version never masked: resuming it with today's default (masking on) would change the
+    training halfway, so the difference is named; keeping it off resumes."""
+    make_trainer(tiny_model_dir, tmp_path, steps=2, mask_duplicates=False).train()
+    checkpoint = tmp_path / "checkpoints" / "step-00000002"
+    description = json.loads((checkpoint / "run_config.json").read_text())
+    del description["config"]["mask_duplicates"]
+    rewrite_checkpoint_file(checkpoint, "run_config.json", json.dumps(description))
+    with pytest.raises(ValueError, match=r"settings differ .*: mask_duplicates \(saved False, now True\)"):
+        make_trainer(tiny_model_dir, tmp_path, steps=4, resume=True, override=("steps",))
+    resumed = make_trainer(tiny_model_dir, tmp_path, steps=4, resume=True, override=("steps",),
+                           mask_duplicates=False)
+    assert resumed.step == 2
+
+
 def as_if_written_by_two_processes(checkpoint):
     """The files a 2-rank run with the same global batch writes: its world size in run_config.json
     and the sampler state, a random state per rank, a manifest that matches."""

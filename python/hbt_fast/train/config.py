@@ -76,7 +76,8 @@ class Bounds:
 
 def setting(help: str, default=dataclasses.MISSING, *, choices=None, free=False, flag=None,
             flag_help: Optional[str] = None, bounds: Optional[Bounds] = None,
-            fixed: Optional[str] = None, path=False, parse=None, repeated=False):
+            fixed: Optional[str] = None, path=False, parse=None, repeated=False,
+            absent=dataclasses.MISSING):
     """A TrainConfig field: ``help`` for ``--help``; ``free``: may change on resume; ``fixed``:
     why it can never change on resume; ``bounds``: its range; ``path``: names a file or folder
     (or several); ``parse(name, value)``: the value a flag, a TOML value or an argument stands
@@ -84,12 +85,15 @@ def setting(help: str, default=dataclasses.MISSING, *, choices=None, free=False,
     each time with one or more values; ``flag``: its command-line flag, or several (the first
     is the one ``--help`` lists first), when not ``--`` + the name with dashes. A setting that
     is on by default has a flag that turns it off (``flag``, e.g. ``--no-progress``) and
-    ``flag_help`` saying what that flag does."""
+    ``flag_help`` saying what that flag does. ``absent``: what a run saved by a version without
+    this setting did, when that is not the default (a resume compares against it, so turning a
+    new default on is named, not silently applied to an old run)."""
     if default is True and not (flag and flag_help):
         raise TypeError("a setting on by default needs flag= and flag_help= for the flag that "
                         "turns it off")
     metadata = {"help": help, "choices": choices, "free": free, "flag": flag, "bounds": bounds,
-                "fixed": fixed, "path": path, "parse": parse, "repeated": repeated, "flag_help": flag_help}
+                "fixed": fixed, "path": path, "parse": parse, "repeated": repeated, "flag_help": flag_help,
+                "absent": absent}
     if default is dataclasses.MISSING:
         return field(metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -185,7 +189,7 @@ class TrainConfig:
                                     flag="--no-mask-duplicates", flag_help=(
                                         "keep passages with the same token ids as a query's positive "
                                         "among its negatives, as sentence-transformers does (default: "
-                                        "they leave its softmax)"))
+                                        "they leave its softmax)"), absent=False)
     steps: Optional[int] = setting("number of optimisation steps", None, bounds=AT_LEAST_ONE)
     epochs: Optional[float] = setting("number of sampler epochs (instead of --steps)", None, bounds=Bounds(
         0, MAX_INT, low_open=True, why="the run's step count is a 64-bit integer"))
@@ -414,7 +418,7 @@ def config_differences(saved: dict, config: TrainConfig, saved_locations: Option
     for name, spec in TrainConfig.__dataclass_fields__.items():
         if spec.metadata["free"]:
             continue
-        before = saved.get(name, defaults[name])
+        before = saved_setting(saved, name, defaults)
         if spec.metadata["path"] and isinstance(before, (str, list, tuple)):
             same = _as_json(saved_locations.get(name, _location(before))) == _as_json(locations[name])
         else:
@@ -422,6 +426,17 @@ def config_differences(saved: dict, config: TrainConfig, saved_locations: Option
         if not same:
             changed.append(name)
     return changed
+
+
+def saved_setting(saved: dict, name: str, defaults: Optional[dict] = None):
+    """Setting ``name`` of a saved run's config: as saved, else (a version without that setting
+    saved it) what that version did: the setting's ``absent`` value, or its default."""
+    if name in saved:
+        return saved[name]
+    absent = TrainConfig.__dataclass_fields__[name].metadata["absent"]
+    if absent is not dataclasses.MISSING:
+        return absent
+    return (defaults or _defaults())[name]
 
 
 def path_locations(config: TrainConfig) -> dict:

@@ -16,7 +16,7 @@ from hbt_fast._checks import is_integer
 from hbt_fast.train.callbacks import LOG_FILE
 from hbt_fast.data.files import write_text_atomically
 from hbt_fast.train.checkpoint import STATE_FILE, CheckpointDirectory, CheckpointError
-from hbt_fast.train.config import TrainConfig, config_differences
+from hbt_fast.train.config import TrainConfig, config_differences, saved_setting
 from hbt_fast.train.step import world
 
 __all__ = ["RUN_CONFIG", "Start", "drop_log_after", "random_state_file", "random_states", "starting_point"]
@@ -87,7 +87,7 @@ def _check_settings(path: Path, config: TrainConfig, data_digest: Optional[str])
     changed = [name for name in config_differences(saved, config, description.get("locations"))
                if name not in config.override]
     if changed:
-        details = ", ".join(f"{name} (saved {saved.get(name)!r}, now {getattr(config, name)!r})"
+        details = ", ".join(f"{name} (saved {saved_setting(saved, name)!r}, now {getattr(config, name)!r})"
                             for name in changed)
         raise ValueError(f"resume: settings differ from the run in {path}: {details}; keep them, or "
                          f"name them in override (--override {','.join(changed)}) to change them")
