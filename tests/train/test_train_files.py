@@ -7,24 +7,12 @@ import json
 
 import numpy as np
 import pytest
-from train_helpers import log_losses, settings, synthetic_corpus
+from train_helpers import Crash, CrashAt, log_losses, settings, synthetic_corpus
 
 from hbt_fast.data import read_pairs, write_pairs_jsonl
 from hbt_fast.data.token_store import TokenStore
-from hbt_fast.train import Callback, TrainConfig, Trainer
+from hbt_fast.train import TrainConfig, Trainer
 
-
-class Crash(RuntimeError):
-    pass
-
-
-class CrashAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, state, record):
-        if state.step == self.step:
-            raise Crash
 
 
 @pytest.fixture(scope="module")

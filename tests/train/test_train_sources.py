@@ -6,28 +6,16 @@ import json
 
 import numpy as np
 import pytest
-from train_helpers import log_losses, log_records, settings, synthetic_corpus
+from train_helpers import Crash, CrashAt, log_losses, log_records, settings, synthetic_corpus
 
 from hbt_fast.cli import main
 from hbt_fast.cli.train import add_parser, config_from_args
 from hbt_fast.data import PairCorpus, read_pairs, write_pairs_jsonl
-from hbt_fast.train import Callback, TrainConfig, Trainer
+from hbt_fast.train import TrainConfig, Trainer
 
 XX_LANGUAGES = ("en", "de", "fr")
 XY_LANGUAGES = ("en", "tr", "sw", "hi", "is")
 
-
-class Crash(RuntimeError):
-    pass
-
-
-class CrashAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, state, record):
-        if state.step == self.step:
-            raise Crash
 
 
 def tatoeba_like(num_groups=30):

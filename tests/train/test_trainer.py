@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from train_helpers import (first_batch_gradients, log_losses, log_records, make_trainer, run_torchrun,
+from train_helpers import (Crash, CrashAt, first_batch_gradients, log_losses, log_records, make_trainer, run_torchrun,
                            synthetic_corpus, without_dropout)
 
 from hbt_fast.data import PairCorpus, read_pairs_jsonl, split_lareqa
@@ -24,20 +24,6 @@ def xquad_split(data_dir, tmp_path_factory):
     split_lareqa(data_dir / "xquad-r", output, eval_fraction=0.25, seed=0, languages=["en", "de", "es", "zh"])
     return output
 
-
-class Crash(RuntimeError):
-    pass
-
-
-class CrashAt(Callback):
-    """Stops the run after ``step`` (the trainer's own callbacks, checkpoints included, ran)."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, state, record):
-        if state.step == self.step:
-            raise Crash()
 
 
 def fixed_batch_loss(trainer, corpus, rows):

@@ -13,7 +13,7 @@ import torch
 import torchrun_launch
 
 from hbt_fast.data import PairCorpus
-from hbt_fast.train import TrainConfig, Trainer
+from hbt_fast.train import Callback, TrainConfig, Trainer
 
 
 def synthetic_corpus(num_groups=24, languages=("en", "de", "fr"), negatives=0):
@@ -72,6 +72,21 @@ def log_records(output):
 def log_losses(output):
     by_step = {r["step"]: r["loss"] for r in log_records(output) if "loss" in r}
     return [by_step[s] for s in sorted(by_step)]
+
+
+class Crash(RuntimeError):
+    pass
+
+
+class CrashAt(Callback):
+    """Stops the run after ``step`` (the trainer's own callbacks, checkpoints included, ran)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, state, record):
+        if state.step == self.step:
+            raise Crash()
 
 
 def run_torchrun(script, *args, timeout=300):
