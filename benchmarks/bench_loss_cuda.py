@@ -124,3 +124,15 @@ def test_cuda_speed_8192(benchmark, inputs):
                                 fused_s=fused_s, reference_s=reference_s,
                                 speedup=reference_s / fused_s)
     print(benchmark.extra_info)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+@pytest.mark.parametrize("batch_size", [64, 256, 1024, 4096])
+def test_cuda_speed_at_training_batch_sizes(batch_size, dtype, inputs):
+    """The batch sizes one GPU trains with (D = 768): the fused path must win here too, not
+    only at B = 8192 and beyond. Checked against the float64 reference first."""
+    q, p = (t.detach()[:batch_size, :768].to(dtype).contiguous().requires_grad_() for t in inputs)
+    assert_correct(q, p)
+    fused_s, reference_s = seconds(fused_step, q, p, repeat=20), seconds(reference_step, q, p, repeat=20)
+    print(f"B={batch_size} D=768 {dtype}: fused {fused_s * 1e3:.3f} ms, reference "
+          f"{reference_s * 1e3:.3f} ms, speedup={reference_s / fused_s:.3f}")

@@ -40,11 +40,13 @@ def _children(pid: int) -> list:
 
 
 def run_torchrun(arguments: list, *, timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``python -m torch.distributed.run --master_addr=127.0.0.1 --master_port=<free> *arguments``;
-    fails the test, with each rank's stack, when it has not finished after ``timeout`` seconds."""
+    """``python -m torch.distributed.run --master_addr=127.0.0.1 --master_port=<free> *arguments``
+    with the GPUs hidden (gloo ranks); fails the test, with each rank's stack, when it has not
+    finished after ``timeout`` seconds."""
     command = [sys.executable, "-m", "torch.distributed.run", "--master_addr=127.0.0.1",
                f"--master_port={free_port()}", *map(str, arguments)]
-    env = {**(os.environ if env is None else env), "PYTHONFAULTHANDLER": "1"}
+    # gloo ranks on the CPU everywhere: on a GPU machine NCCL would need one GPU per rank.
+    env = {**(os.environ if env is None else env), "PYTHONFAULTHANDLER": "1", "CUDA_VISIBLE_DEVICES": ""}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     try:

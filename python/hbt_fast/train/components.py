@@ -24,8 +24,25 @@ def init_distributed() -> None:
     """Join the process group that ``torchrun`` describes (gloo on CPU, NCCL on GPU)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(_local_gpu())
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+
+
+def _local_gpu() -> int:
+    """This process's GPU: LOCAL_RANK, which must name one of the GPUs this process sees."""
+    local_rank, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+    if local_rank >= count:
+        raise ValueError(f"LOCAL_RANK={local_rank}, but this process sees {count} CUDA device(s): start at most "
+                         f"{count} process(es) per node (torchrun --nproc-per-node {count}), or hide the GPUs "
+                         "(CUDA_VISIBLE_DEVICES=) to train on CPUs over gloo")
+    return local_rank
+
+
+def _collective_device() -> torch.device:
+    """Where a tensor for a collective must live: NCCL moves CUDA tensors only."""
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def on_all_ranks(work, world_size: int, failure: Exception) -> None:
@@ -37,7 +54,7 @@ def on_all_ranks(work, world_size: int, failure: Exception) -> None:
             work()
         except (ValueError, OSError) as caught:
             error = caught
-    failed = torch.tensor([error is not None], dtype=torch.int32)
+    failed = torch.tensor([error is not None], dtype=torch.int32, device=_collective_device())
     if world_size > 1:
         dist.all_reduce(failed)
     if error is not None:
@@ -48,7 +65,7 @@ def on_all_ranks(work, world_size: int, failure: Exception) -> None:
 
 def pick_device() -> torch.device:
     if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cuda", _local_gpu())
     return torch.device("cpu")
 
 
