@@ -14,10 +14,12 @@
 # a GPU the build still runs and the GPU steps are reported as skipped.
 #
 # Needs python3 with torch (CUDA build), pybind11, scikit-build-core, cmake, ninja,
-# nvidia-cublas (CUDA 13), scipy-openblas32, pytest, pytest-benchmark, pytest-xdist and hypothesis; nvcc 13;
-# compute-sanitizer (optional). Environment: PYTHON (default python3); HBT_GPU_WHEELS, a folder
-# of wheels installed first (for a machine without a package index); HBT_GPU_BUDGET, seconds
-# for the whole run (default 470); CMAKE_CUDA_ARCHITECTURES (default: the GPU's own, else 90).
+# nvidia-cublas (CUDA 13), scipy-openblas32, pytest, pytest-benchmark, pytest-xdist and
+# hypothesis; nvcc 13; compute-sanitizer (optional). Environment: PYTHON (default python3);
+# HBT_GPU_WHEELS, a folder of wheels installed first (for a machine without a package index);
+# HBT_GPU_BUDGET, seconds for the whole run (default 470); HBT_GPU_SANITIZERS, the
+# compute-sanitizer tools (default: memcheck racecheck synccheck initcheck);
+# CMAKE_CUDA_ARCHITECTURES (default: the GPU's own, else 90).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 RESULTS=$(realpath -m "${1:-${OUT:-gpu_first_run}}")
@@ -98,20 +100,19 @@ if [ -z "$gpu" ]; then
 fi
 note "GPU: $gpu"
 
-pytest_on() {  # pytest_on TARGET ARGS...: the tests against the package built above
-  "$PYTHON" -m pytest -p no:cacheprovider "$@"
-}
+PYTEST=("$PYTHON" -m pytest -p no:cacheprovider)  # an array, not a function: run_step runs it under timeout
 
 # ---------------------------------------------------------------- GPU tests
-run_step "GPU tests" 150 240 "$RESULTS/tests.log" \
-  pytest_on -v -rfEs --durations=10 "$TESTS"
+TESTS=tests/losses/test_loss_cuda.py
+run_step "GPU tests" 100 200 "$RESULTS/tests.log" \
+  "${PYTEST[@]}" -v -rfEs --durations=10 "$TESTS"
 status=$?
 ((status != 0)) && failed=1
 note "GPU tests: $(grep -E '^(=+ )?[0-9]+ (passed|failed)|^=+ .*(passed|failed|error)' "$RESULTS/tests.log" | tail -1)"
 
 # ---------------------------------------------------------------- benchmark
-run_step benchmark 120 150 "$RESULTS/benchmark.log" \
-  pytest_on -s -rfEs benchmarks/bench_loss_cuda.py --benchmark-json="$RESULTS/benchmark.json"
+run_step benchmark 90 150 "$RESULTS/benchmark.log" \
+  "${PYTEST[@]}" -s -rfEs benchmarks/bench_loss_cuda.py --benchmark-json="$RESULTS/benchmark.json"
 status=$?
 ((status != 0)) && failed=1
 grep -E "^B=|speedup|device=" "$RESULTS/benchmark.log" | while read -r line; do note "benchmark: $line"; done
@@ -121,8 +122,8 @@ grep -E "^B=|speedup|device=" "$RESULTS/benchmark.log" | while read -r line; do 
 # GradCache, the fp16 scaler. Their tests, run here on the GPU (xdist workers share it).
 TRAIN_TESTS=(tests/train/test_train_precision.py tests/train/test_gradcache.py
   tests/train/test_train_resume.py tests/train/test_trainer.py tests/train/test_duplicate_masking.py)
-run_step "GPU training tests" 150 90 "$RESULTS/train_tests.log" \
-  pytest_on -q -rfEs -n 8 "${TRAIN_TESTS[@]}"
+run_step "GPU training tests" 100 100 "$RESULTS/train_tests.log" \
+  "${PYTEST[@]}" -q -rfEs -n 8 "${TRAIN_TESTS[@]}"
 status=$?
 ((status != 0)) && failed=1
 note "GPU training tests: $(grep -E '(passed|failed|error)' "$RESULTS/train_tests.log" | tail -1)"
@@ -130,7 +131,6 @@ note "GPU training tests: $(grep -E '(passed|failed|error)' "$RESULTS/train_test
 # ---------------------------------------------------------------- compute-sanitizer
 # Small tests only: row blocks with a partial last one, groups, extra negatives, both
 # directions, 16-bit rows over several gradient chunks, a non-finite scale, a side stream.
-TESTS=tests/losses/test_loss_cuda.py
 SANITIZED=(
   "$TESTS::test_gpu_parity_with_reference[B97-M160-D32-groups30-one_way-t0.05-block32-torch.float32]"
   "$TESTS::test_gpu_parity_with_reference[B600-M2600-D48-groups50-symmetric-t0.03-block64-torch.bfloat16]"
@@ -138,21 +138,39 @@ SANITIZED=(
   "$TESTS::test_gpu_non_finite_scale_makes_everything_nan[nan-torch.float16]"
   "$TESTS::test_gpu_runs_on_the_current_stream[torch.bfloat16]"
 )
+# One process per test, so that a crash names its test and hides no other.
+# initcheck first runs a plain torch GEMM and reads its output: an error there is the
+# sanitizer not seeing cuBLAS's writes (Hopper's bulk tensor stores), not a bug of ours.
+INITCHECK_PROBE='import torch
+for dtype in (torch.float32, torch.bfloat16):
+    q = torch.randn(600, 48, device="cuda", dtype=dtype)
+    p = torch.randn(2600, 48, device="cuda", dtype=dtype)
+    out = torch.empty(600, 2600, device="cuda", dtype=dtype)
+    torch.mm(q, p.T, out=out)
+    print("torch.mm", dtype, "output read back:", float(out.float().sum()))'
 if command -v compute-sanitizer >/dev/null 2>&1; then
-  for tool in memcheck racecheck synccheck initcheck; do
+  for tool in ${HBT_GPU_SANITIZERS:-memcheck racecheck synccheck initcheck}; do
     # racecheck and synccheck watch this project's kernels only (cuBLAS's are not ours, and
     # instrumenting their shared memory would take most of the budget).
     filter=()
     case $tool in racecheck | synccheck) filter=(--kernel-name kns=cuda_loss) ;; esac
-    echo "==================== $tool" >>"$RESULTS/sanitizer.log"
-    start_line=$(wc -l <"$RESULTS/sanitizer.log")
-    run_step "compute-sanitizer $tool" 75 0 "$RESULTS/sanitizer.log" \
-      compute-sanitizer --tool "$tool" "${filter[@]}" --error-exitcode 9 --print-limit 30 \
-      "$PYTHON" -m pytest -p no:cacheprovider -q "${SANITIZED[@]}"
-    status=$?
-    errors=$(tail -n +"$start_line" "$RESULTS/sanitizer.log" | grep -E "ERROR SUMMARY|passed|failed" | tr '\n' ' ')
-    note "compute-sanitizer $tool: ${errors:-no summary line} (exit status $status)"
-    ((status != 0)) && failed=1
+    sanitize=(compute-sanitizer --tool "$tool" "${filter[@]}" --error-exitcode 9 --print-limit 10)
+    if [ "$tool" = initcheck ]; then
+      echo "==================== initcheck: torch.mm probe" >>"$RESULTS/sanitizer.log"
+      run_step "compute-sanitizer initcheck, torch.mm probe" 40 0 "$RESULTS/sanitizer.log" \
+        "${sanitize[@]}" "$PYTHON" -c "$INITCHECK_PROBE"
+      note "compute-sanitizer initcheck, torch.mm probe: $(tail -3 "$RESULTS/sanitizer.log" | grep -E 'ERROR SUMMARY' | tr '\n' ' ')"
+    fi
+    for test in "${SANITIZED[@]}"; do
+      echo "==================== $tool $test" >>"$RESULTS/sanitizer.log"
+      start_line=$(wc -l <"$RESULTS/sanitizer.log")
+      run_step "compute-sanitizer $tool ${test#*::}" 40 0 "$RESULTS/sanitizer.log" \
+        "${sanitize[@]}" "${PYTEST[@]}" -q "$test"
+      status=$?
+      errors=$(tail -n +"$start_line" "$RESULTS/sanitizer.log" | grep -E "ERROR SUMMARY|Internal Sanitizer|passed|failed" | tr '\n' ' ')
+      note "compute-sanitizer $tool ${test#*::}: ${errors:-no summary line} (exit status $status)"
+      ((status != 0)) && failed=1
+    done
   done
 else
   note "compute-sanitizer: SKIPPED (not on PATH)"
