@@ -3,12 +3,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
+#include <locale>
 #include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/check.hpp"
 #include "loss/info_nce.hpp"
 #include "sampler/hybrid_sampler.hpp"
 
@@ -296,9 +299,39 @@ void test_loss_refuses_bad_arguments() {
   expect(refused(inputs, options), "zero threads refused");
 }
 
+// A grouping of three digits with ',' (as en_US has), without needing that locale installed.
+struct Thousands : std::numpunct<char> {
+  char do_thousands_sep() const override { return ','; }
+  std::string do_grouping() const override { return "\3"; }
+};
+
+std::string message_of(void (*call)()) {
+  try {
+    call();
+  } catch (const std::invalid_argument& error) {
+    return error.what();
+  }
+  return "(nothing thrown)";
+}
+
+void test_messages_name_every_value_whatever_the_global_locale() {
+  const std::locale before = std::locale::global(std::locale(std::locale::classic(), new Thousands));
+  const std::string got = message_of([] {
+    hbt::fail("dim ", int64_t{1048576}, ", rows ", size_t{3000}, ", scale ", 0.05, ", tiny ", 1e-9f,
+              ", huge ", std::numeric_limits<double>::infinity(), ", ", std::string("text"), ", flag ", true,
+              ", char ", 'x', ", min ", std::numeric_limits<int64_t>::min());
+  });
+  std::locale::global(before);
+  const std::string want = "dim 1048576, rows 3000, scale 0.05, tiny 1e-09, huge inf, text, flag true, char x, "
+                           "min -9223372036854775808";
+  expect(got == want, "check.hpp messages: every value, no locale grouping");
+  if (got != want) std::printf("  got:  %s\n  want: %s\n", got.c_str(), want.c_str());
+}
+
 }  // namespace
 
 int main() {
+  test_messages_name_every_value_whatever_the_global_locale();
   test_sampler_batches();
   test_sampler_mixed_batches();
   test_sampler_config_overflow_is_an_error();

@@ -123,7 +123,7 @@ def test_chunk_size_does_not_change_the_store(tmp_path, encoder, corpus_file):
 
 
 def test_every_input_format_gives_the_same_store(tmp_path, encoder):
-    import datasets
+    datasets = pytest.importorskip("datasets", reason="needs the datasets extra")
 
     records = pair_records(groups=12)
     whole = prepare([write_jsonl(tmp_path / "all.jsonl", records)], tmp_path / "whole", encoder.tokenizer)

@@ -48,7 +48,7 @@ def test_figures_equal_the_scorer_on_prompted_embeddings(prompted_model, lareqa_
 
 
 def test_runs_as_the_evaluator_of_a_trainer(prompted_model, lareqa_folder, tmp_path):
-    from datasets import Dataset
+    Dataset = pytest.importorskip("datasets", reason="needs the datasets extra").Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 

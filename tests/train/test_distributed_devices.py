@@ -51,3 +51,30 @@ def test_the_failure_flag_all_ranks_share_lives_where_the_backend_moves_tensors(
     monkeypatch.setattr(dist, "all_reduce", lambda tensor, *args, **kwargs: None)
     components.on_all_ranks(lambda: None, world_size=2, failure=RuntimeError("another rank failed"))
     assert asked == [device]
+
+
+class _OldDDP:
+    """DistributedDataParallel's signature before forward_sync_buffers (torch 2.11 has no such
+    keyword: a 2-rank run there failed at wrapping the model)."""
+    def __init__(self, module, device_ids=None, broadcast_buffers=True, find_unused_parameters=False):
+        self.options = dict(broadcast_buffers=broadcast_buffers)
+
+    def register_comm_hook(self, state, hook):
+        self.hook = hook
+
+
+class _NewDDP(_OldDDP):
+    def __init__(self, module, device_ids=None, broadcast_buffers=None, find_unused_parameters=False,
+                 forward_sync_buffers=None):
+        self.options = dict(broadcast_buffers=broadcast_buffers, forward_sync_buffers=forward_sync_buffers)
+
+
+@pytest.mark.parametrize("ddp, options", [
+    (_OldDDP, dict(broadcast_buffers=False)),
+    (_NewDDP, dict(broadcast_buffers=None, forward_sync_buffers=False)),  # the deprecated keyword left out
+])
+def test_buffers_are_not_synchronised_at_each_forward_under_old_and_new_torch(ddp, options, monkeypatch):
+    from hbt_fast.train import step
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", ddp)
+    wrapped = step.data_parallel(torch.nn.Linear(2, 2))
+    assert wrapped.options == options and wrapped.hook is step._allreduce_sum

@@ -35,10 +35,12 @@ def test_an_accumulated_update_is_the_gradient_of_the_batches_mean_loss(tiny_mod
         losses.append(float(loss.detach()))
     expected = gradients(trainer)
     loss, accumulated = first_batch_gradients(trainer)
-    assert loss == pytest.approx(sum(losses) / 3, rel=1e-6)
+    # On a GPU cuBLAS picks its kernel by shape, so the two paths sum in another order.
+    on_gpu = trainer.device.type == "cuda"
+    assert loss == pytest.approx(sum(losses) / 3, rel=1e-5 if on_gpu else 1e-6)
     scale = max(float(value.abs().max()) for value in expected.values())
     for name, value in expected.items():
-        torch.testing.assert_close(accumulated[name], value, rtol=1e-5, atol=1e-6 * scale)
+        torch.testing.assert_close(accumulated[name], value, rtol=1e-5, atol=(1e-5 if on_gpu else 1e-6) * scale)
 
 
 def test_accumulation_uses_the_batches_of_as_many_single_steps_and_one_schedule_step_each(tiny_model_dir,

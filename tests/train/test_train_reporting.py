@@ -68,6 +68,7 @@ def test_evaluations_during_training_show_progress_and_print_one_line_each(evalu
 
 
 def tensorboard_events(folder):
+    pytest.importorskip("tensorboard", reason="needs the tensorboard extra")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     accumulator = EventAccumulator(str(folder))
@@ -76,6 +77,7 @@ def tensorboard_events(folder):
 
 
 def test_tensorboard_gets_the_gradient_norm_and_the_hyperparameters(evaluated_run):
+    pytest.importorskip("tensorboard", reason="needs the tensorboard extra")
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
     events = tensorboard_events(evaluated_run["output"] / "tensorboard")

@@ -127,9 +127,13 @@ def test_gradcache_gradients_equal_full_batch(tiny_model_dir, tmp_path, chunk_si
     assert len(range(0, full.config.batch_size, chunk_size)) >= 3
     full_loss, full_grads = first_batch_gradients(full)
     chunked_loss, chunked_grads = first_batch_gradients(chunked)
-    assert chunked_loss == pytest.approx(full_loss, rel=1e-6)
+    # On a GPU cuBLAS picks its kernel by shape, so chunks sum in another order: a few float32 ulps.
+    on_gpu = full.device.type == "cuda"
+    assert chunked_loss == pytest.approx(full_loss, rel=1e-5 if on_gpu else 1e-6)
+    scale = max(float(value.abs().max()) for value in full_grads.values())
     for name, value in full_grads.items():
-        torch.testing.assert_close(chunked_grads[name], value, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(chunked_grads[name], value, rtol=1e-5,
+                                   atol=1e-5 * scale if on_gpu else 1e-7)
 
 
 def test_hard_negatives_are_extra_passages_masked_for_their_own_pair(tiny_model_dir, tmp_path):
@@ -149,7 +153,7 @@ def test_hard_negatives_are_extra_passages_masked_for_their_own_pair(tiny_model_
 
 
 def test_training_data_from_a_datasets_folder_with_a_column_mapping(tiny_model_dir, tmp_path):
-    from datasets import Dataset
+    Dataset = pytest.importorskip("datasets", reason="needs the datasets extra").Dataset
 
     from hbt_fast.cli import main
 
@@ -209,6 +213,7 @@ def test_saved_model_reloads_and_evaluates(tiny_model_dir, xquad_split, tmp_path
 
 
 def assert_tensorboard_tags(folder, expected):
+    pytest.importorskip("tensorboard", reason="needs the tensorboard extra")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     accumulator = EventAccumulator(str(folder))

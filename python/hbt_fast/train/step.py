@@ -24,6 +24,7 @@ on another.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
@@ -157,6 +158,15 @@ def _allreduce_sum(process_group, bucket):
     return work.get_future().then(lambda future: future.value()[0])
 
 
+def _no_buffer_sync_at_forward() -> dict:
+    """DDP's keyword for not re-broadcasting buffers at each forward: ``forward_sync_buffers``
+    where torch has it (it deprecates ``broadcast_buffers``), else ``broadcast_buffers``."""
+    parameters = inspect.signature(torch.nn.parallel.DistributedDataParallel.__init__).parameters
+    if "forward_sync_buffers" in parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
+
+
 def data_parallel(module: torch.nn.Module, device: Optional[torch.device] = None, *,
                   find_unused_parameters: bool = False):
     """``module`` under DistributedDataParallel with summed (not averaged) gradient buckets.
@@ -168,6 +178,6 @@ def data_parallel(module: torch.nn.Module, device: Optional[torch.device] = None
     device_ids = [device] if device is not None and torch.device(device).type == "cuda" else None
     wrapped = torch.nn.parallel.DistributedDataParallel(
         module, device_ids=device_ids, find_unused_parameters=find_unused_parameters,
-        forward_sync_buffers=False)
+        **_no_buffer_sync_at_forward())
     wrapped.register_comm_hook(None, _allreduce_sum)
     return wrapped
