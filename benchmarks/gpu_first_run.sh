@@ -123,7 +123,7 @@ grep -E "^B=|speedup|device=" "$RESULTS/benchmark.log" | while read -r line; do 
 TRAIN_TESTS=(tests/train/test_train_precision.py tests/train/test_gradcache.py
   tests/train/test_train_resume.py tests/train/test_trainer.py tests/train/test_duplicate_masking.py)
 run_step "GPU training tests" 100 100 "$RESULTS/train_tests.log" \
-  "${PYTEST[@]}" -q -rfEs -n 8 "${TRAIN_TESTS[@]}"
+  "${PYTEST[@]}" -p no:benchmark -q -rfEs -n 8 "${TRAIN_TESTS[@]}"
 status=$?
 ((status != 0)) && failed=1
 note "GPU training tests: $(grep -E '(passed|failed|error)' "$RESULTS/train_tests.log" | tail -1)"
