@@ -172,6 +172,28 @@ def read_json(path: PathLike):
     return document
 
 
+def read_manifest(path: PathLike, *, kind: str, format_name: str, version: int, remedy: str,
+                  check) -> dict:
+    """A versioned JSON manifest: a JSON object with ``"format": format_name`` and ``"version":
+    version``, which ``check(manifest)`` then inspects, raising KeyError, TypeError or ValueError
+    (naming the entry) for one that is missing or of the wrong type. Every refusal is one
+    ValueError naming the file, what it should be (``kind``, e.g. "token store") and ``remedy``."""
+    path = Path(path)
+    manifest = read_json(path)  # names the file and line if it is not JSON
+    if not isinstance(manifest, dict) or manifest.get("format") != format_name:
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ValueError(f"{path}: not {article} {kind} manifest (no \"format\": {format_name!r})")
+    if manifest.get("version") != version:
+        raise ValueError(f"{path}: {kind} version {manifest.get('version')!r}; this hbt_fast reads "
+                         f"version {version}; {remedy}")
+    try:
+        check(manifest)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: damaged {kind} manifest (entry {error} is missing or has the wrong "
+                         f"type); {remedy}") from None
+    return manifest
+
+
 @contextlib.contextmanager
 def atomic_output(path: PathLike, mode: str = "w"):
     """Open ``path`` for writing through a temporary file renamed over it on success."""

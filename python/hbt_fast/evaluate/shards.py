@@ -48,7 +48,7 @@ import numpy as np
 
 from hbt_fast._checks import check_integer, is_integer
 from hbt_fast._outputs import LOCK_FILE, FolderLock
-from hbt_fast.data.files import atomic_output, read_json, write_text_atomically
+from hbt_fast.data.files import atomic_output, read_manifest, write_text_atomically
 from hbt_fast.data.token_store.format import file_sha256
 from hbt_fast.evaluate._common import l2_normalize
 from hbt_fast.evaluate.driver import ENCODE_CHUNK
@@ -344,33 +344,27 @@ def _short(value) -> str:
 
 
 def _checked_manifest(path: Path) -> dict:
-    manifest = read_json(path)  # names the file and line if it is not JSON
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an embedding cache manifest (no \"format\": {FORMAT!r})")
-    if manifest.get("version") != VERSION:
-        raise ValueError(f"{path}: embedding cache version {manifest.get('version')!r}; this "
-                         f"hbt_fast reads version {VERSION}; delete the cache")
-    try:
-        _check_dtype(manifest["dtype"])
-        check_integer(manifest["shard_rows"], "shard_rows")
-        for key in ("dim", "rows"):
-            if manifest[key] is not None and (not is_integer(manifest[key]) or manifest[key] < 0):
-                raise TypeError(key)
-        if not isinstance(manifest["encoder"], dict) or not isinstance(manifest["shards"], list):
-            raise TypeError("encoder/shards")
-        for entry in manifest["shards"]:
-            if not _SHARD_NAME.fullmatch(entry["file"]):
-                raise TypeError("shards.file")
-            for key in ("rows", "bytes"):
-                if not is_integer(entry[key]) or entry[key] < 1:
-                    raise TypeError(f"shards.{key}")
-            for key in ("sha256", "texts_sha256"):
-                if not isinstance(entry[key], str):
-                    raise TypeError(f"shards.{key}")
-    except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{path}: damaged embedding cache manifest (entry {error} is missing or has "
-                         "the wrong type); delete the cache") from None
-    return manifest
+    return read_manifest(path, kind="embedding cache", format_name=FORMAT, version=VERSION,
+                         remedy="delete the cache", check=_check_manifest_entries)
+
+
+def _check_manifest_entries(manifest: dict) -> None:
+    _check_dtype(manifest["dtype"])
+    check_integer(manifest["shard_rows"], "shard_rows")
+    for key in ("dim", "rows"):
+        if manifest[key] is not None and (not is_integer(manifest[key]) or manifest[key] < 0):
+            raise TypeError(key)
+    if not isinstance(manifest["encoder"], dict) or not isinstance(manifest["shards"], list):
+        raise TypeError("encoder/shards")
+    for entry in manifest["shards"]:
+        if not _SHARD_NAME.fullmatch(entry["file"]):
+            raise TypeError("shards.file")
+        for key in ("rows", "bytes"):
+            if not is_integer(entry[key]) or entry[key] < 1:
+                raise TypeError(f"shards.{key}")
+        for key in ("sha256", "texts_sha256"):
+            if not isinstance(entry[key], str):
+                raise TypeError(f"shards.{key}")
 
 
 # ---------------------------------------------------------------------- search

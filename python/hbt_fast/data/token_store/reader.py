@@ -7,7 +7,8 @@ from typing import Optional
 
 import numpy as np
 
-from hbt_fast.data.files import read_json
+from hbt_fast._checks import is_integer
+from hbt_fast.data.files import read_manifest
 from hbt_fast.data.token_store.format import (
     ARRAYS, FORMAT, GROUP_NAMES, MANIFEST, NPY_HEADER_BYTES, VERSION, file_sha256, ranges,
     tokenizer_fingerprint)
@@ -187,33 +188,26 @@ class TokenStore:
 
 
 def _checked_manifest(path: Path) -> dict:
-    manifest = read_json(path)  # names the file and line if it is not JSON
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a token store manifest (no \"format\": {FORMAT!r})")
-    if manifest.get("version") != VERSION:
-        raise ValueError(f"{path}: token store version {manifest.get('version')!r}; this hbt_fast "
-                         f"reads version {VERSION}; prepare the store again")
-    try:
-        files, counts = manifest["files"], manifest["counts"]
-        for name in ARRAYS:
-            entry = files[f"{name}.npy"]
-            if not all(isinstance(entry[key], int) and entry[key] >= 0 for key in ("length", "bytes")):
-                raise TypeError(f"{name}.npy")
-            if not isinstance(entry["sha256"], str):
-                raise TypeError(f"{name}.npy")
-        for key in ("pairs", "texts", "tokens", "negatives", "groups", "languages"):
-            if not isinstance(counts[key], int) or counts[key] < 0:
-                raise TypeError(f"counts.{key}")
-        if not isinstance(files[GROUP_NAMES]["sha256"], str):
-            raise TypeError(GROUP_NAMES)
-        settings = manifest["settings"]
-        for name in SETTINGS:
-            settings[name]  # noqa: B018 - presence
-        if not isinstance(manifest["tokenizer"]["fingerprint"], str) or not isinstance(
-                manifest["languages"], list):
-            raise TypeError("tokenizer/languages")
-        manifest["source"]["digest"]  # noqa: B018 - presence
-    except (KeyError, TypeError) as error:
-        raise ValueError(f"{path}: damaged token store manifest (entry {error} is missing or has the "
-                         "wrong type); prepare the store again") from None
-    return manifest
+    return read_manifest(path, kind="token store", format_name=FORMAT, version=VERSION,
+                         remedy="prepare the store again", check=_check_manifest_entries)
+
+
+def _check_manifest_entries(manifest: dict) -> None:
+    files, counts = manifest["files"], manifest["counts"]
+    for name in ARRAYS:
+        entry = files[f"{name}.npy"]
+        if not all(is_integer(entry[key]) and entry[key] >= 0 for key in ("length", "bytes")):
+            raise TypeError(f"{name}.npy")
+        if not isinstance(entry["sha256"], str):
+            raise TypeError(f"{name}.npy")
+    for key in ("pairs", "texts", "tokens", "negatives", "groups", "languages"):
+        if not is_integer(counts[key]) or counts[key] < 0:
+            raise TypeError(f"counts.{key}")
+    if not isinstance(files[GROUP_NAMES]["sha256"], str):
+        raise TypeError(GROUP_NAMES)
+    settings = manifest["settings"]
+    for name in SETTINGS:
+        settings[name]  # noqa: B018 - presence
+    if not isinstance(manifest["tokenizer"]["fingerprint"], str) or not isinstance(manifest["languages"], list):
+        raise TypeError("tokenizer/languages")
+    manifest["source"]["digest"]  # noqa: B018 - presence
