@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hbt_fast._checks import check_flag, check_integer, is_integer
+from hbt_fast._checks import check_flag, check_integer, is_integer, is_real
 from hbt_fast.evaluate import metrics
 from hbt_fast.evaluate.baselines import HashedNgramEncoder
 from hbt_fast.models.settings import EncoderSettings
@@ -99,3 +99,13 @@ def test_hashed_ngram_encoder_refuses_bool_ngram_sizes():
         HashedNgramEncoder(ngram_sizes=(True,))
     encoder = HashedNgramEncoder(dim=np.int64(16), ngram_sizes=(np.int64(2),))
     assert encoder.encode(["abc"]).shape == (1, 16)
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, float("nan"), float("inf"), np.float32(0.5), np.int64(7)])
+def test_real_numbers_are_real(value):
+    assert is_real(value)
+
+
+@pytest.mark.parametrize("value", [True, False, np.bool_(True), "0.5", None, 1j, [0.5]])
+def test_bools_strings_and_the_rest_are_not_real(value):
+    assert not is_real(value)

@@ -1,5 +1,5 @@
-"""The two argument checks every layer needs: a real bool, and an integer (never a bool) with
-a lower bound. One owner, so ``True`` is never taken for ``1`` (nor ``1`` for ``True``) in one
+"""The argument checks every layer needs: a real bool, an integer (never a bool) with a lower
+bound, and a real number that is not a bool. One owner, so ``True`` is never taken for ``1`` (nor ``1`` for ``True``) in one
 module and refused in another, and the messages read the same everywhere.
 
 At the bottom of the import layers: it imports only the standard library and numpy (the
@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["check_flag", "check_integer", "is_integer"]
+__all__ = ["check_flag", "check_integer", "is_integer", "is_real"]
 
 
 def check_flag(value: object, name: str) -> bool:
@@ -27,6 +27,12 @@ def check_flag(value: object, name: str) -> bool:
 def is_integer(value: object) -> bool:
     """An int or a numpy integer, not a bool (``True == 1``, but a flag is not a count)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def is_real(value: object) -> bool:
+    """A real number (int, float, numpy's), not a bool; NaN and infinities included: each
+    caller states its own range."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def check_integer(value: object, name: str, *, minimum: Optional[int] = 1, optional: bool = False,

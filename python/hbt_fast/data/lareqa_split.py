@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from hbt_fast._checks import check_integer
+from hbt_fast._checks import check_integer, is_real
 from hbt_fast.data.files import atomic_output, refuse_overlap
 from hbt_fast.data.lareqa import candidate, iter_paragraphs, lareqa_languages, read_lareqa_document
 from hbt_fast.data.locations import check_languages
@@ -47,7 +47,7 @@ def _pairs_of_article(article, number: int, language: str, path: Path, candidate
 
 
 def _check_arguments(data_dir, output_dir, eval_fraction, seed) -> tuple[Path, Path, int]:
-    if isinstance(eval_fraction, bool) or not isinstance(eval_fraction, (int, float)) \
+    if not is_real(eval_fraction) \
             or not (math.isfinite(eval_fraction) and 0 < eval_fraction < 1):
         raise ValueError(f"eval_fraction must be a number in (0, 1), got {eval_fraction!r}")
     seed = check_integer(seed, "seed", minimum=0)

@@ -30,7 +30,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from hbt_fast._checks import check_integer
+from hbt_fast._checks import check_integer, is_real
 from hbt_fast.data.files import atomic_output, refuse_overlap
 from hbt_fast.data.locations import check_languages
 from hbt_fast.data.pairs import write_pairs_jsonl
@@ -43,7 +43,7 @@ ENGLISH = "eng"
 
 def _check_arguments(heldout_fraction, seed, min_lines) -> tuple[int, int]:
     """``(seed, min_lines)`` as ints once every argument is checked."""
-    if isinstance(heldout_fraction, bool) or not isinstance(heldout_fraction, (int, float)) \
+    if not is_real(heldout_fraction) \
             or not (math.isfinite(heldout_fraction) and 0 < heldout_fraction < 1):
         raise ValueError(f"heldout_fraction must be a number in (0, 1), got {heldout_fraction!r}")
     return check_integer(seed, "seed", minimum=0), check_integer(min_lines, "min_lines")

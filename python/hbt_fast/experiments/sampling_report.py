@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from hbt_fast._checks import check_integer
+from hbt_fast._checks import check_integer, is_real
 from hbt_fast.experiments.evidence import Evidence
 from hbt_fast.experiments.recipes import LABELS, TATOEBA_RECIPES
 from hbt_fast.experiments.statistics import (DEFAULT_SEEDS, MARGINS, TOO_FEW_SEEDS, Verdict,
@@ -72,7 +72,7 @@ DIFFERENCES = (("hybrid − X-X", {"hybrid": 1.0}, {"xx": 1.0}),
 
 
 def _checked(value, name: str, low: float, high: float, *, closed_low: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    if not is_real(value) or math.isnan(value):
         raise ValueError(f"{name} must be a number, got {value!r}")
     if not ((value >= low if closed_low else value > low) and value < high):
         bracket = "[" if closed_low else "("

@@ -39,13 +39,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from hbt_fast._checks import check_flag, check_integer
+from hbt_fast._checks import check_flag, check_integer, is_real
 
 __all__ = ["DEFAULT_SEEDS", "MARGINS", "PairedDifference", "Verdict", "margin_for", "mean_std",
            "paired_difference", "sign_flip_p_value", "verdict"]
@@ -163,7 +162,7 @@ class Verdict:
 
 
 def _real_in(value, name: str, low: float, high: float, *, closed_low: bool) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)
     inside = (value >= low if closed_low else value > low) and value < high

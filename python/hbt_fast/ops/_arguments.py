@@ -5,13 +5,11 @@ exception naming the argument."""
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Optional, Union
 
-import numpy as np
 import torch
 
-from hbt_fast._checks import check_flag, check_integer
+from hbt_fast._checks import check_flag, check_integer, is_real
 
 Temperature = Union[float, torch.Tensor]
 
@@ -26,7 +24,7 @@ def check_temperature(temperature: object) -> Temperature:
             raise TypeError("a tensor temperature must be a single floating-point value, got "
                             f"shape {tuple(temperature.shape)} and dtype {temperature.dtype}")
         return temperature
-    if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, numbers.Real):
+    if not is_real(temperature):
         raise TypeError("temperature must be a real number or a floating-point tensor, got "
                         f"{type(temperature).__name__} {temperature!r}")
     value = float(temperature)

@@ -37,7 +37,6 @@ Determinism, ranks and resume
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Optional, Union
@@ -45,7 +44,7 @@ from typing import Optional, Union
 import numpy as np
 
 import hbt_fast._C as _C
-from hbt_fast._checks import check_flag
+from hbt_fast._checks import check_flag, is_real
 from hbt_fast.sampler._stock_trainer_guard import RefusesStockTrainer
 from hbt_fast.sampler.sampler import (_UINT64, Batch, HybridSampler, _id_array, _int, _real,
                                       _str)
@@ -413,6 +412,6 @@ def _plain(value):
     """Numbers as floats and sequences as lists, so a JSON round trip compares equal."""
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+    if is_real(value):
         return float(value)
     return value

@@ -82,14 +82,13 @@ Determinism
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Iterator
 
 import numpy as np
 
 import hbt_fast._C as _C
-from hbt_fast._checks import check_flag, check_integer
+from hbt_fast._checks import check_flag, check_integer, is_real
 from hbt_fast.sampler._stock_trainer_guard import RefusesStockTrainer
 
 # A struct sequence built in C++ (like os.stat_result); named hbt_fast.sampler.Batch.
@@ -125,7 +124,7 @@ def _int(value, name: str, bounds=_INT64) -> int:
 
 
 def _real(value, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     return float(value)
 

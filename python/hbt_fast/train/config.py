@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
+from hbt_fast._checks import is_real
 from hbt_fast.evaluate.keys import higher_is_better
 from hbt_fast.evaluate.lareqa import metric_names as lareqa_metric_names
 from hbt_fast.models.settings import PRESETS as PRESET_SETTINGS
@@ -130,7 +131,7 @@ def _parse_weights(name: str, value):
             raise ValueError(f"{name} must be {' or '.join(SOURCE_WEIGHTINGS)}, or one number per "
                              f"source separated by commas; got {value!r}") from None
     if isinstance(value, (list, tuple)) and value and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            is_real(v) for v in value):
         return tuple(float(v) for v in value)
     raise TypeError(f"{name} must be {' or '.join(SOURCE_WEIGHTINGS)} or a list of numbers, got "
                     f"{value!r} ({type(value).__name__})")
