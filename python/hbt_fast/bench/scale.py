@@ -321,6 +321,61 @@ def _installed(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
 
 
+def measure_end_to_end(pairs: int, model: str, folder: Path, *, steps: int = 20,
+                       timeout: float = 4 * 3600) -> dict:
+    """The largest sizes, where preparing twice is too long: ``hbt-fast train --train FILE``
+    (preparation into the run folder included: the end-to-end peak RSS and time), then
+    ``hbt-fast train --train`` that run's store (seconds to the first step once a store exists)."""
+    started = time.perf_counter()
+    data = synthetic_pairs(folder / f"pairs-{pairs}.jsonl", pairs)
+    figures = {"pairs": pairs, "input_bytes": data.stat().st_size, "generate_s": time.perf_counter() - started}
+    train = ["--model", model, "--steps", str(steps), "--batch-size", str(BATCH_SIZE), "--no-progress",
+             "--save-every", "0", "--log-every", "1"]
+    runs = {"train_file": ["train", "--train", str(data), "--output", str(folder / "run-file"), *train],
+            "train_store": ["train", "--train", str(folder / "run-file" / "token_store"), "--output",
+                            str(folder / "run-store"), *train]}
+    for name, command in runs.items():
+        run = folder / name.replace("train_", "run-")
+        figures[name] = _child(command, folder / f"{name}.json", timeout, log=run / "train_log.jsonl")
+        figures[name]["steps"] = _steps(run)
+        figures[name]["median_step_s"] = _median_step_s(figures[name])
+    store = folder / "run-file" / "token_store"
+    figures["store_bytes_per_pair"] = sum(p.stat().st_size for p in store.iterdir()) / pairs
+    return figures
+
+
+def measure_step_ab(pairs: int, model: str, folder: Path, *, steps: int = 20, rounds: int = 3,
+                    timeout: float = 3600) -> dict:
+    """Step time from the store against the in-memory path on the same batches, interleaved
+    (store, memory, store, memory, ...) so that a machine's drift during the measurement falls
+    on both sides: each run's median step time (steps after the first), the median of each
+    side's medians, and memory / store (1.0 = as fast; above 1 the store is faster). The losses
+    of each pair of runs are compared too: the same batches give the same losses."""
+    data = synthetic_pairs(folder / f"pairs-{pairs}.jsonl", pairs)
+    store = folder / f"store-{pairs}"
+    _child(["prepare", "--model", model, "--train", str(data), "--output", str(store), "--no-progress"],
+           folder / "prepare.json", timeout)
+    train = ["--model", model, "--steps", str(steps), "--batch-size", str(BATCH_SIZE), "--no-progress",
+             "--save-every", "0", "--log-every", "1"]
+    medians = {"store": [], "memory": []}
+    same_losses = True
+    for round_ in range(rounds):
+        losses = {}
+        for side in ("store", "memory"):
+            run = folder / f"run-{side}-{round_}"
+            command = (["train", "--train", str(store), "--output", str(run), *train] if side == "store" else
+                       ["memory-train", model, str(data), str(run), str(steps), str(BATCH_SIZE)])
+            figures = _child(command, folder / f"{side}-{round_}.json", timeout)
+            figures["steps"] = _steps(run)
+            medians[side].append(_median_step_s(figures))
+            losses[side] = [step["loss"] for step in figures["steps"]]
+        same_losses &= np.allclose(losses["store"], losses["memory"], rtol=1e-5)
+    store_s, memory_s = float(np.median(medians["store"])), float(np.median(medians["memory"]))
+    return {"pairs": pairs, "steps": steps, "rounds": rounds, "store_step_s": medians["store"],
+            "memory_step_s": medians["memory"], "store_median_s": store_s, "memory_median_s": memory_s,
+            "memory_vs_store": memory_s / store_s, "same_losses": bool(same_losses)}
+
+
 def _median_step_s(figures: dict) -> Optional[float]:
     """Median seconds of a run's steps after the first (which warms caches and allocators)."""
     steps = [step["seconds"] for step in figures.get("steps", [])[1:]]
