@@ -39,18 +39,38 @@ def _children(pid: int) -> list:
     return children
 
 
-def run_torchrun(arguments: list, *, timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
+def _stacks(stderr: str, keep: int = 20000) -> str:
+    """stderr's end without faulthandler's "Extension modules: ..." lists (one per rank, each
+    several thousand characters), which would push the stacks out of the message."""
+    lines = [line for line in stderr.splitlines() if not line.lstrip().startswith("Extension modules:")]
+    return "\n".join(lines)[-keep:]
+
+
+def run_torchrun(arguments: list, *, timeout: float, env: dict | None = None,
+                 attempts: int = 1) -> subprocess.CompletedProcess:
     """``python -m torch.distributed.run --master_addr=127.0.0.1 --master_port=<free> *arguments``
     with the GPUs hidden (gloo ranks); fails the test, with each rank's stack, when it has not
-    finished after ``timeout`` seconds."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--master_addr=127.0.0.1",
-               f"--master_port={free_port()}", *map(str, arguments)]
+    finished after ``timeout`` seconds. ``attempts`` > 1 starts it again after such a hang (only
+    after a hang: a failure or a wrong result is never retried); a test that needs it says why."""
     # gloo ranks on the CPU everywhere: on a GPU machine NCCL would need one GPU per rank.
     env = {**(os.environ if env is None else env), "PYTHONFAULTHANDLER": "1", "CUDA_VISIBLE_DEVICES": ""}
+    for attempt in range(1, attempts + 1):
+        command = [sys.executable, "-m", "torch.distributed.run", "--master_addr=127.0.0.1",
+                   f"--master_port={free_port()}", *map(str, arguments)]
+        process, stdout, stderr, hung = _launch(command, env, timeout)
+        if not hung:
+            return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+        print(f"torchrun attempt {attempt} of {attempts} hung; stacks:\n{_stacks(stderr)}", file=sys.stderr)
+    pytest.fail(f"torchrun did not finish in {timeout} s ({attempts} attempt(s)); stderr: {_stacks(stderr)}")
+
+
+def _launch(command: list, env: dict, timeout: float):
+    """(process, stdout, stderr, hung): on a timeout every rank is aborted, printing its stacks."""
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
+        return process, stdout, stderr, False
     except subprocess.TimeoutExpired:
         for rank in _children(process.pid):
             os.kill(rank, signal.SIGABRT)
@@ -61,5 +81,4 @@ def run_torchrun(arguments: list, *, timeout: float, env: dict | None = None) ->
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
             stdout, stderr = process.communicate()
-        pytest.fail(f"torchrun did not finish in {timeout} s; stderr: {stderr[-6000:]}")
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+        return process, stdout, stderr, True
