@@ -127,24 +127,18 @@ if __name__ == "__main__":
     parser.add_argument("--end-to-end", type=int, metavar="PAIRS",
                         help="instead of the rest: `hbt-fast train --train FILE` at PAIRS pairs (peak RSS and "
                              "time, preparation included), then a run from its store (time to the first step)")
-    parser.add_argument("--folder", type=Path, help="where --end-to-end writes (default: a temporary folder)")
+    parser.add_argument("--folder", type=Path, help="where --step-ab / --end-to-end write (default: the temporary folder)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if args.step_ab:
-        from hbt_fast.bench.scale import default_model, measure_step_ab
+    if args.step_ab or args.end_to_end:  # one measurement instead of the rest
+        from hbt_fast.bench.scale import default_model, measure_end_to_end, measure_step_ab
 
-        with tempfile.TemporaryDirectory(prefix="bench-scale-ab-") as folder:
-            result = measure_step_ab(args.step_ab, default_model(), Path(folder), steps=args.steps,
-                                     rounds=args.ab_rounds)
-        print(json.dumps(result, indent=2))
-        if args.json:
-            args.json.write_text(json.dumps(result, indent=2))
-        sys.exit(0)
-    if args.end_to_end:
-        from hbt_fast.bench.scale import default_model, measure_end_to_end
-
-        with tempfile.TemporaryDirectory(prefix="bench-scale-e2e-", dir=args.folder) as folder:
-            result = measure_end_to_end(args.end_to_end, default_model(), Path(folder), steps=args.steps)
+        with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=args.folder) as folder:
+            if args.step_ab:
+                result = measure_step_ab(args.step_ab, default_model(), Path(folder), steps=args.steps,
+                                         rounds=args.ab_rounds)
+            else:
+                result = measure_end_to_end(args.end_to_end, default_model(), Path(folder), steps=args.steps)
         print(json.dumps(result, indent=2))
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))

@@ -1,6 +1,7 @@
 """The argument checks every layer needs: a real bool, an integer (never a bool) with a lower
-bound, and a real number that is not a bool. One owner, so ``True`` is never taken for ``1`` (nor ``1`` for ``True``) in one
-module and refused in another, and the messages read the same everywhere.
+bound, and a real number that is not a bool. One owner, so ``True`` is never taken for ``1``
+(nor ``1`` for ``True``) in one module and refused in another, and the messages read the same
+everywhere.
 
 At the bottom of the import layers: it imports only the standard library and numpy (the
 sampler, which must not need torch, uses it too).

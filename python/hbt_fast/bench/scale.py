@@ -187,6 +187,12 @@ def _child(command: list, output: Path, timeout: float, log: Optional[Path] = No
     return report
 
 
+def _train_flags(model: str, steps: int) -> list:
+    """``hbt-fast train``'s flags shared by every measured run."""
+    return ["--model", model, "--steps", str(steps), "--batch-size", str(BATCH_SIZE), "--no-progress",
+            "--save-every", "0", "--log-every", "1"]
+
+
 def measure(pairs: int, model: str, folder: Path, *, steps: int = 20, in_memory: bool = False,
             sentence_transformers: bool = True, tokenizer_sample: int = 100_000,
             timeout: float = 7200) -> dict:
@@ -199,8 +205,7 @@ def measure(pairs: int, model: str, folder: Path, *, steps: int = 20, in_memory:
     figures["prepare"] = _child(["prepare", "--model", model, "--train", str(data), "--output",
                                  str(store), "--no-progress"], folder / "prepare.json", timeout)
     figures["store_bytes"] = sum(p.stat().st_size for p in store.iterdir())
-    train = ["--model", model, "--steps", str(steps), "--batch-size", str(BATCH_SIZE), "--no-progress",
-             "--save-every", "0", "--log-every", "1"]
+    train = _train_flags(model, steps)
     runs = {"train_store": ["train", "--train", str(store), "--output", str(folder / "run-store"), *train],
             "train_file": ["train", "--train", str(data), "--output", str(folder / "run-file"), *train]}
     if in_memory:
@@ -329,17 +334,15 @@ def measure_end_to_end(pairs: int, model: str, folder: Path, *, steps: int = 20,
     started = time.perf_counter()
     data = synthetic_pairs(folder / f"pairs-{pairs}.jsonl", pairs)
     figures = {"pairs": pairs, "input_bytes": data.stat().st_size, "generate_s": time.perf_counter() - started}
-    train = ["--model", model, "--steps", str(steps), "--batch-size", str(BATCH_SIZE), "--no-progress",
-             "--save-every", "0", "--log-every", "1"]
+    train = _train_flags(model, steps)
+    store = folder / "run-file" / "token_store"  # where --train FILE prepares
     runs = {"train_file": ["train", "--train", str(data), "--output", str(folder / "run-file"), *train],
-            "train_store": ["train", "--train", str(folder / "run-file" / "token_store"), "--output",
-                            str(folder / "run-store"), *train]}
+            "train_store": ["train", "--train", str(store), "--output", str(folder / "run-store"), *train]}
     for name, command in runs.items():
         run = folder / name.replace("train_", "run-")
         figures[name] = _child(command, folder / f"{name}.json", timeout, log=run / "train_log.jsonl")
         figures[name]["steps"] = _steps(run)
         figures[name]["median_step_s"] = _median_step_s(figures[name])
-    store = folder / "run-file" / "token_store"
     figures["store_bytes_per_pair"] = sum(p.stat().st_size for p in store.iterdir()) / pairs
     return figures
 
@@ -355,8 +358,7 @@ def measure_step_ab(pairs: int, model: str, folder: Path, *, steps: int = 20, ro
     store = folder / f"store-{pairs}"
     _child(["prepare", "--model", model, "--train", str(data), "--output", str(store), "--no-progress"],
            folder / "prepare.json", timeout)
-    train = ["--model", model, "--steps", str(steps), "--batch-size", str(BATCH_SIZE), "--no-progress",
-             "--save-every", "0", "--log-every", "1"]
+    train = _train_flags(model, steps)
     medians = {"store": [], "memory": []}
     same_losses = True
     for round_ in range(rounds):

@@ -47,8 +47,7 @@ def _pairs_of_article(article, number: int, language: str, path: Path, candidate
 
 
 def _check_arguments(data_dir, output_dir, eval_fraction, seed) -> tuple[Path, Path, int]:
-    if not is_real(eval_fraction) \
-            or not (math.isfinite(eval_fraction) and 0 < eval_fraction < 1):
+    if not is_real(eval_fraction) or not (math.isfinite(eval_fraction) and 0 < eval_fraction < 1):
         raise ValueError(f"eval_fraction must be a number in (0, 1), got {eval_fraction!r}")
     seed = check_integer(seed, "seed", minimum=0)
     data_dir, output_dir = Path(data_dir), Path(output_dir)

@@ -43,8 +43,7 @@ ENGLISH = "eng"
 
 def _check_arguments(heldout_fraction, seed, min_lines) -> tuple[int, int]:
     """``(seed, min_lines)`` as ints once every argument is checked."""
-    if not is_real(heldout_fraction) \
-            or not (math.isfinite(heldout_fraction) and 0 < heldout_fraction < 1):
+    if not is_real(heldout_fraction) or not (math.isfinite(heldout_fraction) and 0 < heldout_fraction < 1):
         raise ValueError(f"heldout_fraction must be a number in (0, 1), got {heldout_fraction!r}")
     return check_integer(seed, "seed", minimum=0), check_integer(min_lines, "min_lines")
 
