@@ -85,3 +85,4 @@ def test_train_refuses_a_damaged_store_naming_the_file(tiny_model_dir, tmp_path,
                  str(tmp_path / "run"), "--steps", "1", "--batch-size", "8", "--no-progress"]) == 2
     error = error_lines(capsys.readouterr().err)
     assert len(error) == 1 and "tokens.npy does not match the SHA-256" in error[0]
+    assert not (tmp_path / "run" / "train_log.jsonl").exists()  # refused before the first step

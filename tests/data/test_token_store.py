@@ -196,8 +196,8 @@ def test_a_pair_repeated_in_another_chunk_or_file_names_both_places(tmp_path, en
      r"manifest\.json: not a token store manifest"),
     (lambda s: _edit_manifest(s, lambda m: m["counts"].update(pairs=m["counts"]["pairs"] + 1)),
      r"queries\.npy has \d+ values, the manifest's counts need"),
-    (lambda s: _flip_last_byte(s / "passages.npy"), r"passages\.npy does not match the SHA-256"),
-    (lambda s: _flip_last_byte(s / "group_names.jsonl"), r"group_names\.jsonl does not match the SHA-256"),
+    (lambda s: _flip_byte(s / "passages.npy"), r"passages\.npy does not match the SHA-256"),
+    (lambda s: _flip_byte(s / "group_names.jsonl"), r"group_names\.jsonl does not match the SHA-256"),
 ])
 def test_a_damaged_store_is_refused_naming_the_file(tmp_path, encoder, corpus_file, damage, message):
     store = prepare([corpus_file], tmp_path / "store", encoder.tokenizer)
@@ -207,15 +207,41 @@ def test_a_damaged_store_is_refused_naming_the_file(tmp_path, encoder, corpus_fi
         TokenStore(store, verify=True)
 
 
+@pytest.mark.parametrize("file", ["tokens.npy", "text_offsets.npy", "negatives.npy", "negative_groups.npy",
+                                  "groups.npy", "languages.npy", "negative_offsets.npy", "group_names.jsonl"])
+def test_a_background_check_refuses_a_damaged_file_before_its_ids_are_read(tmp_path, encoder, corpus_file, file):
+    store = prepare([corpus_file], tmp_path / "store", encoder.tokenizer)
+    _flip_byte(store / file, middle=True)  # the ends of the offsets are checked on opening
+    message = rf"{file.replace('.', '[.]')} does not match the SHA-256"
+    opened = TokenStore(store)
+    if file in ("tokens.npy", "text_offsets.npy", "negatives.npy", "negative_groups.npy"):
+        opened.verify(background=True)  # the sampler's columns are intact: no error yet
+        for read in (opened.wait_verified, lambda: opened.token_ids([0]), lambda: opened.padded([0], 0)):
+            with pytest.raises(ValueError, match=message):
+                read()
+    else:  # what the sampler reads is checked before verify returns
+        with pytest.raises(ValueError, match=message):
+            opened.verify(background=True)
+
+
+def test_a_background_check_of_an_intact_store_reads_as_a_full_one(tmp_path, encoder, corpus_file):
+    store = prepare([corpus_file], tmp_path / "store", encoder.tokenizer)
+    checked, background = TokenStore(store, verify=True), TokenStore(store)
+    background.verify(background=True)
+    texts = np.arange(len(checked.text_offsets) - 1)
+    assert all(np.array_equal(a, b) for a, b in zip(background.token_ids(texts), checked.token_ids(texts)))
+    background.wait_verified()
+
+
 def _edit_manifest(store, change):
     manifest = json.loads((store / "manifest.json").read_text())
     change(manifest)
     (store / "manifest.json").write_text(json.dumps(manifest))
 
 
-def _flip_last_byte(path):
+def _flip_byte(path, middle=False):
     data = bytearray(path.read_bytes())
-    data[-2] ^= 0x01
+    data[len(data) // 2 if middle else -2] ^= 0x01
     path.write_bytes(bytes(data))
 
 

@@ -30,6 +30,7 @@ from hbt_fast.train.run_folder import check_inputs, claim
 from hbt_fast.train.sources import (check_training_data, describe_sources, make_sampler, read_training_data,
                                     step_inputs_for)
 from hbt_fast.train.state import TrainerState
+from hbt_fast.train.store_inputs import wait_verified
 from hbt_fast.train.step import StepResult, data_parallel, global_batch_gradients, world
 
 __all__ = ["NonFiniteLossError", "Trainer"]
@@ -133,6 +134,7 @@ class Trainer:
         self.own_callbacks = (default_callbacks(config, self.output)
                               + integration_reporters(config.report_to, model=self.encoder.model))
         self.callbacks = list(callbacks)
+        wait_verified(self.corpus)  # a store's check ran while the sampler and model were built
         if start is not None:
             self._restore(start)
 

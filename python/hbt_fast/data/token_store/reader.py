@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -16,6 +17,9 @@ from hbt_fast.data.token_store.format import (
 __all__ = ["TokenStore", "is_token_store"]
 
 SETTINGS = ("query_prefix", "passage_prefix", "max_query_length", "max_passage_length")
+# Read only when a batch is gathered, never by the sampler: what ``verify(background=True)``
+# may check while the sampler and the model are built (most of a store's bytes are tokens).
+GATHERED = ("tokens.npy", "text_offsets.npy", "negatives.npy", "negative_groups.npy")
 
 
 def is_token_store(path) -> bool:
@@ -27,8 +31,9 @@ class TokenStore:
     """A prepared store (see :mod:`hbt_fast.data.token_store.format`), memory-mapped.
 
     Opening checks the manifest and every file's size and header (fast); ``verify=True`` also
-    compares every file's SHA-256 with the manifest (one sequential read of the store). A store
-    that fails a check is refused with a ``ValueError`` naming the file.
+    compares every file's SHA-256 with the manifest (one sequential read of the store; see
+    :meth:`verify` for checking in the background). A store that fails a check is refused with a
+    ``ValueError`` naming the file.
 
     Serves the trainer as a corpus does: ``language_ids`` / ``group_ids`` (int64, memory-mapped)
     for the sampler, ``language_names``, ``len()``, and token ids of texts by text id."""
@@ -41,6 +46,8 @@ class TokenStore:
             raise ValueError(f"{self.path} is not a token store (no {MANIFEST}); "
                              "write one with hbt-fast prepare")
         self.manifest = _checked_manifest(self.path / MANIFEST)
+        self._verifying: Optional[threading.Thread] = None
+        self._verify_error: Optional[str] = None
         self.arrays = {name: self._open(name) for name in ARRAYS}
         self._check_lengths()
         if verify:
@@ -94,10 +101,41 @@ class TokenStore:
             raise ValueError(f"token store {self.path}: {MANIFEST} lists {len(self.manifest['languages'])} "
                              f"languages, its counts say {counts['languages']}")
 
-    def verify(self) -> None:
-        """Compare every file's SHA-256 with the manifest's (reads the whole store once)."""
-        for file, entry in self.manifest["files"].items():
-            path = self.path / file
+    def verify(self, *, background: bool = False) -> None:
+        """Compare every file's SHA-256 with the manifest's (reads the whole store once).
+
+        ``background=True`` checks the per-pair columns (what the sampler reads) now and the
+        files read only when a batch is gathered (token ids, text offsets, negatives: most of
+        the bytes) in a thread, so that the check overlaps building the sampler and loading the
+        model. Gathering token ids waits for that thread and raises its error, and
+        :meth:`wait_verified` does so explicitly (a trainer calls it before its first step)."""
+        files = list(self.manifest["files"])
+        later = [file for file in files if file in GATHERED] if background else []
+        self._check_digests([file for file in files if file not in later])
+        if later:
+            self._verifying = threading.Thread(target=self._check_in_background, args=(later,),
+                                               name="hbt-token-store-verify", daemon=True)
+            self._verifying.start()
+
+    def wait_verified(self) -> None:
+        """Wait for a background :meth:`verify`; raise its ``ValueError`` if a file failed."""
+        thread = self._verifying
+        if thread is not None:
+            thread.join()
+        if self._verify_error is not None:
+            raise ValueError(self._verify_error)
+
+    def _check_in_background(self, files: list) -> None:
+        try:
+            self._check_digests(files)
+        except ValueError as error:
+            self._verify_error = str(error)
+        except OSError as error:  # e.g. a file removed while being read
+            self._verify_error = f"token store {self.path}: reading it failed ({error}); prepare the store again"
+
+    def _check_digests(self, files: list) -> None:
+        for file in files:
+            path, entry = self.path / file, self.manifest["files"][file]
             if not path.is_file():
                 raise ValueError(f"token store {self.path}: {file} is missing")
             if file_sha256(path) != entry["sha256"]:
@@ -157,6 +195,7 @@ class TokenStore:
 
     # ------------------------------------------------------------------ token ids
     def _gather(self, text_ids) -> tuple:
+        self.wait_verified()
         text_ids = np.asarray(text_ids, dtype=np.int64)
         starts = np.asarray(self.text_offsets[text_ids])
         lengths = np.asarray(self.text_offsets[text_ids + 1]) - starts
