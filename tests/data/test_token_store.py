@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from hbt_fast.data import read_pairs
-from hbt_fast.data.token_store import TokenStore, write_token_store
+from hbt_fast.data.token_store import TokenStore, reader, write_token_store
 from hbt_fast.models import EncoderSettings
 from hbt_fast.models.encoder import pad_ids
 
@@ -231,6 +231,22 @@ def test_a_background_check_of_an_intact_store_reads_as_a_full_one(tmp_path, enc
     texts = np.arange(len(checked.text_offsets) - 1)
     assert all(np.array_equal(a, b) for a, b in zip(background.token_ids(texts), checked.token_ids(texts)))
     background.wait_verified()
+
+
+def test_a_background_check_that_cannot_read_a_file_is_an_error_not_a_pass(tmp_path, encoder, corpus_file,
+                                                                            monkeypatch):
+    store = TokenStore(prepare([corpus_file], tmp_path / "store", encoder.tokenizer))
+    real = reader.file_sha256
+
+    def unreadable(path):
+        if path.name == "tokens.npy":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(reader, "file_sha256", unreadable)
+    store.verify(background=True)
+    with pytest.raises(ValueError, match=r"checking its SHA-256 failed \(PermissionError.*tokens\.npy"):
+        store.wait_verified()
 
 
 def _edit_manifest(store, change):
