@@ -131,8 +131,8 @@ class TokenStore:
         except ValueError as error:
             self._verify_error = str(error)
         except Exception as error:  # e.g. a file removed while being read: never an unchecked pass
-            self._verify_error = (f"token store {self.path}: checking its SHA-256 failed ({type(error).__name__}: {error}); "
-                                  "prepare the store again")
+            self._verify_error = (f"token store {self.path}: checking its SHA-256 failed "
+                                  f"({type(error).__name__}: {error}); prepare the store again")
 
     def _check_digests(self, files: list) -> None:
         for file in files:
