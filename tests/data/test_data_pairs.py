@@ -284,3 +284,19 @@ def test_damaged_metadata_of_a_saved_dataset_is_named(tmp_path):
     (tmp_path / "saved" / "state.json").write_text("{oops", encoding="utf-8")
     with pytest.raises(ValueError, match=r"state.json: not readable, the save_to_disk folder is damaged"):
         read_pairs(tmp_path / "saved")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 12), st.integers(0, 4)), unique=True, max_size=60),
+       st.integers(0, 3))
+def test_cross_lingual_languages_are_those_of_groups_with_two_languages(pairs, unused_languages):
+    """Against the definition: a language with a pair in a group that also holds another language."""
+    from hbt_fast.data.pairs import cross_lingual_languages
+
+    names = [f"l{i}" for i in range(5 + unused_languages)]
+    groups = sorted({group for group, _ in pairs})
+    group_ids = np.array([groups.index(group) for group, _ in pairs], dtype=np.int64)
+    language_ids = np.array([language for _, language in pairs], dtype=np.int64)
+    expected = {names[language] for group, language in pairs
+                if any(g == group and other != language for g, other in pairs)}
+    assert cross_lingual_languages(language_ids, group_ids, names) == expected

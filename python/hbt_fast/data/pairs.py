@@ -28,7 +28,7 @@ from hbt_fast.data.files import atomic_output, check_no_lone_surrogate, json_rec
 from hbt_fast.sampler import labels_to_ids
 from hbt_fast.sampler.ids import check_labels, label_kind
 
-__all__ = ["FIELDS", "REQUIRED_FIELDS", "PairCorpus", "corpus_from_records",
+__all__ = ["FIELDS", "REQUIRED_FIELDS", "PairCorpus", "corpus_from_records", "cross_lingual_languages",
            "read_pairs_jsonl", "write_pairs_jsonl"]
 
 REQUIRED_FIELDS = ("group", "lang", "query", "passage")
@@ -132,8 +132,17 @@ class PairCorpus:
 
     def cross_lingual_languages(self) -> set:
         """Languages that share at least one group with another language."""
-        in_shared_group = np.bincount(self.group_ids)[self.group_ids] >= 2  # ids are dense
-        return {self.language_names[i] for i in np.unique(self.language_ids[in_shared_group])}
+        return cross_lingual_languages(self.language_ids, self.group_ids, self.language_names)
+
+
+def cross_lingual_languages(language_ids, group_ids, language_names: Sequence[str]) -> set:
+    """The names of the languages with a pair in a group of two pairs or more: a group never
+    holds one language twice (the sampler refuses it), so those groups are cross-lingual.
+    Counts, no sort: at 10^7 pairs this runs before every training from a store."""
+    groups = np.asarray(group_ids)
+    in_shared_group = np.bincount(groups)[groups] >= 2  # group ids are dense
+    present = np.bincount(np.asarray(language_ids)[in_shared_group], minlength=len(language_names))
+    return {name for name, count in zip(language_names, present) if count}
 
 
 # ------------------------------------------------------------------------------ building

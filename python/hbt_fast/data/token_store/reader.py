@@ -10,6 +10,7 @@ import numpy as np
 
 from hbt_fast._checks import is_integer
 from hbt_fast.data.files import read_manifest
+from hbt_fast.data.pairs import cross_lingual_languages
 from hbt_fast.data.token_store.format import (
     ARRAYS, FORMAT, GROUP_NAMES, MANIFEST, NPY_HEADER_BYTES, VERSION, file_sha256, ranges,
     tokenizer_fingerprint)
@@ -183,9 +184,7 @@ class TokenStore:
 
     def cross_lingual_languages(self) -> set:
         """Languages that share at least one group with another language."""
-        groups = np.asarray(self.group_ids)
-        in_shared_group = np.bincount(groups, minlength=self.num_groups)[groups] >= 2
-        return {self.language_names[i] for i in np.unique(np.asarray(self.language_ids)[in_shared_group])}
+        return cross_lingual_languages(self.language_ids, self.group_ids, self.language_names)
 
     def group_names(self) -> list:
         """The group labels in id order (reads ``group_names.jsonl``)."""
