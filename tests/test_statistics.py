@@ -227,3 +227,9 @@ def test_any_input_gives_a_clear_error_or_a_verdict_that_follows_the_rule(
         scale = 1e-9 * (1 + np.abs(treatment).max() + np.abs(baseline).max())
         assert swapped.estimate == pytest.approx(-result.estimate, abs=scale)
         assert (swapped.lower, swapped.upper) == pytest.approx((-result.upper, -result.lower), abs=scale)
+
+
+def test_a_relative_margin_over_a_baseline_mean_near_zero_is_refused_not_an_overflow():
+    # Found by hypothesis: a subnormal baseline mean made the relative difference overflow.
+    with pytest.raises(ValueError, match="baseline mean away from 0"):
+        verdict(np.ones((2, 1)), np.full((2, 1), 2.22507386e-313), relative=True, seed=0)

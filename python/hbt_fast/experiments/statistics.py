@@ -310,7 +310,12 @@ def verdict(treatment, baseline, groups=None, *, margin: float = MARGINS["score"
         if np.any(resampled[1] <= 0) or observed[1] <= 0:
             raise ValueError("a relative margin needs a positive baseline mean, but baseline's "
                              "mean is <= 0 in the data or in a resample")
-        estimate, differences = estimate / observed[1], differences / resampled[1]
+        with np.errstate(over="ignore"):  # a baseline mean near 0: refused just below
+            estimate, differences = estimate / observed[1], differences / resampled[1]
+        if not (np.isfinite(estimate) and np.all(np.isfinite(differences))):
+            raise ValueError(f"a relative margin needs a baseline mean away from 0, but baseline's "
+                             f"mean {observed[1]:g} (or a resample's) makes the relative difference "
+                             "overflow")
     lower, upper = np.quantile(differences, [(1 - confidence) / 2, (1 + confidence) / 2])
     outcome = TOO_FEW_SEEDS if num_seeds < min_seeds else _rule(lower, upper, margin)
     return Verdict(verdict=outcome, estimate=float(estimate), lower=float(lower), upper=float(upper),
