@@ -77,14 +77,14 @@ def test_experiment_runs_end_to_end_and_reuses_finished_runs(tiny_model_dir, dat
     flags = [*small_flags(output, data_dir, tiny_model_dir), "amh", "--seeds", "0", "1",
              "--samplings", "xx", "xy", "hybrid", "--mlqa-r", str(mlqa)]
     assert main(flags) == 0
-    results = json.loads((output / "results.json").read_text())
+    results = json.loads((output / "sampling-results.json").read_text())
     arms = ["xx", "xy", "hybrid-a0.5"]
     assert set(results["summary"]) == {"untrained", *arms}
     hybrid = results["summary"]["hybrid-a0.5"]
     assert 0 <= hybrid["xquad-r/multi/map@20"][0] <= 1 and 0 <= hybrid["mlqa-r/multi/map@20"][0] <= 1
     assert set(results["results"]["untrained"]["untrained"]["tatoeba"]) == {"low-resource", "all"}
     assert [len(results["results"]["runs"][arm]) for arm in arms] == [2, 2, 2]
-    report = (output / "report.md").read_text()
+    report = (output / "sampling-report.md").read_text()
     assert "| ours | hybrid |" in report and "| ours | X-Y |" in report
     assert "| study LaBSE | hybrid |" in report and "Tatoeba (low-resource)" in report
     assert report.index("### Rule (fixed before the runs)") < report.index("### Results")
@@ -108,7 +108,7 @@ def test_experiment_runs_end_to_end_and_reuses_finished_runs(tiny_model_dir, dat
     # the same command again reuses every finished run (and prints the same figures)
     assert main(flags) == 0
     assert capsys.readouterr().err.count("reusing the finished run") == 7
-    assert json.loads((output / "results.json").read_text())["results"] == results["results"]
+    assert json.loads((output / "sampling-results.json").read_text())["results"] == results["results"]
     # a run stopped before its first checkpoint (no figures, no model) is run again from the start
     import shutil
     (output / "xy-seed0" / "result.json").unlink()
@@ -129,16 +129,16 @@ def test_length_recipe_records_every_evaluation_and_judges_each_step(tiny_model_
     output = tmp_path / "length"
     assert main([*small_flags(output, data_dir, tiny_model_dir), "--recipe", "length",
                  "--steps", "4", "--eval-every", "2", "--samplings", "xx", "xy", "--seeds", "0", "1", "2"]) == 0
-    results = json.loads((output / "results.json").read_text())["results"]
-    row = results["runs"]["xy"][2]
+    results = json.loads((output / "length-results.json").read_text())["results"]
+    row = results["runs"]["xy-4steps"][2]
     assert [e["step"] for e in row["evaluations"]] == [2, 4]
     for evaluation in row["evaluations"]:
-        stored = PerQuery.load(output / "xy-seed2" / "evaluations" / f"xquad-r-step{evaluation['step']}.npz")
+        stored = PerQuery.load(output / "xy-4steps-seed2" / "evaluations" / f"xquad-r-step{evaluation['step']}.npz")
         for metric in ("mono/map@20", "multi/rank_distance"):
             section, name = metric.split("/")
             assert stored.observations(metric).mean() == pytest.approx(evaluation["eval"][section][name])
     assert row["evaluations"][-1]["eval"]["multi"] == row["xquad-r"]["multi"]  # the final evaluation
-    report = (output / "report.md").read_text()
+    report = (output / "length-report.md").read_text()
     assert "### XQuAD-R by training step" in report and "| X-Y | 4 |" in report
     for step in (2, 4):
         block = report.split(f"Step {step}:")[1].split("Step ")[0].split("###")[0]
@@ -151,11 +151,11 @@ def test_alpha_recipe_trains_each_alpha_and_asks_whether_the_metrics_are_concave
     output = tmp_path / "alpha"
     assert main([*small_flags(output, data_dir, tiny_model_dir), "--recipe", "alpha",
                  "--alphas", "0", "0.5", "1", "--steps", "1", "--seeds", "0", "1"]) == 0
-    results = json.loads((output / "results.json").read_text())["results"]
+    results = json.loads((output / "alpha-results.json").read_text())["results"]
     assert set(results["runs"]) == {"hybrid-a0", "hybrid-a0.5", "hybrid-a1"}
     config = json.loads((output / "hybrid-a0-seed1" / "train" / "run_config.json").read_text())["config"]
     assert (config["alpha"], config["mode"]) == (0.0, "hybrid")
-    report = (output / "report.md").read_text()
+    report = (output / "alpha-report.md").read_text()
     assert "### Is each metric concave in alpha?" in report and "| ours | hybrid, alpha 0.5 |" in report
     assert "| mono/map@20 | shape |" in report and "study LaBSE" not in report
 
@@ -164,7 +164,7 @@ def test_candidates_recipe_trains_and_evaluates_with_context_candidates(tiny_mod
     output = tmp_path / "candidates"
     assert main([*small_flags(output, data_dir, tiny_model_dir), "--recipe", "candidates",
                  "--samplings", "xx", "--steps", "1", "--seeds", "0", "1"]) == 0
-    results = json.loads((output / "results.json").read_text())["results"]
+    results = json.loads((output / "candidates-results.json").read_text())["results"]
     assert set(results["runs"]) == {"xx", "xx-context"}
     assert set(results["untrained"]) == {"untrained", "untrained-context"}
     context = [json.loads(line)["passage"] for line in
@@ -177,7 +177,7 @@ def test_candidates_recipe_trains_and_evaluates_with_context_candidates(tiny_mod
     without = PerQuery.load(output / "untrained" / "per_query" / "xquad-r.npz")
     assert (with_context.observations("mono/map@20").units == without.observations("mono/map@20").units).all()
     assert (with_context.arrays["block_rank"] != without.arrays["block_rank"]).any()
-    report = (output / "report.md").read_text()
+    report = (output / "candidates-report.md").read_text()
     assert "### Effect on XQuAD-R: candidates: sentence + context − candidates: sentence" in report
     assert "| ours | untrained, sentence + context |" in report
 
@@ -186,10 +186,10 @@ def test_masking_recipe_passes_mask_duplicates_to_each_run(tiny_model_dir, data_
     output = tmp_path / "masking"
     assert main([*small_flags(output, data_dir, tiny_model_dir), "--recipe", "masking",
                  "--samplings", "hybrid", "--steps", "1", "--seeds", "0", "1"]) == 0
-    for name, expected in (("hybrid-a0.5-mask", True), ("hybrid-a0.5-nomask", False)):
+    for name, expected in (("hybrid-a0.5", True), ("hybrid-a0.5-nomask", False)):
         config = json.loads((output / f"{name}-seed1" / "train" / "run_config.json").read_text())["config"]
         assert config["mask_duplicates"] is expected
-    report = (output / "report.md").read_text()
+    report = (output / "masking-report.md").read_text()
     assert "### Effect on XQuAD-R: duplicate masking on − duplicate masking off" in report
 
 
@@ -266,9 +266,11 @@ def test_each_recipe_builds_the_arms_it_describes():
                 for c in RECIPES[args.recipe].conditions(args)]
 
     assert arms() == [{"xx": "xx", "xy": "xy", "hybrid": "hybrid-a0.5", "mixed": "mixed"}]
+    assert arms("--recipe", "length") == [{"xx": "xx-400steps", "xy": "xy-400steps",
+                                            "hybrid": "hybrid-a0.5-400steps"}]
     assert arms("--recipe", "alpha", "--alphas", "0", "0.25") == [
         {"alpha 0": "hybrid-a0", "alpha 0.25": "hybrid-a0.25"}]
-    assert arms("--recipe", "masking", "--samplings", "xx") == [{"xx": "xx-nomask"}, {"xx": "xx-mask"}]
+    assert arms("--recipe", "masking", "--samplings", "xx") == [{"xx": "xx-nomask"}, {"xx": "xx"}]
     assert arms("--recipe", "candidates", "--samplings", "xy") == [{"xy": "xy"}, {"xy": "xy-context"}]
     assert arms("--recipe", "many-languages") == [
         {"two-source": "hybrid-a0.5-two-source", "xx": "xx", "xy-tatoeba": "xy-tatoeba",
@@ -277,6 +279,34 @@ def test_each_recipe_builds_the_arms_it_describes():
         {"two-source": "hybrid-a0.5-two-source-e1", "xx": "xx-e1"}]
     assert arms("--no-mask-duplicates", "--samplings", "hybrid", "--alpha", "0.3") == [
         {"hybrid": "hybrid-a0.3-nomask"}]
+
+
+def test_recipes_run_into_one_folder_share_the_runs_they_have_in_common(
+        tiny_model_dir, data_dir, tmp_path, capsys):
+    """masking's "on" arms are the sampling runs (masking is the training default): trained once,
+    each recipe keeps its own report; a Tatoeba recipe, evaluated otherwise, is refused there."""
+    import dataclasses
+
+    from hbt_fast.train import TrainConfig
+
+    default = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == "mask_duplicates")
+    assert default is True  # why "on" arms carry no suffix
+    output = tmp_path / "shared"
+    flags = [*small_flags(output, data_dir, tiny_model_dir), "--steps", "1", "--seeds", "0",
+             "--samplings", "xx", "hybrid"]
+    assert main(flags) == 0
+    capsys.readouterr()
+    assert main([*flags, "--recipe", "masking"]) == 0
+    assert capsys.readouterr().err.count("reusing the finished run") == 3  # untrained, xx, hybrid
+    assert sorted(p.name for p in output.glob("*-seed0")) == [
+        "hybrid-a0.5-nomask-seed0", "hybrid-a0.5-seed0", "xx-nomask-seed0", "xx-seed0"]
+    sampling = json.loads((output / "sampling-results.json").read_text())["results"]
+    masking = json.loads((output / "masking-results.json").read_text())["results"]
+    assert masking["runs"]["xx"] == sampling["runs"]["xx"]
+    assert "duplicate masking on − duplicate masking off" in (output / "masking-report.md").read_text()
+    assert "duplicate masking" not in (output / "sampling-report.md").read_text()
+    assert main([*flags[:-3], "--recipe", "multi-task", "--tatoeba-train-languages", "deu"]) == 2
+    assert re.search("other settings.*tatoeba_train_languages", capsys.readouterr().err)
 
 
 def test_experiment_offers_every_encoder_preset_and_names_converted_models(tmp_path):
@@ -311,7 +341,7 @@ def test_many_languages_recipe_trains_on_xquad_and_tatoeba_and_evaluates_zero_sh
     assert main([*small_flags(output, data_dir, tiny_model_dir), "deu,swh", "--recipe",
                  "many-languages", "--tatoeba-train-languages", "deu,fra", "--steps", "1",
                  "--seeds", "0", "1", "--lang-exponent", "0.3"]) == 0
-    results = json.loads((output / "results.json").read_text())["results"]
+    results = json.loads((output / "many-languages-results.json").read_text())["results"]
     arms = {"hybrid-a0.5-two-source-e0.3", "xx-e0.3", "xy-tatoeba-e0.3", "mixed-e0.3",
             "xx-english-e0.3"}
     assert set(results["runs"]) == arms
@@ -337,7 +367,7 @@ def test_many_languages_recipe_trains_on_xquad_and_tatoeba_and_evaluates_zero_sh
         assert set(row["tatoeba"]) == {"xquad-r", "low-resource", "seen", "unseen", "all"}
     stored = PerQuery.load(output / "mixed-e0.3-seed0" / "per_query" / "tatoeba.npz")
     assert stored.observations("seen/both").values.size and stored.observations("unseen/both").values.size
-    report = (output / "report.md").read_text()
+    report = (output / "many-languages-report.md").read_text()
     assert "| ours | hybrid (X-X XQuAD-R + X-Y Tatoeba) |" in report and "Tatoeba unseen" in report
     versus = report.split("### Tatoeba (held-out lines")[1].split("###")[0]
     assert "| unseen/both |" in versus and versus.count("− ") == 4
@@ -348,10 +378,10 @@ def test_multi_task_recipe_judges_multi_task_against_single_task(tiny_model_dir,
     output, data_dir = tmp_path / "multi-task", few_tatoeba_lines(data_dir, tmp_path / "data")
     assert main([*small_flags(output, data_dir, tiny_model_dir), "deu", "--recipe", "multi-task",
                  "--tatoeba-train-languages", "deu", "--steps", "1", "--seeds", "0", "1", "2"]) == 0
-    results = json.loads((output / "results.json").read_text())
+    results = json.loads((output / "multi-task-results.json").read_text())
     assert set(results["results"]["runs"]) == {"hybrid-a0.5-two-source", "xx"}
     assert results["settings"]["tatoeba_train_languages"] == ["deu"]
-    report = (output / "report.md").read_text()
+    report = (output / "multi-task-report.md").read_text()
     xquad = report.split("### XQuAD-R: hybrid (X-X XQuAD-R + X-Y Tatoeba) against each other run")[1]
     xquad = xquad.split("###")[0]
     assert "| multi/map@20 |" in xquad and "| multi/rank_distance |" in xquad

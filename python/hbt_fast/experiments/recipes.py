@@ -63,21 +63,27 @@ class Arm:
     candidate_text: str = "sentence"
     data: str = XQUAD
     lang_exponent: Optional[float] = None  # None: the training default
+    steps: Optional[int] = None  # set by ``length`` only: its long runs are named apart
     label: str = field(default="", compare=False)
 
     @property
     def name(self) -> str:
+        """The run folder's stem. Equal settings give equal names whatever the recipe, so that
+        recipes run into one ``--output`` share their common runs (the masking recipe's "on"
+        arms are the sampling recipe's runs: masking is on by default, so only "off" is named)."""
         parts = [self.sampling]
         if self.alpha is not None:
             parts.append(f"a{self.alpha:g}")
-        if self.mask_duplicates is not None:
-            parts.append("mask" if self.mask_duplicates else "nomask")
+        if self.mask_duplicates is False:
+            parts.append("nomask")
         if self.candidate_text != "sentence":
             parts.append("context")
         if self.data != XQUAD:
             parts.append(DATA_SUFFIXES[self.data])
         if self.lang_exponent is not None:
             parts.append(f"e{self.lang_exponent:g}")
+        if self.steps is not None:
+            parts.append(f"{self.steps}steps")
         return "-".join(parts)
 
     @property
@@ -93,6 +99,8 @@ class Arm:
             settings["data"] = self.data
         if self.lang_exponent is not None:
             settings["lang_exponent"] = self.lang_exponent
+        if self.steps is not None:
+            settings["steps"] = self.steps
         return settings
 
 
@@ -125,12 +133,18 @@ def _arm(args, sampling: str, *, show_alpha: bool = False, **settings) -> Arm:
     data = settings.get("data", XQUAD)
     lang_exponent = getattr(args, "lang_exponent", None)
     return Arm(sampling, alpha, mask_duplicates, candidate_text, data, lang_exponent,
+               settings.get("steps"),
                label=_label(sampling, alpha if show_alpha else None, mask_duplicates,
                             candidate_text, data))
 
 
 def _one(args) -> List[Condition]:
     return [Condition("", {s: _arm(args, s) for s in args.samplings})]
+
+
+def _length(args) -> List[Condition]:
+    # named with their length: a 400-step run evaluated every 100 is not a 100-step run
+    return [Condition("", {s: _arm(args, s, steps=args.steps) for s in args.samplings})]
 
 
 def _alphas(args) -> List[Condition]:
@@ -196,7 +210,7 @@ RECIPES = {recipe.name: recipe for recipe in (
     Recipe("sampling", "X-X, X-Y, hybrid and mixed: the study's nine orderings", _one,
            full={"samplings": ["xx", "xy", "hybrid", "mixed"]},
            quick={"samplings": ["xx", "xy", "hybrid", "mixed"], "steps": 12}),
-    Recipe("length", "X-X, X-Y, hybrid for 400 steps, evaluated every 100", _one,
+    Recipe("length", "X-X, X-Y, hybrid for 400 steps, evaluated every 100", _length,
            full={"steps": 400, "eval_every": 100}, quick={"steps": 24, "eval_every": 12}),
     Recipe("alpha", "hybrid at alpha 0, 0.25, 0.5, 0.75, 1: concave in alpha?", _alphas,
            full={"alphas": [0.0, 0.25, 0.5, 0.75, 1.0], "samplings": ["hybrid"]},
