@@ -44,13 +44,16 @@ namespace {
 thread_local ThreadPlace place;
 
 // One std::thread per CUDA thread of a block, kept across blocks and launches. A block starts
-// with one wake-up of every worker (a new generation), not one per worker.
+// with one wake-up of every worker (a new generation), not one per worker. The generation and
+// the number of workers taking part are one atomic word: read apart, a worker idle in one block
+// could pair the next block's count with the old generation, run the next block's job, and run
+// it again when it saw that block's generation (a thread run twice, the block freed while
+// another of its threads still ran).
 class Pool {
  public:
   ~Pool() {
     stopping_ = true;
-    generation_.fetch_add(1);
-    generation_.notify_all();
+    start(0);
     for (std::thread& worker : workers_) worker.join();
   }
 
@@ -58,24 +61,29 @@ class Pool {
   void run(int n, const std::function<void(int)>& job) {
     while (static_cast<int>(workers_.size()) < n) {
       const int index = static_cast<int>(workers_.size());
-      const uint64_t seen = generation_.load();
+      const uint64_t seen = state_.load();
       workers_.emplace_back([this, index, seen] { work(index, seen); });
     }
+    // Safe to replace: every worker of the previous block has finished with it.
     job_ = &job;
-    active_ = n;
     remaining_ = n;
-    generation_.fetch_add(1);
-    generation_.notify_all();
+    start(n);
     for (int left = remaining_.load(); left != 0; left = remaining_.load()) remaining_.wait(left);
   }
 
  private:
+  // A new generation with `active` workers (only the launching thread writes state_).
+  void start(int active) {
+    state_.store(((state_.load() >> 32) + 1) << 32 | static_cast<uint32_t>(active));
+    state_.notify_all();
+  }
+
   void work(int index, uint64_t seen) {
     for (;;) {
-      generation_.wait(seen);
-      seen = generation_.load();
+      state_.wait(seen);
+      seen = state_.load();
       if (stopping_) return;
-      if (index >= active_) continue;
+      if (index >= static_cast<int>(seen & 0xffffffffu)) continue;
       (*job_)(index);
       if (remaining_.fetch_sub(1) == 1) remaining_.notify_all();  // a member: outlives run()
     }
@@ -83,8 +91,7 @@ class Pool {
 
   std::vector<std::thread> workers_;
   const std::function<void(int)>* job_ = nullptr;
-  std::atomic<int> active_{0};  // read by idle workers while the next block starts
-  std::atomic<uint64_t> generation_{0};
+  std::atomic<uint64_t> state_{0};  // generation << 32 | workers taking part
   std::atomic<int> remaining_{0};
   std::atomic<bool> stopping_{false};
 };

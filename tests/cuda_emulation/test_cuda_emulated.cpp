@@ -11,6 +11,7 @@
 // that the host code's internals (take_column_logs) are reachable.
 #include "loss/info_nce_cuda.cu"
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -381,6 +382,24 @@ void check_column_logs_beyond_the_grid() {
                         " columns not logged, the first " + std::to_string(first));
 }
 
+// The emulator itself: every thread of every block runs exactly once, also when consecutive
+// launches differ in size (a worker idle in a 1-thread block must not take a later block's job
+// for the generation it saw, nor run one job twice).
+void check_every_thread_runs_once() {
+  constexpr int kLaunches = 4000;
+  constexpr int kThreads = 256;
+  std::vector<std::atomic<int>> runs(kThreads);
+  int64_t wrong = 0;
+  for (int launch = 0; launch < kLaunches; ++launch) {
+    const int threads = launch % 2 == 0 ? 1 : kThreads;
+    for (auto& count : runs) count = 0;
+    hbt_emu::run_grid(dim3(1), dim3(threads), [&] { ++runs[hbt_emu::this_thread().thread_index.x]; });
+    for (int t = 0; t < kThreads; ++t) wrong += runs[t] != (t < threads ? 1 : 0);
+  }
+  check(wrong == 0, "pool: " + std::to_string(wrong) + " threads ran other than once in " +
+                        std::to_string(kLaunches) + " launches of 1 and 256 threads");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -417,6 +436,7 @@ int main(int argc, char** argv) {
                " overflowing similarity",
            [&] { check_overflowing_similarity(dtype, symmetric); });
   step("column logs beyond the grid", check_column_logs_beyond_the_grid);
+  step("every thread runs once", check_every_thread_runs_once);
   if (run == 0) {
     std::fprintf(stderr, "no case matches '%s'\n", filter.c_str());
     return 2;
