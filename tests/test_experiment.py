@@ -253,6 +253,8 @@ def test_quick_fills_only_the_flags_left_unset():
     assert alpha.alphas == [0.0, 0.25, 0.5, 0.75, 1.0] and alpha.alpha is None
     assert parse("--recipe", "alpha", "--quick").alphas == [0.0, 0.5, 1.0]
     assert parse("--recipe", "candidates").candidate_text is None
+    assert parse("--recipe", "many-languages").seeds == [0, 1, 2]  # sized for <= 3 h
+    assert parse("--recipe", "multi-task").seeds == [0, 1, 2, 3, 4]
 
 
 def test_each_recipe_builds_the_arms_it_describes():
