@@ -307,6 +307,8 @@ def test_recipes_run_into_one_folder_share_the_runs_they_have_in_common(
     assert masking["runs"]["xx"] == sampling["runs"]["xx"]
     assert "duplicate masking on − duplicate masking off" in (output / "masking-report.md").read_text()
     assert "duplicate masking" not in (output / "sampling-report.md").read_text()
+    assert (output / "report.md").read_text() == (output / "masking-report.md").read_text()
+    assert json.loads((output / "results.json").read_text())["results"] == masking
     assert main([*flags[:-3], "--recipe", "multi-task", "--tatoeba-train-languages", "deu"]) == 2
     assert re.search("other settings.*tatoeba_train_languages", capsys.readouterr().err)
 

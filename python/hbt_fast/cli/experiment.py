@@ -61,8 +61,9 @@ def add_parser(subparsers) -> None:
         description=sampling.__doc__.split("\n\n")[1],
     )
     parser.add_argument("--output", required=True,
-                        help="folder for the runs and RECIPE-results.json, RECIPE-report.md; recipes "
-                             "that do not train on Tatoeba may share one, reusing their common runs")
+                        help="folder for the runs, results.json and report.md (also kept as "
+                             "RECIPE-results.json, RECIPE-report.md); recipes that do not train on "
+                             "Tatoeba may share one, reusing their common runs")
     parser.add_argument("--recipe", default="sampling", choices=tuple(RECIPES),
                         help="; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values())
                         + " (default sampling)")
@@ -229,10 +230,13 @@ def _run(args: argparse.Namespace) -> int:
     steps = evaluation_steps(results)
     evidence = Evidence.from_folder(output, [arm.name for arm in arms_of(conditions)], args.seeds,
                                     benchmarks, steps)
-    # named by recipe: the recipes that share a folder (and runs) keep their own reports
-    write_text_atomically(output / f"{args.recipe}-results.json", json.dumps(
-        {"settings": settings, "results": results, "summary": summarise(results)}, indent=2))
+    figures = json.dumps({"settings": settings, "results": results, "summary": summarise(results)},
+                         indent=2)
     markdown = report(results, settings, evidence, rule, recipe=args.recipe)
-    write_text_atomically(output / f"{args.recipe}-report.md", markdown)
+    # results.json / report.md: this command's; RECIPE-*: each recipe's, kept when recipes
+    # share the folder (and their common runs)
+    for prefix in (f"{args.recipe}-", ""):
+        write_text_atomically(output / f"{prefix}results.json", figures)
+        write_text_atomically(output / f"{prefix}report.md", markdown)
     print(markdown)
     return 0
