@@ -287,12 +287,9 @@ def test_recipes_run_into_one_folder_share_the_runs_they_have_in_common(
         tiny_model_dir, data_dir, tmp_path, capsys):
     """masking's "on" arms are the sampling runs (masking is the training default): trained once,
     each recipe keeps its own report; a Tatoeba recipe, evaluated otherwise, is refused there."""
-    import dataclasses
+    from hbt_fast.experiments.sampling import training_default
 
-    from hbt_fast.train import TrainConfig
-
-    default = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == "mask_duplicates")
-    assert default is True  # why "on" arms carry no suffix
+    assert training_default("mask_duplicates") is True  # why "on" arms carry no suffix
     output = tmp_path / "shared"
     flags = [*small_flags(output, data_dir, tiny_model_dir), "--steps", "1", "--seeds", "0",
              "--samplings", "xx", "hybrid"]

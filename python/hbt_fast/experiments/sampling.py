@@ -298,14 +298,18 @@ def arms_of(conditions) -> list:
     return list(dict.fromkeys(arm for condition in conditions for arm in condition.arms.values()))
 
 
+def training_default(name: str):
+    """``TrainConfig``'s default of the setting ``name``."""
+    from hbt_fast.train import TrainConfig
+
+    return next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)
+
+
 def _arm_fingerprint(arm: Arm) -> dict:
     settings = arm.settings()
     settings.pop("label")
     if settings["mask_duplicates"] is None:  # the training default, named in the fingerprint
-        from hbt_fast.train import TrainConfig
-
-        settings["mask_duplicates"] = next(
-            f.default for f in dataclasses.fields(TrainConfig) if f.name == "mask_duplicates")
+        settings["mask_duplicates"] = training_default("mask_duplicates")
     return settings
 
 
