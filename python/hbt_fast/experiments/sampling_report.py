@@ -389,6 +389,19 @@ def timing(results: dict, settings: dict) -> str:
             f"{evaluation / 60:.1f} min evaluation.")
 
 
+def _pool_note(settings: dict) -> str:
+    folds = settings.get("folds")
+    if folds:
+        return (f"XQuAD-R figures are cross-fitted over {folds} folds of the articles: every article "
+                "held out once, each question answered by the model that did not train on it, "
+                f"among its fold's candidates (1/{folds} of XQuAD-R's); rank distances are over "
+                "those pools, so compare them with each other, not with the study's.")
+    share = settings.get("eval_fraction")
+    pool = f"about {share:.0%} of XQuAD-R's candidates" if share else "a share of XQuAD-R's candidates"
+    return ("XQuAD-R figures are on the held-out articles: our rank distances are over that pool "
+            f"only ({pool}), so compare them with each other, not with the study's.")
+
+
 def report(results: dict, settings: dict, evidence: Evidence, rule: Rule = Rule(),
            recipe: str = "sampling") -> str:
     """The markdown report: the rule, the settings, the figures, then the verdicts."""
@@ -401,9 +414,8 @@ def report(results: dict, settings: dict, evidence: Evidence, rule: Rule = Rule(
             f"Settings: {json.dumps(settings)}", "",
             "### Results (mAP@20 and rank distance on the held-out XQuAD-R articles; mean ± std "
             "over seeds)", "", *main_table(results, summary, study=recipe != "alpha"), "",
-            "XQuAD-R figures are on the held-out articles: our rank distances are over that pool only "
-            "(a quarter of XQuAD-R's candidates), so compare them with each other, not with the study's. "
-            "MLQA-R (when given) and Tatoeba (accuracy@1, both directions) are zero-shot.", ""]
+            _pool_note(settings) + " MLQA-R (when given) and Tatoeba (accuracy@1, both directions) "
+            "are zero-shot.", ""]
     if recipe == "alpha":
         text += [*alpha_section(evidence, conditions[0], rule), ""]
     if recipe in TATOEBA_RECIPES:
