@@ -444,7 +444,6 @@ def run_experiment(args, root: Path, model: str, output: Path, fingerprint: dict
             # on it once
             untrained_tasks = dict(tasks_of(fold), tatoeba=tasks["tatoeba"]
                                    if first and fold in (None, 0) else None)
-            untrained_tasks["xquad-r"] = splits[text, fold] / "eval"
             return evaluate_model(load_encoder(args, model), untrained_tasks, folder, candidate_text=text)
 
         results["untrained"][UNTRAINED[text]] = folded(
