@@ -35,6 +35,7 @@ a query sample in the same pass.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -437,7 +438,7 @@ def search_shards(queries: np.ndarray, shards: EmbeddingShards, k: int, *, index
             passages = l2_normalize(passages)
         approx = _build_approximate_index(passages, index, nprobe, seed)
         width = min(k, passages.shape[0])
-        shard_scores, shard_ids = _chunked(lambda chunk: approx.search(chunk, width), queries, width)
+        shard_scores, shard_ids = _chunked(functools.partial(approx.search, k=width), queries, width)
         shard_scores[shard_ids < 0] = -np.inf  # fewer than k found in the lists probed
         shard_ids = np.where(shard_ids < 0, -1, shard_ids + first)
         scores, ids = _order_by_score_then_index(np.concatenate([scores, shard_scores], 1),
