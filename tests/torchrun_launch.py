@@ -39,7 +39,7 @@ def _children(pid: int) -> list:
     return children
 
 
-def _stacks(stderr: str, keep: int = 20000) -> str:
+def stderr_tail(stderr: str, keep: int = 20000) -> str:
     """stderr's end without faulthandler's "Extension modules: ..." lists (one per rank, each
     several thousand characters), which would push the stacks out of the message."""
     lines = [line for line in stderr.splitlines() if not line.lstrip().startswith("Extension modules:")]
@@ -60,8 +60,8 @@ def run_torchrun(arguments: list, *, timeout: float, env: dict | None = None,
         process, stdout, stderr, hung = _launch(command, env, timeout)
         if not hung:
             return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-        print(f"torchrun attempt {attempt} of {attempts} hung; stacks:\n{_stacks(stderr)}", file=sys.stderr)
-    pytest.fail(f"torchrun did not finish in {timeout} s ({attempts} attempt(s)); stderr: {_stacks(stderr)}")
+        print(f"torchrun attempt {attempt} of {attempts} hung; stacks:\n{stderr_tail(stderr)}", file=sys.stderr)
+    pytest.fail(f"torchrun did not finish in {timeout} s ({attempts} attempt(s)); stderr: {stderr_tail(stderr)}")
 
 
 def _launch(command: list, env: dict, timeout: float):

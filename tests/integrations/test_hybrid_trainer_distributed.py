@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from torchrun_launch import run_torchrun
+from torchrun_launch import run_torchrun, stderr_tail
 
 pytest.importorskip("sentence_transformers", reason="needs sentence-transformers")
 pytest.importorskip("datasets", reason="needs datasets")
@@ -18,7 +18,7 @@ def test_ranks_of_a_step_share_kind_and_language_and_split_groups(st_model_dir, 
     # rank 0 freeing the trainer after destroy_process_group; the worker now leaves by os._exit
     # after its barrier. Two attempts stay until that is shown to be the whole story.
     done = run_torchrun(["--nproc_per_node=2", worker, st_model_dir, tmp_path], timeout=180, attempts=2)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, stderr_tail(done.stderr, keep=6000)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert len(ranks[0]) == len(ranks[1]) > 0
     for step in zip(*ranks):

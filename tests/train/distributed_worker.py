@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from train_helpers import first_batch_gradients, make_trainer, synthetic_corpus, without_dropout  # noqa: E402
 
 from hbt_fast.data import PairCorpus  # noqa: E402
-from hbt_fast.train import init_distributed  # noqa: E402
+from hbt_fast.train import init_distributed, leave_distributed  # noqa: E402
 
 CASES = {"one-pass": {}, "gradcache": {"chunk_size": 3}, "negatives": {"chunk_size": 3, "hard_negatives": 2},
          "accumulated": {"gradient_accumulation_steps": 3}}
@@ -35,8 +35,7 @@ def main(model_dir: str, output: str) -> None:
         loss, grads = first_batch_gradients(trainer)
         if trainer.rank == 0:
             torch.save({"loss": loss, "gradients": grads}, Path(output) / f"{name}.pt")
-    torch.distributed.barrier()  # leave together: a rank exiting early breaks the peer's socket
-    torch.distributed.destroy_process_group()
+    leave_distributed()  # together: a rank exiting early breaks the peer's socket
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from train_helpers import (duplicate_corpus, first_batch_gradients, make_trainer,  # noqa: E402
                            one_passage_corpus, without_dropout)
 
-from hbt_fast.train import init_distributed  # noqa: E402
+from hbt_fast.train import init_distributed, leave_distributed  # noqa: E402
 
 ONE_PASSAGE = dict(batch_size=64, mode="xx")
 CASES = {
@@ -32,8 +32,7 @@ def main(model_dir: str, output: str) -> None:
         loss, grads = first_batch_gradients(trainer)
         if rank == 0:
             torch.save({"loss": loss, "gradients": grads}, Path(output) / f"{index}.pt")
-    torch.distributed.barrier()  # leave together: a rank exiting early breaks the peer's socket
-    torch.distributed.destroy_process_group()
+    leave_distributed()  # together: a rank exiting early breaks the peer's socket
 
 
 if __name__ == "__main__":

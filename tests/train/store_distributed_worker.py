@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from train_helpers import first_batch_gradients, make_trainer, without_dropout  # noqa: E402
 
 from hbt_fast.data.token_store import TokenStore  # noqa: E402
-from hbt_fast.train import init_distributed  # noqa: E402
+from hbt_fast.train import init_distributed, leave_distributed  # noqa: E402
 
 STEPS = 3
 
@@ -32,8 +32,7 @@ def main(model_dir: str, store: str, output: str) -> None:
     if rank == 0:
         torch.save({name: value.detach().clone() for name, value in run.encoder.state_dict().items()},
                    Path(output) / "weights.pt")
-    torch.distributed.barrier()  # leave together: a rank exiting early breaks the peer's socket
-    torch.distributed.destroy_process_group()
+    leave_distributed()  # together: a rank exiting early breaks the peer's socket
 
 
 if __name__ == "__main__":

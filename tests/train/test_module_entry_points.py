@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from torchrun_launch import run_torchrun
+from torchrun_launch import run_torchrun, stderr_tail
 
 import hbt_fast
 
@@ -45,7 +45,7 @@ def test_the_readme_torchrun_line_trains_with_two_gloo_ranks(tiny_model_dir, tmp
     command = [*arguments, "--model", str(tiny_model_dir), "--train", str(pairs), "--output", str(output),
                "--steps", "2", "--batch-size", "8", "--no-progress"]
     done = run_torchrun(command, env=ENV, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, stderr_tail(done.stderr, keep=6000)
     description = json.loads((output / "run_config.json").read_text())
     assert description["world_size"] == 2 and description["total_steps"] == 2
     assert (output / "model" / "model.safetensors").is_file()

@@ -95,12 +95,11 @@ def run(args: argparse.Namespace) -> int:
     from safetensors import SafetensorError
 
     from hbt_fast.cli import BAD_INPUT, FAILURE, USAGE, reported_as
-    from hbt_fast.train import Trainer, init_distributed
+    from hbt_fast.train import Trainer
 
     with reported_as(USAGE):  # every input problem stops here, before the first step
         config = config_from_args(args)
-        init_distributed()
-        trainer = Trainer(config)
+        trainer = Trainer(config)  # joins torchrun's process group, and leaves it at the end
     # A non-finite loss, a failed checkpoint (CheckpointError), a full disk, a folder gone
     with reported_as(FAILURE, (*BAD_INPUT, RuntimeError, SafetensorError)):
         result = trainer.train()

@@ -15,7 +15,7 @@
 
 from hbt_fast.train.callbacks import Callback
 from hbt_fast.train.checkpoint import CheckpointDirectory, CheckpointError
-from hbt_fast.train.components import init_distributed
+from hbt_fast.train.components import init_distributed, leave_distributed
 from hbt_fast.train.config import TrainConfig
 from hbt_fast.train.state import TrainerState
 from hbt_fast.train.step import StepResult, data_parallel, global_batch_gradients
@@ -23,10 +23,10 @@ from hbt_fast.train.trainer import NonFiniteLossError, Trainer
 
 __all__ = ["Callback", "CheckpointDirectory", "CheckpointError", "NonFiniteLossError", "StepResult",
            "TrainConfig", "Trainer", "TrainerState", "data_parallel", "global_batch_gradients", "init_distributed",
-           "train"]
+           "leave_distributed", "train"]
 
 
 def train(config: TrainConfig, **kwargs):
-    """Build a :class:`Trainer` and run it (joins a torchrun process group if there is one)."""
-    init_distributed()
+    """Build a :class:`Trainer` and run it (it joins torchrun's process group if there is one,
+    and leaves it when the run ends)."""
     return Trainer(config, **kwargs).train()

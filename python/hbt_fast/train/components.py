@@ -16,16 +16,29 @@ import torch.distributed as dist
 from hbt_fast.train.config import MAX_INT, TrainConfig, parse_eval_spec
 
 __all__ = ["check_corpus_for_mode", "check_eval_setup", "check_output", "init_distributed",
-           "check_reporting", "load_encoder", "make_gradient_scaler", "make_optimizer", "make_scheduler",
+           "check_reporting", "leave_distributed", "load_encoder", "make_gradient_scaler", "make_optimizer", "make_scheduler",
            "on_all_ranks", "pick_device", "total_steps"]
 
 
-def init_distributed() -> None:
-    """Join the process group that ``torchrun`` describes (gloo on CPU, NCCL on GPU)."""
+def init_distributed() -> bool:
+    """Join the process group that ``torchrun`` describes (gloo on CPU, NCCL on GPU); True when
+    this call joined it (the caller then leaves it: :func:`leave_distributed`)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         if torch.cuda.is_available():
             torch.cuda.set_device(_local_gpu())
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        return True
+    return False
+
+
+def leave_distributed() -> None:
+    """Wait for every rank, then destroy the process group (nothing without one). A rank that
+    exits with the group alive can abort at interpreter exit (gloo's threads outlive it:
+    "terminate called without an active exception"), and one that leaves early breaks its
+    peers' sockets mid-collective."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _local_gpu() -> int:

@@ -90,7 +90,7 @@ class Trainer:
             check_hub_access(config.hub_model_id)
         if config.eval:
             parts.check_eval_setup(config.eval)
-        parts.init_distributed()
+        self._joined_process_group = parts.init_distributed()
         self.rank, self.world_size = world()
         if config.batch_size % self.world_size:
             raise ValueError(f"batch_size={config.batch_size} must be divisible by the world size {self.world_size}")
@@ -265,14 +265,19 @@ class Trainer:
 
     def train(self) -> Optional[dict]:
         """Run until ``total_steps``; returns the last evaluation (a TaskResult) or None. The
-        output folder is released at the end, however the run ends.
+        output folder is released at the end, however the run ends; a process group this Trainer
+        joined (under torchrun) is left when the run ends normally.
 
         An exception (a non-finite loss, a failed checkpoint, a callback's) stops the run where
         it is: no final model is written, and the newest intact checkpoint is what a resume finds."""
         try:
-            return self._run()
+            result = self._run()
         finally:
             self.close()
+        if self._joined_process_group:  # not after a failure: a peer may be gone or mid-collective
+            parts.leave_distributed()
+            self._joined_process_group = False
+        return result
 
     def _run(self):
         self.output.mkdir(parents=True, exist_ok=True)
@@ -401,5 +406,5 @@ class Trainer:
             drop_log_after(self.output / LOG_FILE, self.step)
 
     def _barrier(self) -> None:
-        if self.world_size > 1:
+        if self.world_size > 1 and dist.is_initialized():  # evaluate() after train() left the group
             dist.barrier()
