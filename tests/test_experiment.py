@@ -152,11 +152,13 @@ def test_alpha_recipe_trains_each_alpha_and_asks_whether_the_metrics_are_concave
     assert main([*small_flags(output, data_dir, tiny_model_dir), "--recipe", "alpha",
                  "--alphas", "0", "0.5", "1", "--steps", "1", "--seeds", "0", "1"]) == 0
     results = json.loads((output / "alpha-results.json").read_text())["results"]
-    assert set(results["runs"]) == {"hybrid-a0", "hybrid-a0.5", "hybrid-a1"}
-    config = json.loads((output / "hybrid-a0-seed1" / "train" / "run_config.json").read_text())["config"]
-    assert (config["alpha"], config["mode"]) == (0.0, "hybrid")
+    assert set(results["runs"]) == {"xy", "hybrid-a0.5", "xx"}  # the ends: the same batches
+    config = json.loads((output / "hybrid-a0.5-seed1" / "train" / "run_config.json").read_text())["config"]
+    assert (config["alpha"], config["mode"]) == (0.5, "hybrid")
+    assert json.loads((output / "xy-seed1" / "train" / "run_config.json").read_text())["config"]["mode"] == "xy"
     report = (output / "alpha-report.md").read_text()
     assert "### Is each metric concave in alpha?" in report and "| ours | hybrid, alpha 0.5 |" in report
+    assert "| ours | hybrid, alpha 0 |" in report and "| ours | hybrid, alpha 1 |" in report
     assert "| mono/map@20 | shape |" in report and "study LaBSE" not in report
 
 
@@ -274,8 +276,8 @@ def test_each_recipe_builds_the_arms_it_describes():
     assert arms() == [{"xx": "xx", "xy": "xy", "hybrid": "hybrid-a0.5", "mixed": "mixed"}]
     assert arms("--recipe", "length") == [{"xx": "xx-400steps", "xy": "xy-400steps",
                                             "hybrid": "hybrid-a0.5-400steps"}]
-    assert arms("--recipe", "alpha", "--alphas", "0", "0.25") == [
-        {"alpha 0": "hybrid-a0", "alpha 0.25": "hybrid-a0.25"}]
+    assert arms("--recipe", "alpha", "--alphas", "0", "0.25", "0.5", "1") == [
+        {"alpha 0": "xy", "alpha 0.25": "hybrid-a0.25", "alpha 0.5": "hybrid-a0.5", "alpha 1": "xx"}]
     assert arms("--recipe", "masking", "--samplings", "xx") == [{"xx": "xx-nomask"}, {"xx": "xx"}]
     assert arms("--recipe", "candidates", "--samplings", "xy") == [{"xy": "xy"}, {"xy": "xy-context"}]
     assert arms("--recipe", "many-languages") == [

@@ -108,6 +108,21 @@ def test_batches_are_the_same_on_every_platform(mode):
 GOLDEN_DIGESTS = {"hybrid": "b3f34fd8388d2553", "mixed": "4d41cb880be4758f"}
 
 
+@pytest.mark.parametrize("alpha, mode", [(1.0, "xx"), (0.0, "xy")])
+@pytest.mark.parametrize("rank", [0, 1])
+def test_hybrid_at_alpha_1_or_0_draws_the_batches_of_xx_or_xy(alpha, mode, rank):
+    """The experiments' alpha sweep reuses the X-X and X-Y runs as its ends on this promise."""
+    languages, groups = make_pairs(300, 5, [1, 0.9, 0.8, 0.7, 0.6], seed=0)
+    hybrid = HybridSampler(languages, groups, 8, mode="hybrid", alpha=alpha, seed=7, rank=rank, world_size=2)
+    plain = HybridSampler(languages, groups, 8, mode=mode, seed=7, rank=rank, world_size=2)
+    for epoch in (0, 3):
+        hybrid.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        assert len(hybrid) == len(plain)
+        for ours, theirs in zip(hybrid.epoch_batches(), plain.epoch_batches()):
+            np.testing.assert_array_equal(ours, theirs)
+
+
 @pytest.mark.parametrize("mode", ["hybrid", "mixed"])
 @pytest.mark.parametrize("stop_after", [0, 1, 13, 40])
 def test_resume_equals_uninterrupted_run(stop_after, mode):

@@ -11,7 +11,8 @@ study's orderings are judged within a condition, and a factor's effect between c
 - ``length``: X-X, X-Y, hybrid trained 400 steps and evaluated every 100 (``--eval-every``):
   the orderings at each length (is a deficit at 100 steps a short-training artefact?).
 - ``alpha``: hybrid at alpha 0, 0.25, 0.5, 0.75, 1 (``--alphas``): is each metric concave in
-  alpha, i.e. does mixing beat the straight line between all-X-Y and all-X-X?
+  alpha, i.e. does mixing beat the straight line between all-X-Y and all-X-X? Alpha 0 and 1
+  are the X-Y and X-X runs (the same batches), and 0.5 the hybrid run.
 - ``masking``: X-X, X-Y, hybrid with duplicate masking on and off (passages with the same text
   never negatives of each other's queries): does the comparison depend on false negatives?
 - ``candidates``: X-X, X-Y, hybrid with candidates (training passages and evaluation
@@ -30,7 +31,7 @@ languages in the Tatoeba training split (``--tatoeba-train-languages``), "unseen
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional
 
 __all__ = ["Arm", "COMMON_FULL", "COMMON_QUICK", "Condition", "LABELS", "RECIPES", "Recipe",
@@ -124,7 +125,7 @@ def _label(sampling: str, alpha: Optional[float], mask_duplicates: Optional[bool
     return ", ".join(parts)
 
 
-def _arm(args, sampling: str, *, show_alpha: bool = False, **settings) -> Arm:
+def _arm(args, sampling: str, **settings) -> Arm:
     """``sampling`` with the experiment's settings, except those given."""
     alpha = settings.pop("alpha", args.alpha) if sampling == "hybrid" else None  # the other
     # modes refuse an alpha
@@ -134,8 +135,7 @@ def _arm(args, sampling: str, *, show_alpha: bool = False, **settings) -> Arm:
     lang_exponent = getattr(args, "lang_exponent", None)
     return Arm(sampling, alpha, mask_duplicates, candidate_text, data, lang_exponent,
                settings.get("steps"),
-               label=_label(sampling, alpha if show_alpha else None, mask_duplicates,
-                            candidate_text, data))
+               label=_label(sampling, None, mask_duplicates, candidate_text, data))
 
 
 def _one(args) -> List[Condition]:
@@ -148,8 +148,18 @@ def _length(args) -> List[Condition]:
 
 
 def _alphas(args) -> List[Condition]:
-    return [Condition("", {f"alpha {alpha:g}": _arm(args, "hybrid", alpha=alpha, show_alpha=True)
-                           for alpha in args.alphas})]
+    return [Condition("", {f"alpha {alpha:g}": _alpha_arm(args, alpha) for alpha in args.alphas})]
+
+
+def _alpha_arm(args, alpha: float) -> Arm:
+    """Hybrid at ``alpha``. Its ends are the X-X and X-Y runs (hybrid at alpha 1 or 0 draws
+    exactly their batches), so a sweep run into the ``sampling`` recipe's folder trains only the
+    interior alphas other than the default (0.5, the sampling recipe's hybrid run)."""
+    if alpha in (0.0, 1.0):
+        arm = _arm(args, "xx" if alpha == 1.0 else "xy")
+    else:
+        arm = _arm(args, "hybrid", alpha=alpha)
+    return replace(arm, label=_label("hybrid", alpha, arm.mask_duplicates, arm.candidate_text, arm.data))
 
 
 def _masking(args) -> List[Condition]:
