@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 from hbt_fast.data import read_pairs_jsonl
-from hbt_fast.train import TrainConfig, Trainer, global_batch_gradients, init_distributed
+from hbt_fast.train import TrainConfig, Trainer, global_batch_gradients, init_distributed, leave_distributed
 
 
 class PerTensorAllReduce:
@@ -70,8 +70,7 @@ def main(model, pairs, output, result_file, batch_size, rounds, chunk_size):
             json.dump({"median_s": median, "all_s": times, "largest_gradient_difference": largest_difference,
                        "tensors": len(reduced), "parameters": sum(p.numel() for p in trainer.encoder.parameters())},
                       handle, indent=1)
-    dist.barrier()
-    dist.destroy_process_group()
+    leave_distributed()
 
 
 if __name__ == "__main__":

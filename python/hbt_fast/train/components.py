@@ -16,8 +16,8 @@ import torch.distributed as dist
 from hbt_fast.train.config import MAX_INT, TrainConfig, parse_eval_spec
 
 __all__ = ["check_corpus_for_mode", "check_eval_setup", "check_output", "init_distributed",
-           "check_reporting", "leave_distributed", "load_encoder", "make_gradient_scaler", "make_optimizer", "make_scheduler",
-           "on_all_ranks", "pick_device", "total_steps"]
+           "check_reporting", "leave_distributed", "load_encoder", "make_gradient_scaler", "make_optimizer",
+           "make_scheduler", "on_all_ranks", "pick_device", "total_steps"]
 
 
 def init_distributed() -> bool:
