@@ -119,7 +119,7 @@ def test_experiment_runs_end_to_end_and_reuses_finished_runs(tiny_model_dir, dat
     assert (output / "xy-seed0" / "result.json").is_file()
     # a finished run is never mixed with one of other settings
     assert main([*flags[:8], "3", *flags[9:]]) == 2
-    error = capsys.readouterr().err
+    error = capsys.readouterr().err.splitlines()[-1]  # after the untrained run, reused
     assert error.startswith("hbt-fast experiment: error: ") and re.search("other settings.*steps", error)
 
 
@@ -312,6 +312,10 @@ def test_recipes_run_into_one_folder_share_the_runs_they_have_in_common(
     assert "duplicate masking" not in (output / "sampling-report.md").read_text()
     assert (output / "report.md").read_text() == (output / "masking-report.md").read_text()
     assert json.loads((output / "results.json").read_text())["results"] == masking
+    # the untrained model does not depend on how the runs train: a longer recipe reuses it
+    assert main([*flags, "--recipe", "length", "--steps", "2", "--eval-every", "1"]) == 0
+    assert re.findall("(\\S+): reusing the finished run", capsys.readouterr().err) == ["untrained"]
+    assert (output / "xx-2steps-seed0" / "result.json").is_file()
     assert main([*flags[:-3], "--recipe", "multi-task", "--tatoeba-train-languages", "deu"]) == 2
     assert re.search("other settings.*tatoeba_train_languages", capsys.readouterr().err)
 

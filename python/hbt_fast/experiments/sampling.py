@@ -144,15 +144,21 @@ def load_encoder(args, model: str):
         max_passage_length=args.max_passage_length)
 
 
-def _cached(folder: Path, fingerprint: dict) -> Optional[dict]:
-    """The row a finished run left, or None; SystemExit when it was run with other settings."""
+# Settings of how the runs train, which the untrained model's figures do not depend on: one
+# untrained evaluation serves recipes of other lengths (``length``) in a shared folder.
+TRAINING_ONLY = ("steps", "eval_every", "batch_size", "lr", "freeze_word_embeddings")
+
+
+def _cached(folder: Path, fingerprint: dict, ignored: tuple = ()) -> Optional[dict]:
+    """The row a finished run left, or None; SystemExit when it was run with other settings
+    (other than the ``ignored`` ones, which cannot change its figures)."""
     path = folder / RESULT_FILE
     if not path.is_file():
         return None
     saved = json.loads(path.read_text(encoding="utf-8"))
-    if saved["settings"] != fingerprint:
-        changed = sorted(k for k in set(saved["settings"]) | set(fingerprint)
-                         if saved["settings"].get(k) != fingerprint.get(k))
+    changed = sorted(k for k in set(saved["settings"]) | set(fingerprint)
+                     if k not in ignored and saved["settings"].get(k) != fingerprint.get(k))
+    if changed:
         raise SystemExit(f"{path} holds a run with other settings ({', '.join(changed)}); use a new "
                          "--output, or remove that folder to run it again")
     print(f"{folder.name}: reusing the finished run in {path}", file=sys.stderr)
@@ -417,11 +423,12 @@ def run_experiment(args, root: Path, model: str, output: Path, fingerprint: dict
     def tasks_of(fold):
         return dict(tasks, **{"xquad-r": splits[texts[0], fold] / "eval"})
 
-    def folded(name: str, seed_part: str, this: dict, evaluate) -> dict:
-        """The row of ``OUTPUT/<name><seed_part>``, reused when finished: ``evaluate(folder,
-        settings, fold)``'s, or with ``--folds`` each fold's (``<name>-fold<k><seed_part>``) joined."""
+    def folded(name: str, seed_part: str, this: dict, evaluate, ignored: tuple = ()) -> dict:
+        """The row of ``OUTPUT/<name><seed_part>``, reused when finished (settings but the
+        ``ignored`` ones alike): ``evaluate(folder, settings, fold)``'s, or with ``--folds`` each
+        fold's (``<name>-fold<k><seed_part>``) joined."""
         folder = output / f"{name}{seed_part}"
-        row = _cached(folder, this)
+        row = _cached(folder, this, ignored)
         if row is not None:
             return row
         if args.folds == 1:
@@ -429,7 +436,7 @@ def run_experiment(args, root: Path, model: str, output: Path, fingerprint: dict
         parts = []
         for fold in _folds(args):
             part, settings = output / f"{name}{_suffix(fold)}{seed_part}", dict(this, fold=fold)
-            row = _cached(part, settings)
+            row = _cached(part, settings, ignored)
             parts.append((part, row if row is not None
                           else _finish(part, settings, evaluate(part, settings, fold))))
         return _finish(folder, this, combine_folds(folder, parts))
@@ -447,7 +454,8 @@ def run_experiment(args, root: Path, model: str, output: Path, fingerprint: dict
             return evaluate_model(load_encoder(args, model), untrained_tasks, folder, candidate_text=text)
 
         results["untrained"][UNTRAINED[text]] = folded(
-            UNTRAINED[text], "", dict(fingerprint, candidate_text=text), untrained)
+            UNTRAINED[text], "", dict(fingerprint, candidate_text=text), untrained,
+            ignored=TRAINING_ONLY)
     for seed in args.seeds:
         for arm in arms:
             def trained(run_dir, this, fold, arm=arm, seed=seed):
