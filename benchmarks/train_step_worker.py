@@ -28,9 +28,11 @@ class PerTensorAllReduce:
 
 
 def per_tensor_step(trainer, inputs):
+    # the same loss as the trainer's step: its duplicate masking (the groups) included
     ids = {"query": inputs.query_ids, "passage": inputs.passage_ids}
     global_batch_gradients(lambda side, rows: trainer.sides(side, ids[side][rows]), len(inputs.query_ids),
-                           len(inputs.passage_ids), trainer.loss_fn, chunk_size=trainer.config.chunk_size,
+                           len(inputs.passage_ids), trainer.loss_fn, query_groups=inputs.query_groups,
+                           passage_groups=inputs.passage_groups, chunk_size=trainer.config.chunk_size,
                            ddp=PerTensorAllReduce)
     PerTensorAllReduce.reduce(trainer.encoder.parameters())
 
