@@ -202,9 +202,9 @@ class Recipe:
 
 
 COMMON_FULL = {"steps": 100, "seeds": [0, 1, 2, 3, 4], "eval_fraction": 0.25, "languages": None,
-               "tatoeba_languages": [*TATOEBA_XQUAD_LANGUAGES, *TATOEBA_LOW_RESOURCE], "batch_size": 32, "max_query_length": 48,
-               "max_passage_length": 96, "eval_every": 0, "samplings": ["xx", "xy", "hybrid"],
-               "alphas": None,
+               "tatoeba_languages": [*TATOEBA_XQUAD_LANGUAGES, *TATOEBA_LOW_RESOURCE],
+               "batch_size": 32, "max_query_length": 48, "max_passage_length": 96,
+               "eval_every": 0, "samplings": ["xx", "xy", "hybrid"], "alphas": None,
                # Tatoeba recipes: None trains on every Tatoeba language with enough lines except
                # the low-resource five, which stay unseen (zero-shot)
                "tatoeba_train_languages": None}

@@ -106,8 +106,9 @@ def evaluate_model(encoder, tasks: dict, run_dir: Path, *, candidate_text: str =
     each benchmark's per-query values go to ``run_dir/per_query/<benchmark>.npz``.
 
     ``tasks`` maps "xquad-r" (the held-out split), optionally "mlqa-r", to folders, and
-    "tatoeba" to ``(folder, languages)`` or ``(folder, languages, seen_languages)``, or None; ``done`` holds results already computed for
-    this encoder (the trainer's final evaluation of XQuAD-R), which are not computed again.
+    "tatoeba" to ``(folder, languages)`` or ``(folder, languages, seen_languages)``, or None;
+    ``done`` holds results already computed for this encoder (the trainer's final evaluation of
+    XQuAD-R), which are not computed again.
     """
     from hbt_fast.evaluate import evaluate_lareqa, evaluate_tatoeba
 
