@@ -72,6 +72,7 @@ def main(model, pairs, output, result_file, batch_size, rounds, chunk_size):
             json.dump({"median_s": median, "all_s": times, "largest_gradient_difference": largest_difference,
                        "tensors": len(reduced), "parameters": sum(p.numel() for p in trainer.encoder.parameters())},
                       handle, indent=1)
+    trainer = None  # its DDP wrapper holds the group (see leave_distributed)
     leave_distributed()
 
 

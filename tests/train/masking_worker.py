@@ -32,6 +32,7 @@ def main(model_dir: str, output: str) -> None:
         loss, grads = first_batch_gradients(trainer)
         if rank == 0:
             torch.save({"loss": loss, "gradients": grads}, Path(output) / f"{index}.pt")
+    del trainer  # its DDP wrapper holds the group (see leave_distributed)
     leave_distributed()  # together: a rank exiting early breaks the peer's socket
 
 

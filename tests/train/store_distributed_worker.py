@@ -32,6 +32,7 @@ def main(model_dir: str, store: str, output: str) -> None:
     if rank == 0:
         torch.save({name: value.detach().clone() for name, value in run.encoder.state_dict().items()},
                    Path(output) / "weights.pt")
+    del trainer, run  # their DDP wrappers hold the group (see leave_distributed)
     leave_distributed()  # together: a rank exiting early breaks the peer's socket
 
 

@@ -93,7 +93,7 @@ def run_torchrun(script, *args, timeout=300):
     """``script args`` under torchrun with 2 processes (gloo on CPU); fails the test on a non-zero exit."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     result = torchrun_launch.run_torchrun(["--nproc_per_node=2", script, *args], env=env, timeout=timeout)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, torchrun_launch.stderr_tail(result.stderr, keep=6000)
 
 
 def one_passage_corpus(count=64):

@@ -3,6 +3,7 @@ data checks, encoder, optimizer, schedule."""
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import math
 import os
@@ -35,10 +36,13 @@ def leave_distributed() -> None:
     """Wait for every rank, then destroy the process group (nothing without one). A rank that
     exits with the group alive can abort at interpreter exit (gloo's threads outlive it:
     "terminate called without an active exception"), and one that leaves early breaks its
-    peers' sockets mid-collective."""
+    peers' sockets mid-collective. Release what holds the group (a ``DistributedDataParallel``
+    wrapper's reducer) before calling this: the collection that ends it frees such holders
+    left in reference cycles now, while the interpreter is whole, not during its teardown."""
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+        gc.collect()
 
 
 def _local_gpu() -> int:

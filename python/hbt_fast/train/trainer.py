@@ -275,6 +275,7 @@ class Trainer:
         finally:
             self.close()
         if self._joined_process_group:  # not after a failure: a peer may be gone or mid-collective
+            self.ddp = None  # its reducer holds the group; the model itself is self.sides
             parts.leave_distributed()
             self._joined_process_group = False
         return result
